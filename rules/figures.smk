@@ -1,0 +1,15 @@
+rule figure:
+    """A figure of the paper, drawn from artifacts only (never trains)."""
+    input:
+        unpack(figure_inputs),
+    output:
+        output=f"{RESULTS}/{{fig}}.pdf",
+    log:
+        f"{RESULTS}/logs/figures/{{fig}}.log",
+    conda:
+        "../envs/memorization.yaml"
+    params:
+        figure="{fig}",
+        options=lambda wc: FIGURES[wc.fig],
+    script:
+        "../scripts/figure.py"

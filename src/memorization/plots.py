@@ -1,0 +1,202 @@
+"""The paper's figures, drawn from artifacts only (no computation beyond smoothing).
+
+:func:`draw` dispatches on the figure name; each ``figN`` function takes the
+artifact paths it needs and the figure's options from the config, and writes a
+vector PDF atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .artifacts import config_of, open_artifact  # noqa: E402
+
+__all__ = ["FIGURES", "draw", "smooth"]
+
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "pdf.fonttype": 42})
+
+COLORS = {"easy": "tab:blue", "difficult": "tab:red", "full": "black", "test": "tab:green"}
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred sliding-window mean (the window shrinks at the edges); window<=1: unchanged."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or values.size == 0:
+        return values
+    half = window // 2
+    out = np.empty_like(values)
+    for i in range(values.size):
+        lo, hi = max(0, i - half), min(values.size, i + half + 1)
+        out[i] = values[lo:hi].mean()
+    return out
+
+
+def _save(fig, output: str | os.PathLike) -> None:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".pdf", dir=output.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="pdf", bbox_inches="tight")
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def _settings(cfg: Mapping) -> str:
+    """A short description of an experiment for titles and captions."""
+    model = cfg.get("model", "?")
+    extra = {"mlp": f"hidden {cfg.get('hidden', '')}", "vgg11": f"width {cfg.get('width', 1.0)}"}
+    parts = [
+        f"{cfg.get('dataset', '?')}",
+        f"{model}" + (f" ({extra[model]})" if model in extra else ""),
+        f"{cfg.get('corrupt', 0)} random labels",
+        f"lr {cfg.get('lr', '?')}",
+        f"{cfg.get('epochs', '?')} epochs",
+    ]
+    return ", ".join(parts)
+
+
+def _name(path: str) -> str:
+    return Path(path).parent.name
+
+
+# --- figure 2: histograms of memorization scores --------------------------------------
+
+
+def fig2(inputs: Mapping, options: Mapping, output) -> None:
+    clean = open_artifact(inputs["clean"], "scores")
+    noisy = open_artifact(inputs["corrupted"], "scores")
+    bins = int(options.get("bins", 60))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    axes[0].hist(clean["memorization"].values, bins=bins, color="tab:blue")
+    axes[0].set_title(f"(a) uncorrupted: {_name(inputs['clean'])}")
+    corrupted = noisy["corrupted"].values.astype(bool)
+    scores = noisy["memorization"].values
+    edges = np.histogram_bin_edges(scores, bins=bins)
+    axes[1].hist(scores[~corrupted], bins=edges, color="tab:blue", alpha=0.7, label="real labels")
+    axes[1].hist(
+        scores[corrupted], bins=edges, color="tab:red", alpha=0.7, label="random labels"
+    )
+    title = f"(b) {corrupted.sum()} random labels: {_name(inputs['corrupted'])}"
+    if "corrupted_auc" in noisy.attrs:
+        title += f"\nROC AUC {float(noisy.attrs['corrupted_auc']):.3f}"
+    axes[1].set_title(title)
+    axes[1].legend(frameon=False)
+    for ax in axes:
+        ax.set_xlabel("memorization score (nats)")
+        ax.set_ylabel("number of training examples")
+    fig.suptitle(f"Figure 2: memorization scores. {_settings(config_of(noisy))}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, output)
+
+
+# --- figures 7 and 8: lowest and highest scores per class -----------------------------
+
+
+def _example_grid(inputs: Mapping, options: Mapping, output, number: int) -> None:
+    scores = open_artifact(inputs["scores"], "scores")
+    data = open_artifact(inputs["data"], "dataset")
+    per_class = int(options.get("per_class", 4))
+    classes = np.unique(scores["label"].values)
+    class_names = data["class_name"].values
+    fig, axes = plt.subplots(
+        2 * per_class + 1,
+        len(classes),
+        figsize=(1.05 * len(classes), 1.25 * (2 * per_class + 1)),
+        gridspec_kw={"height_ratios": [1] * per_class + [0.25] + [1] * per_class},
+    )
+    mem = scores["memorization"].values
+    labels = scores["label"].values
+    for col, cls in enumerate(classes):
+        idx = np.flatnonzero(labels == cls)
+        order = idx[np.argsort(mem[idx], kind="stable")]
+        chosen = list(order[:per_class]) + [None] + list(order[::-1][:per_class])
+        for row, pos in enumerate(chosen):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if pos is None:
+                ax.axis("off")
+                continue
+            ex = int(scores["example"].values[pos])
+            img = data["image"].sel(example=ex).values.transpose(1, 2, 0)
+            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            triplet = (
+                f"({int(labels[pos])},{int(scores['pred_unmuted'].values[pos])},"
+                f"{int(scores['pred_muted'].values[pos])})"
+            )
+            ax.set_title(f"{mem[pos]:.2f}\n{triplet}", fontsize=6, pad=2)
+        axes[0, col].set_xlabel("")
+        axes[-1, col].set_xlabel(str(class_names[cls]), fontsize=7)
+    axes[0, 0].set_ylabel("lowest", fontsize=7)
+    axes[per_class + 1, 0].set_ylabel("highest", fontsize=7)
+    cfg = config_of(scores)
+    fig.suptitle(
+        f"Figure {number}: lowest (top) and highest (bottom) memorization scores per class, "
+        f"{_name(inputs['scores'])}\n{_settings(cfg)}. Above each image: score and "
+        "(label, unmuted prediction, muted prediction)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    _save(fig, output)
+
+
+def fig7(inputs, options, output) -> None:
+    _example_grid(inputs, options, output, 7)
+
+
+def fig8(inputs, options, output) -> None:
+    _example_grid(inputs, options, output, 8)
+
+
+# --- figure 9: sub-network accuracy ----------------------------------------------------
+
+
+def fig9(inputs: Mapping, options: Mapping, output) -> None:
+    paths = inputs["scores"]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    fig, axes = plt.subplots(1, len(paths), figsize=(4 * len(paths), 3.2), squeeze=False)
+    for i, (ax, path) in enumerate(zip(axes[0], paths, strict=True)):
+        sc = open_artifact(path, "scores")
+        acc = sc["subnet_accuracy"]
+        for subnet, style in (("unmuted", "-"), ("muted", "--")):
+            ax.plot(
+                acc["epoch"].values,
+                acc.sel(subnet=subnet).values,
+                style,
+                marker="o",
+                ms=3,
+                label=f"{subnet} sub-network",
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training accuracy")
+        ax.set_ylim(0, 1.02)
+        cfg = config_of(sc)
+        ax.set_title(f"({chr(97 + i)}) {_name(path)}\n{_settings(cfg)}")
+        ax.legend(frameon=False)
+    fig.suptitle("Figure 9: training accuracy of the muted and unmuted sub-networks", fontsize=9)
+    fig.tight_layout()
+    _save(fig, output)
+
+
+FIGURES: dict[str, Callable] = {"fig2": fig2, "fig7": fig7, "fig8": fig8, "fig9": fig9}
+
+
+def draw(figure: str, inputs: Mapping, options: Mapping, output) -> None:
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}; known: {sorted(FIGURES)}")
+    FIGURES[figure](inputs, options, output)

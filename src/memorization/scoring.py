@@ -1,0 +1,140 @@
+"""Memorization scores from a model trained with turn-over dropout (eq. 6).
+
+The memorization score of training example ``i`` is the loss of its muted
+sub-network (never trained on ``i``, the stand-in for a model trained without
+it) minus the loss of its unmuted sub-network (trained on everything), both in
+eval mode. :func:`score_split` trains the turn-over model and scores every
+example of the split it was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.nn import functional as F
+
+from .data import TensorSplit
+from .masks import TurnOverMasks
+from .models import TurnOverNet, build_model
+from .training import OptimConfig, fit, seed_everything
+
+__all__ = ["SUBNETS", "score_examples", "score_split"]
+
+log = logging.getLogger("memorization.scoring")
+
+SUBNETS = ("unmuted", "muted")
+
+
+@torch.inference_mode()
+def score_examples(
+    model: TurnOverNet, split: TensorSplit, masks: TurnOverMasks, batch_size: int = 1024
+) -> dict[str, np.ndarray]:
+    """Losses, label probabilities and predictions of both sub-networks for every example.
+
+    ``masks`` addresses the examples of ``split`` by position. Work the two
+    sub-networks share (e.g. the MLP's unmasked first layer) is done once.
+    """
+    model.eval()
+    out: dict[str, list[torch.Tensor]] = {
+        f"{k}_{s}": [] for k in ("loss", "prob", "pred") for s in SUBNETS
+    }
+    device = split.x.device
+    for start in range(0, len(split), batch_size):
+        rows = torch.arange(start, min(start + batch_size, len(split)), device=device)
+        x, y = split.x[rows], split.y[rows]
+        for subnet, logits in zip(
+            SUBNETS, model.forward_pair(x, masks.unmuted(rows), masks.muted(rows)), strict=True
+        ):
+            logp = F.log_softmax(logits.float(), dim=1)
+            nll = -logp.gather(1, y[:, None])[:, 0]
+            out[f"loss_{subnet}"].append(nll.cpu())
+            out[f"prob_{subnet}"].append(nll.neg().exp().cpu())
+            out[f"pred_{subnet}"].append(logits.argmax(1).cpu())
+    res = {k: torch.cat(v).numpy() for k, v in out.items()}
+    res["memorization"] = res["loss_muted"] - res["loss_unmuted"]
+    return res
+
+
+def score_split(
+    model_name: str,
+    model_options: Mapping,
+    split: TensorSplit,
+    n_classes: int,
+    opt: OptimConfig,
+    seed: int,
+    *,
+    true_labels: np.ndarray | None = None,
+    corrupted: np.ndarray | None = None,
+    score_batch_size: int = 1024,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Train a turn-over model on ``split`` and return its scores as an xarray Dataset.
+
+    ``split`` must already be on the device to train on. ``subnet_accuracy`` and
+    ``subnet_loss`` record both sub-networks on the training labels after every
+    epoch (appendix D, figure 9).
+    """
+    device = split.x.device
+    seed_everything(seed)
+    model = build_model(model_name, tuple(split.x.shape[1:]), n_classes, **model_options)
+    model.to(device)
+    masks = TurnOverMasks(seed, model.mask_units, split.examples, device)
+    history: dict[str, list[float]] = {f"{k}_{s}": [] for k in ("acc", "loss") for s in SUBNETS}
+    y = split.y.cpu().numpy()
+    final: dict[str, np.ndarray] = {}
+
+    def after_epoch(epoch: int) -> dict[str, float]:
+        final.clear()
+        final.update(score_examples(model, split, masks, score_batch_size))
+        for s in SUBNETS:
+            history[f"acc_{s}"].append(float((final[f"pred_{s}"] == y).mean()))
+            history[f"loss_{s}"].append(float(final[f"loss_{s}"].mean()))
+        return {f"acc_{s}": history[f"acc_{s}"][-1] for s in SUBNETS}
+
+    fit(
+        model,
+        split,
+        opt,
+        seed=seed,
+        masks=masks,
+        after_epoch=after_epoch,
+        desc="turn-over training",
+        progress=progress,
+    )
+    if not final:  # zero epochs: score the untrained model
+        after_epoch(0)
+    n = len(split)
+    true_labels = y if true_labels is None else np.asarray(true_labels)
+    corrupted = np.zeros(n, bool) if corrupted is None else np.asarray(corrupted, bool)
+    ex = ("example",)
+    ds = xr.Dataset(
+        {
+            **{k: (ex, v) for k, v in final.items()},
+            "label": (ex, y),
+            "true_label": (ex, true_labels),
+            "corrupted": (ex, corrupted),
+            "subnet_accuracy": (
+                ("epoch", "subnet"),
+                np.array([history[f"acc_{s}"] for s in SUBNETS]).T.reshape(-1, 2),
+            ),
+            "subnet_loss": (
+                ("epoch", "subnet"),
+                np.array([history[f"loss_{s}"] for s in SUBNETS]).T.reshape(-1, 2),
+            ),
+        },
+        coords={
+            "example": split.examples,
+            "epoch": np.arange(1, len(history["acc_unmuted"]) + 1)
+            if opt.epochs
+            else np.array([0]),
+            "subnet": list(SUBNETS),
+        },
+    )
+    ds.attrs["masked_layers"] = len(model.mask_units)
+    ds.attrs["mask_units"] = list(model.mask_units)
+    ds.attrs["shared_parameters"] = ", ".join(model.shared_parameter_names()) or "none"
+    return ds
