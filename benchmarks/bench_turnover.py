@@ -35,7 +35,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     n = args.examples
     split = TensorSplit(
-        torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g),
+        torch.randn(n, 1, 28, 28, generator=g),
+        torch.randint(0, 10, (n,), generator=g),
         np.arange(n),
     )
     opt = OptimConfig(epochs=1, lr=0.06, batch_size=args.batch_size)
@@ -64,15 +65,21 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"MLP 784-{args.hidden}-10, {n} examples, batch {args.batch_size}, "
-          f"{args.threads} threads, median of {args.repeats}")
+    print(
+        f"MLP 784-{args.hidden}-10, {n} examples, batch {args.batch_size}, "
+        f"{args.threads} threads, median of {args.repeats}"
+    )
     print(f"  mask bank for {n} examples: {bank_s:.2f} s (once per run)")
     for k, v in med.items():
         print(f"  {k:9s} {v:8.3f} s  (runs: {', '.join(f'{t:.3f}' for t in times[k])})")
-    print(f"turn-over epoch / plain epoch     = {med['turnover'] / med['plain']:.3f}  "
-          "(target <= 1.10)")
-    print(f"scoring all examples / plain epoch = {med['scoring'] / med['plain']:.3f}  "
-          "(target <= 0.60)")
+    print(
+        f"turn-over epoch / plain epoch     = {med['turnover'] / med['plain']:.3f}  "
+        "(target <= 1.10)"
+    )
+    print(
+        f"scoring all examples / plain epoch = {med['scoring'] / med['plain']:.3f}  "
+        "(target <= 0.60)"
+    )
 
 
 if __name__ == "__main__":

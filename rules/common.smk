@@ -3,6 +3,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from memorization.config import coerce_overrides, figure_experiments, validate_config
+from memorization.data import DATASETS
 from memorization.stages import OPTIM_KEYS, model_options
 
 min_version("9.0")
@@ -22,6 +23,7 @@ wildcard_constraints:
     exp="|".join(map(str, EXPERIMENTS)) or "NONE",
     split="train|test",
     fig="|".join(FIGURES) or "NONE",
+    level=r"\d+",
 
 
 def experiment(name):
@@ -77,4 +79,38 @@ def figure_inputs(wildcards):
         }
     if fig == "fig9":
         return {"scores": [scores_of(name) for name in figure_experiments(cfg)]}
+    if fig in ("fig3", "fig5"):
+        return {
+            "dynamics": [f"{RESULTS}/{n}/dynamics.nc" for n in figure_experiments(cfg)]
+        }
+    if fig == "fig4":
+        return {"gradstats": f"{RESULTS}/{cfg['experiment']}/gradstats.nc"}
+    if fig == "fig6":
+        return {"crosstrain": f"{RESULTS}/{cfg['experiment']}/crosstrain.nc"}
+    if fig == "fig10":
+        return {"levels": sweep_inputs(cfg["experiment"])}
     raise ValueError(f"figures.{fig}: no rule draws this figure yet")
+
+
+def test_subset_size(name):
+    """Test subsets are as large a share of the test split as the training subsets are
+    of the training split, unless test_subset_size says otherwise."""
+    exp = experiment(name)
+    if exp.get("test_subset_size"):
+        return exp["test_subset_size"]
+    info = DATASETS[exp["dataset"]]
+    return max(1, round(exp["subset_size"] * info.n_test / info.n_train))
+
+
+def study_params(name, *extra):
+    """Scores' slice plus what the plain-training studies read."""
+    exp = experiment(name)
+    out = score_params(name)
+    keys = ("subset_size", "dynamics_lr", "dynamics_epochs", *extra)
+    out.update({k: exp[k] for k in keys if exp.get(k) is not None})
+    return out
+
+
+def sweep_inputs(name):
+    levels = experiment(name)["corruption_levels"]
+    return [f"{RESULTS}/{name}/sweep/corrupt{level}.nc" for level in levels]

@@ -42,6 +42,36 @@ def test_default_and_paper_configs_are_valid():
         ("figures.fig2.corrupted", "nope", "figures.fig2: experiment 'nope' is not defined"),
         ("figures.fig11", {"experiment": "mnist_mlp"}, "figures.fig11: unknown figure"),
         ("device", "tpu", "device: must be one of"),
+        (
+            "experiments.mnist_mlp_noisy.probe_size",
+            1000,
+            "experiments.mnist_mlp_noisy.probe_size: 1000 is larger than the subsets",
+        ),
+        (
+            "experiments.mnist_mlp.corruption_levels",
+            [],
+            "experiments.mnist_mlp.corruption_levels: must be a non-empty list",
+        ),
+        (
+            "experiments.mnist_mlp.corruption_levels",
+            [0, 5000],
+            "experiments.mnist_mlp.corruption_levels: 5000 exceeds",
+        ),
+        (
+            "experiments.mnist_mlp.test_subset_size",
+            501,
+            "experiments.mnist_mlp.test_subset_size: 501 is more than half",
+        ),
+        (
+            "figures.fig4.experiment",
+            "mnist_mlp",
+            "figures.fig4: experiment 'mnist_mlp' has no probe_size",
+        ),
+        (
+            "figures.fig10.experiment",
+            "mnist_vgg",
+            "figures.fig10: experiment 'mnist_vgg' has no corruption_levels",
+        ),
     ],
 )
 def test_bad_input_names_the_key(path, value, message):

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from memorization import gradstats
 from memorization.gradstats import hooks
+from memorization.gradstats.cosine import UnitGradientSum, inverse_norms
 from memorization.models import MLP, VGG11
 
 RTOL = 1e-5
@@ -117,6 +118,31 @@ def test_chunked_cosine_equals_unchunked(cases, dtype, method):
     tol = 1e-12 if dtype == torch.float64 else RTOL
     for chunk in (5,) if method == "backpack" else (1, 5, 12, 100):
         assert_close(gradstats.cosine_similarity(model, x, y, method, chunk_size=chunk), whole, tol)
+
+
+@pytest.mark.parametrize("method", FAST)
+def test_chunked_cosine_mlp(cases, method):
+    """Gram matrices (one chunk) and float64 unit sums (several) give the same cosine."""
+    model, x, y, (_, cosine, _), _ = cases["mlp", torch.float32]
+    for chunk in (None, 1, 7):
+        assert_close(gradstats.cosine_similarity(model, x, y, method, chunk_size=chunk), cosine)
+
+
+def test_unit_gradient_sum():
+    """The float64 accumulator against pairwise cosines, zero vectors counting as 0."""
+    torch.manual_seed(3)
+    v = torch.randn(9, 5, dtype=torch.float64)
+    v[4] = 0.0
+    acc = UnitGradientSum()
+    for rows in (slice(0, 4), slice(4, 9)):
+        block = v[rows]
+        sq = block.square().sum(1)
+        acc.add(sq, {"p": (inverse_norms(sq)[:, None] * block).sum(0)})
+    pair = F.cosine_similarity(v[:, None], v[None, :], dim=-1)
+    want = (pair.sum() - pair.diagonal().sum()) / (9 * 8)
+    assert acc.cosine() == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(ValueError, match="whole set"):
+        acc.add(sq, {}, sum_sq=1.0)
 
 
 def test_hooks_internal_chunking(cases, monkeypatch):
@@ -230,6 +256,7 @@ class Attention(nn.Module):
         return self.out(h.mean(1))
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
 def test_unsupported_module_under_hooks():
     torch.manual_seed(2)
     model = Attention().double()

@@ -28,9 +28,16 @@ def test_muted_subnetwork_gets_exactly_zero_gradient(name, shape, opts):
     model = build_model(name, shape, 10, **opts).double()
     shared = set(model.shared_parameter_names())
     # only VGG-11 with unmasked early convolutions has shared parameters
-    assert shared == {
-        f"convs.{i}.{p}" for i in range(8 - opts.get("masked_layers", 8)) for p in ("weight", "bias")
-    } or name == "mlp" and not shared
+    assert (
+        shared
+        == {
+            f"convs.{i}.{p}"
+            for i in range(8 - opts.get("masked_layers", 8))
+            for p in ("weight", "bias")
+        }
+        or name == "mlp"
+        and not shared
+    )
     examples = np.arange(100, 106)
     masks = TurnOverMasks(5, model.mask_units, examples)
     x = torch.randn(len(examples), *shape, dtype=torch.float64)
@@ -62,8 +69,9 @@ def test_mlp_masks_cover_hidden_rows_and_output_columns():
     model = MLP((1, 4, 4), 3, hidden=64)
     masks = TurnOverMasks(0, model.mask_units, [42])
     keep = masks.unmuted(torch.tensor([0]))[0][0] > 0
-    loss = F.cross_entropy(model(torch.randn(1, 1, 4, 4), masks.unmuted(torch.tensor([0]))),
-                           torch.tensor([1]))
+    loss = F.cross_entropy(
+        model(torch.randn(1, 1, 4, 4), masks.unmuted(torch.tensor([0]))), torch.tensor([1])
+    )
     loss.backward()
     assert torch.all(model.hidden.weight.grad[~keep] == 0)
     assert torch.all(model.hidden.bias.grad[~keep] == 0)

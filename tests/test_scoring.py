@@ -21,8 +21,9 @@ OPT = OptimConfig(epochs=3, lr=0.05, batch_size=64)
 
 
 def _score(split, seed=0, corrupted=None):
-    return score_split("mlp", {"hidden": 128}, split, 10, OPT, seed, corrupted=corrupted,
-                       progress=False)
+    return score_split(
+        "mlp", {"hidden": 128}, split, 10, OPT, seed, corrupted=corrupted, progress=False
+    )
 
 
 def test_scores_are_deterministic_for_a_seed(small_train):
@@ -37,8 +38,9 @@ def test_score_dataset_contents(small_train):
     np.testing.assert_allclose(
         ds["memorization"].values, ds["loss_muted"].values - ds["loss_unmuted"].values
     )
-    np.testing.assert_allclose(ds["prob_unmuted"].values, np.exp(-ds["loss_unmuted"].values),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        ds["prob_unmuted"].values, np.exp(-ds["loss_unmuted"].values), rtol=1e-5
+    )
     assert ds["subnet_accuracy"].dims == ("epoch", "subnet")
     assert ds["epoch"].values.tolist() == [1, 2, 3]
     assert list(ds["subnet"].values) == ["unmuted", "muted"]
@@ -62,16 +64,16 @@ def test_memorization_flags_random_labels(small_train):
     labels, corrupted = corrupt_labels(small_train.y.numpy(), 100, 10, seed=0)
     noisy = TensorSplit(small_train.x, torch.as_tensor(labels), small_train.examples)
     opt = OptimConfig(epochs=12, lr=0.1, batch_size=64)
-    ds = score_split("mlp", {"hidden": 512}, noisy, 10, opt, 0, corrupted=corrupted,
-                     progress=False)
+    ds = score_split("mlp", {"hidden": 512}, noisy, 10, opt, 0, corrupted=corrupted, progress=False)
     auc = roc_auc_score(corrupted, ds["memorization"].values)
     assert auc > 0.8
 
 
 def test_scoring_shares_the_first_layer_but_matches_separate_forwards(small_train):
+    from torch.nn import functional as F
+
     from memorization.masks import TurnOverMasks
     from memorization.models import MLP
-    from torch.nn import functional as F
 
     torch.manual_seed(0)
     model = MLP((1, 28, 28), 10, hidden=64)
@@ -79,14 +81,18 @@ def test_scoring_shares_the_first_layer_but_matches_separate_forwards(small_trai
     res = score_examples(model, small_train, masks, batch_size=100)
     rows = torch.arange(len(small_train))
     with torch.no_grad():
-        ref = F.cross_entropy(model(small_train.x, masks.muted(rows)), small_train.y,
-                              reduction="none")
+        ref = F.cross_entropy(
+            model(small_train.x, masks.muted(rows)), small_train.y, reduction="none"
+        )
     np.testing.assert_allclose(res["loss_muted"], ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_subsets_are_lowest_and_highest():
-    mem = xr.DataArray(np.array([0.5, -1.0, 3.0, 0.0, 2.0, 0.1]), dims="example",
-                       coords={"example": [10, 11, 12, 13, 14, 15]})
+    mem = xr.DataArray(
+        np.array([0.5, -1.0, 3.0, 0.0, 2.0, 0.1]),
+        dims="example",
+        coords={"example": [10, 11, 12, 13, 14, 15]},
+    )
     ds = easy_difficult(mem, 2)
     assert ds["example"].values[ds["easy"].values].tolist() == [11, 13]
     assert ds["example"].values[ds["difficult"].values].tolist() == [12, 14]
@@ -95,8 +101,14 @@ def test_subsets_are_lowest_and_highest():
 
 
 def test_artifacts_carry_units_provenance_and_are_atomic(tmp_path, monkeypatch):
-    ds = xr.Dataset({"easy": ("example", [True, False]), "difficult": ("example", [False, True]),
-                     "memorization": ("example", [0.1, 2.0])}, coords={"example": [3, 4]})
+    ds = xr.Dataset(
+        {
+            "easy": ("example", [True, False]),
+            "difficult": ("example", [False, True]),
+            "memorization": ("example", [0.1, 2.0]),
+        },
+        coords={"example": [3, 4]},
+    )
     path = tmp_path / "subsets.nc"
     write_artifact(ds, path, "subsets", provenance({"seed": 7, "lr": 0.1}, device="cpu"))
     with xr.open_dataset(path, engine=ENGINE) as back:

@@ -102,9 +102,7 @@ def _check_experiment(name: str, exp: Mapping) -> list[str]:
     if dataset not in DATASETS:
         errors.append(f"{where}.dataset: unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
     if exp.get("model") not in MODELS:
-        errors.append(
-            f"{where}.model: unknown model {exp.get('model')!r}; known: {sorted(MODELS)}"
-        )
+        errors.append(f"{where}.model: unknown model {exp.get('model')!r}; known: {sorted(MODELS)}")
     for key in POSITIVE:
         value = exp.get(key)
         if not _is_number(value) or value <= 0:
@@ -131,6 +129,18 @@ def _check_experiment(name: str, exp: Mapping) -> list[str]:
                 f"{where}.subset_size: {size} is more than half of the {n_train} training "
                 f"examples of {dataset} (at most {n_train // 2}), so the easy and difficult "
                 "subsets would overlap"
+            )
+    test_size = exp.get("test_subset_size")
+    if test_size is not None and dataset in DATASETS:
+        n_test = DATASETS[dataset].n_test
+        if not isinstance(test_size, int) or test_size < 1:
+            errors.append(
+                f"{where}.test_subset_size: must be a positive integer, got {test_size!r}"
+            )
+        elif test_size > n_test // 2:
+            errors.append(
+                f"{where}.test_subset_size: {test_size} is more than half of the {n_test} test "
+                f"examples of {dataset} (at most {n_test // 2})"
             )
     probe = exp.get("probe_size")
     if probe is not None:
@@ -164,9 +174,7 @@ def _check_experiment(name: str, exp: Mapping) -> list[str]:
     if any(not isinstance(m, int) or m < 1 for m in milestones) or list(milestones) != sorted(
         milestones
     ):
-        errors.append(
-            f"{where}.milestones: must be increasing positive epochs, got {milestones!r}"
-        )
+        errors.append(f"{where}.milestones: must be increasing positive epochs, got {milestones!r}")
     return errors
 
 

@@ -88,9 +88,7 @@ def fig2(inputs: Mapping, options: Mapping, output) -> None:
     scores = noisy["memorization"].values
     edges = np.histogram_bin_edges(scores, bins=bins)
     axes[1].hist(scores[~corrupted], bins=edges, color="tab:blue", alpha=0.7, label="real labels")
-    axes[1].hist(
-        scores[corrupted], bins=edges, color="tab:red", alpha=0.7, label="random labels"
-    )
+    axes[1].hist(scores[corrupted], bins=edges, color="tab:red", alpha=0.7, label="random labels")
     title = f"(b) {corrupted.sum()} random labels: {_name(inputs['corrupted'])}"
     if "corrupted_auc" in noisy.attrs:
         title += f"\nROC AUC {float(noisy.attrs['corrupted_auc']):.3f}"
@@ -200,3 +198,183 @@ def draw(figure: str, inputs: Mapping, options: Mapping, output) -> None:
     if figure not in FIGURES:
         raise ValueError(f"unknown figure {figure!r}; known: {sorted(FIGURES)}")
     FIGURES[figure](inputs, options, output)
+
+
+# --- figures 3 and 5: training and test dynamics on easy / difficult / full -----------
+
+
+def _subset_label(ds, split: str, subset: str) -> str:
+    size = int(ds["subset_size"].sel(split=split, subset=subset))
+    total = int(ds["subset_size"].sel(split=split, subset="full"))
+    return f"{subset} ({100 * size / total:.1f}%)"
+
+
+def _dynamics_panel(ax, ds, split: str, window: int, control: bool = True) -> None:
+    epochs = ds["epoch"].values
+    for subset in ("full", "easy", "difficult"):
+        acc = ds["accuracy"].sel(run="all", split=split, subset=subset).values
+        ax.plot(
+            epochs,
+            smooth(acc, window),
+            color=COLORS[subset],
+            label=_subset_label(ds, split, subset),
+        )
+        if control and "without_difficult" in ds["run"].values:
+            ctrl = ds["accuracy"].sel(run="without_difficult", split=split, subset=subset).values
+            ax.plot(epochs, smooth(ctrl, window), ":", color=COLORS[subset], lw=1.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{split} accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=7)
+
+
+def _window(options: Mapping) -> int:
+    return int(options.get("window", 1))
+
+
+def _dynamics_settings(ds) -> str:
+    cfg = config_of(ds)
+    cfg = {**cfg, "lr": ds.attrs.get("lr", cfg.get("lr")), "epochs": ds.attrs.get("epochs")}
+    return _settings(cfg)
+
+
+def _paths(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def fig3(inputs: Mapping, options: Mapping, output) -> None:
+    path = _paths(inputs["dynamics"])[0]
+    ds = open_artifact(path, "dynamics")
+    w = _window(options)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    _dynamics_panel(axes[0], ds, "train", w, control=False)
+    axes[0].set_title("(a) training accuracy")
+    test = ds["accuracy"].sel(run="all", split="test", subset="full").values
+    axes[1].plot(ds["epoch"].values, smooth(test, w), color="black", label="test (full)")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("test accuracy")
+    axes[1].set_title(f"(b) test accuracy (peak {np.nanmax(test):.3f})")
+    axes[1].legend(frameon=False, fontsize=7)
+    fig.suptitle(
+        f"Figure 3: {_name(path)}: {_dynamics_settings(ds)}; sliding window {w}", fontsize=9
+    )
+    fig.tight_layout()
+    _save(fig, output)
+
+
+def fig5(inputs: Mapping, options: Mapping, output) -> None:
+    paths = _paths(inputs["dynamics"])
+    w = _window(options)
+    fig, axes = plt.subplots(len(paths), 2, figsize=(8, 3.0 * len(paths)), squeeze=False)
+    for i, path in enumerate(paths):
+        ds = open_artifact(path, "dynamics")
+        for j, split in enumerate(("train", "test")):
+            _dynamics_panel(axes[i, j], ds, split, w)
+            axes[i, j].set_title(
+                f"({chr(97 + 2 * i + j)}) {_name(path)}: {split}\n{_dynamics_settings(ds)}",
+                fontsize=7,
+            )
+    fig.suptitle(
+        "Figure 5: dynamics on easy and difficult subsets; dotted: trained without "
+        f"the difficult subset (control); sliding window {w}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    _save(fig, output)
+
+
+# --- figure 4: gradient statistics ------------------------------------------------------
+
+
+def fig4(inputs: Mapping, options: Mapping, output) -> None:
+    path = inputs["gradstats"]
+    ds = open_artifact(path, "gradstats")
+    w = _window(options)
+    epochs = ds["epoch"].values
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for subset in ("easy", "difficult"):
+        axes[0].plot(
+            epochs,
+            smooth(ds["cosine_similarity"].sel(subset=subset).values, w),
+            color=COLORS[subset],
+            label=subset,
+        )
+    for subset in ("full", "easy", "difficult"):
+        axes[1].plot(
+            epochs,
+            smooth(ds["contribution"].sel(subset=subset).values, w),
+            color=COLORS[subset],
+            label=subset,
+        )
+    probe = int(ds["probe_size"].sel(subset="easy"))
+    axes[0].set_title(f"(a) cosine similarity (probe of {probe} per subset)")
+    axes[0].set_ylabel("mean pairwise cosine similarity")
+    axes[1].set_title("(b) contribution to the update")
+    axes[1].set_ylabel("mean (v_i . g) / ||g||")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle(
+        f"Figure 4: {_name(path)}: {_dynamics_settings(ds)}; sliding window {w}", fontsize=9
+    )
+    fig.tight_layout()
+    _save(fig, output)
+
+
+# --- figure 6: cross-subset training ----------------------------------------------------
+
+
+def fig6(inputs: Mapping, options: Mapping, output) -> None:
+    path = inputs["crosstrain"]
+    ds = open_artifact(path, "crosstrain")
+    w = _window(options)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for ax, train_on in zip(axes, ("easy", "difficult"), strict=True):
+        for evaluate_on in ("easy", "difficult"):
+            acc = ds["accuracy"].sel(train_on=train_on, evaluate_on=evaluate_on).values
+            ax.plot(
+                ds["epoch"].values,
+                smooth(acc, w),
+                color=COLORS[evaluate_on],
+                label=f"accuracy on {evaluate_on}",
+            )
+        ax.set_title(f"({'ab'[train_on == 'difficult']}) trained on the {train_on} subset")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.02)
+        ax.legend(frameon=False, fontsize=7)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(f"Figure 6: {_name(path)}: {_dynamics_settings(ds)}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, output)
+
+
+# --- figure 10: corruption sweep ----------------------------------------------------------
+
+
+def fig10(inputs: Mapping, options: Mapping, output) -> None:
+    paths = _paths(inputs["levels"])
+    w = _window(options)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    cmap = plt.get_cmap("viridis")
+    first = None
+    for k, path in enumerate(paths):
+        ds = open_artifact(path, "dynamics")
+        first = first if first is not None else ds
+        level = int(ds["corrupt"].values[0])
+        color = cmap(k / max(len(paths) - 1, 1))
+        for ax, split in zip(axes, ("train", "test"), strict=True):
+            acc = ds["accuracy"].sel(run="all", split=split, subset="full").values[0]
+            ax.plot(ds["epoch"].values, smooth(acc, w), color=color, label=f"{level}")
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        ax.set_title(f"({'ab'[split == 'test']}) {split} accuracy")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(title="random labels", frameon=False, fontsize=7)
+    exp = Path(paths[0]).parent.parent.name  # results/<exp>/sweep/corrupt<level>.nc
+    fig.suptitle(f"Figure 10: corruption sweep of {exp}: {_dynamics_settings(first)}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, output)
+
+
+FIGURES.update({"fig3": fig3, "fig4": fig4, "fig5": fig5, "fig6": fig6, "fig10": fig10})

@@ -128,9 +128,7 @@ def score_split(
         },
         coords={
             "example": split.examples,
-            "epoch": np.arange(1, len(history["acc_unmuted"]) + 1)
-            if opt.epochs
-            else np.array([0]),
+            "epoch": np.arange(1, len(history["acc_unmuted"]) + 1) if opt.epochs else np.array([0]),
             "subnet": list(SUBNETS),
         },
     )

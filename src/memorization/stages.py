@@ -116,6 +116,151 @@ def subsets(scores, output, exp: Mapping):
     write_artifact(out, output, "subsets", provenance(exp, subset_size=int(exp["subset_size"])))
 
 
+def dynamics_optim(exp: Mapping):
+    """Optimizer settings of the plain-training studies (``dynamics_lr``/``dynamics_epochs``
+    override the experiment's ``lr``/``epochs``, as figure 3 uses lr 0.01)."""
+    from .training import OptimConfig
+
+    cfg = dict(exp)
+    cfg["lr"] = exp.get("dynamics_lr") or exp["lr"]
+    cfg["epochs"] = exp.get("dynamics_epochs") or exp["epochs"]
+    return OptimConfig.from_config(cfg)
+
+
+def _subset_rows(path, examples) -> dict[str, np.ndarray]:
+    sub = open_artifact(path, "subsets")
+    if not np.array_equal(sub["example"].values, examples):
+        raise ValueError(f"{path} does not list the examples it is used with")
+    return {k: sub[k].values.astype(bool) for k in ("easy", "difficult")}
+
+
+def _plain_study(kind, output, exp, device, threads, study, **data_kwargs):
+    """Shared frame of the plain-training studies: threads, device lease, provenance."""
+    from .device import lease_device, resolve_threads
+
+    resolve_threads(threads)
+    with lease_device(device) as dev:
+        ds = study(dev)
+        attrs = provenance(exp, device=dev, **data_kwargs)
+    write_artifact(ds, output, kind, attrs)
+    return ds
+
+
+def dynamics(data, labels, subsets, subsets_test, output, exp: Mapping, device="auto", threads=1):
+    from .data import to_tensors
+    from .dynamics import training_dynamics
+
+    ds, _, train = _load_train(data, labels)
+    test = to_tensors(ds, "test")
+    opt = dynamics_optim(exp)
+
+    def study(dev):
+        return training_dynamics(
+            exp["model"],
+            model_options(exp),
+            train.to(dev),
+            test.to(dev),
+            ds.sizes["class"],
+            opt,
+            int(exp["seed"]),
+            _subset_rows(subsets, train.examples),
+            _subset_rows(subsets_test, test.examples),
+        )
+
+    out = _plain_study(
+        "dynamics", output, exp, device, threads, study, lr=opt.lr, epochs=opt.epochs
+    )
+    final = out["accuracy"].sel(run="all").isel(epoch=-1)
+    log.info("final accuracy (all data): %s", final.to_pandas().to_dict())
+
+
+def gradstats(data, labels, subsets, output, exp: Mapping, device="auto", threads=1):
+    from .dynamics import gradient_statistics
+
+    ds, _, train = _load_train(data, labels)
+    opt = dynamics_optim(exp)
+
+    def study(dev):
+        return gradient_statistics(
+            exp["model"],
+            model_options(exp),
+            train.to(dev),
+            ds.sizes["class"],
+            opt,
+            int(exp["seed"]),
+            _subset_rows(subsets, train.examples),
+            int(exp["probe_size"]),
+            method=exp.get("gradstats_method", "auto"),
+        )
+
+    _plain_study("gradstats", output, exp, device, threads, study, lr=opt.lr, epochs=opt.epochs)
+
+
+def crosstrain(data, labels, subsets, output, exp: Mapping, device="auto", threads=1):
+    from .dynamics import cross_training
+
+    ds, _, train = _load_train(data, labels)
+    opt = dynamics_optim(exp)
+
+    def study(dev):
+        return cross_training(
+            exp["model"],
+            model_options(exp),
+            train.to(dev),
+            ds.sizes["class"],
+            opt,
+            int(exp["seed"]),
+            _subset_rows(subsets, train.examples),
+        )
+
+    out = _plain_study(
+        "crosstrain", output, exp, device, threads, study, lr=opt.lr, epochs=opt.epochs
+    )
+    log.info("final accuracy: %s", out["accuracy"].isel(epoch=-1).to_pandas().to_dict())
+
+
+def sweep_level(data, output, exp: Mapping, level: int, device="auto", threads=1):
+    from .corruption import corrupt_labels as corrupt
+    from .data import TensorSplit, to_tensors
+    from .dynamics import corruption_level
+
+    ds = open_artifact(data, "dataset")
+    train, test = to_tensors(ds, "train"), to_tensors(ds, "test")
+    labels, _ = corrupt(train.y.numpy(), int(level), ds.sizes["class"], exp["seed"])
+    train = TensorSplit(train.x, torch_labels(labels), train.examples)
+    opt = dynamics_optim(exp)
+
+    def study(dev):
+        out = corruption_level(
+            exp["model"],
+            model_options(exp),
+            train.to(dev),
+            test.to(dev),
+            ds.sizes["class"],
+            opt,
+            int(exp["seed"]),
+        )
+        return out.expand_dims(corrupt=[int(level)])
+
+    _plain_study(
+        "dynamics",
+        output,
+        exp,
+        device,
+        threads,
+        study,
+        corrupt_level=int(level),
+        lr=opt.lr,
+        epochs=opt.epochs,
+    )
+
+
+def torch_labels(labels):
+    import torch
+
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
 def figure(output, figure: str, inputs: Mapping[str, str | list], options: Mapping):
     """Draw one figure from its artifacts (``inputs``: name -> path or list of paths)."""
     from . import plots
@@ -128,6 +273,10 @@ STAGES = {
     "corrupt_labels": corrupt_labels,
     "score": score,
     "subsets": subsets,
+    "dynamics": dynamics,
+    "gradstats": gradstats,
+    "crosstrain": crosstrain,
+    "sweep_level": sweep_level,
     "figure": figure,
 }
 
@@ -172,4 +321,3 @@ def run_from_snakemake(smk, stage: str) -> None:
         kwargs["threads"] = smk.threads
     with _logging_to(smk.log[0] if len(smk.log) else None):
         func(**kwargs)
-

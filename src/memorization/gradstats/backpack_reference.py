@@ -1,11 +1,12 @@
 """The reference path: BackPACK's ``BatchGrad`` materialises every per-example gradient.
 
-A deep copy of the model has its parameter-carrying layers extended (``extend()`` installs hooks that would break
-``torch.func`` on the original), the mean loss is backpropagated with ``BatchGrad``
-active, and the statistics are computed from ``p.grad_batch`` — which, for a
-mean-reduced loss, holds g_i / B. The whole batch of per-example gradients (B × P
-numbers) is held at once: this path is slow and memory-hungry on purpose, it is the
-yardstick the fast paths are tested and benchmarked against.
+The parameter-carrying layers of a deep copy of the model are extended (``extend()``
+installs hooks that would break ``torch.func`` on the original), the mean loss is
+backpropagated with ``BatchGrad`` active, and the statistics are computed from
+``p.grad_batch`` — which, for a mean-reduced loss, holds g_i / B. The whole batch of
+per-example gradients (B × P numbers) is held at once: this path is slow and
+memory-hungry on purpose, it is the yardstick the fast paths are tested and
+benchmarked against.
 
 Only layers BackPACK knows (Linear, Conv, ...) may carry parameters; activations may
 be functional (``F.relu``) but not in place, and an elementwise mask multiply needs no

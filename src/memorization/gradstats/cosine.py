@@ -59,7 +59,9 @@ class UnitGradientSum:
 
     def squared_norm(self) -> float:
         """||sum_i u_i||^2 over all parameters (float64)."""
-        return self.sum_sq + sum(float(torch.dot(s.ravel(), s.ravel())) for s in self.total.values())
+        return self.sum_sq + sum(
+            float(torch.dot(s.ravel(), s.ravel())) for s in self.total.values()
+        )
 
     def cosine(self) -> float:
         """Mean pairwise cosine similarity of everything added so far."""

@@ -13,16 +13,24 @@ forming a batch of per-example gradients:
   or ||D_iᵀ A_i||² directly when L is large, whichever takes fewer operations;
 * the sum of unit gradients Σ_i w_i G_i = (D diag(w))ᵀ A, one matmul over all tokens.
 
-The norms and the unit sum are computed in float64, a chunk of examples at a time so
-that the temporaries stay below :data:`CHUNK_ELEMENTS` float64 numbers. Extra memory
-is therefore the saved output-gradients (one activation per layer) plus a fixed chunk,
-never batch × parameter count.
+When the batch is the whole set and (n L)² < K O (the MLP's wide layer), the n × n
+Gram matrix M_ij = <G_i, G_j> = Σ_{t,s} <a_it, a_js><d_it, d_js> is cheaper still: its
+diagonal holds the squared norms, its row sums n <v_i, g> (the contributions), and
+wᵀ M w = ||Σ_i w_i G_i||², so neither Ḡ a_i nor the sum of unit vectors is formed.
+
+Everything that enters the cosine similarity (norms, unit sums, Gram matrices) is
+computed in float64 from the saved float32 tensors, a chunk of examples at a time so
+that the temporaries stay below :data:`CHUNK_ELEMENTS` numbers; contributions alone
+need only the model's precision. Extra memory is thus the saved output-gradients (one
+activation per layer), a fixed-size chunk and at most one float64 copy of the
+parameters (the unit sum) — never batch × parameter count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +41,8 @@ from memorization.gradstats.modules import hook_layers, trainable_parameters
 
 __all__ = ["CHUNK_ELEMENTS", "LayerRecorder", "batch", "unit_sum"]
 
-#: float64 numbers a chunk of per-example temporaries may hold (2**22: 32 MiB)
-CHUNK_ELEMENTS = 1 << 22
+#: float64 numbers a chunk of per-example temporaries may hold (2**21: 16 MiB)
+CHUNK_ELEMENTS = 1 << 21
 
 
 class _Call:
@@ -88,8 +96,10 @@ class _Layer:
     def out_features(self) -> int:
         raise NotImplementedError
 
-    def tokens(self, call: _Call, sl: slice, need_a: bool) -> tuple[Tensor | None, Tensor]:
-        """float64 A [c, L, K] (or None) and D [c, L, O] of examples ``sl``."""
+    def tokens(
+        self, call: _Call, sl: slice, need_a: bool, dtype=torch.float64
+    ) -> tuple[Tensor | None, Tensor]:
+        """A [c, L, K] (or None) and D [c, L, O] of examples ``sl``, in ``dtype``."""
         raise NotImplementedError
 
     def dot(self, call: _Call, gw: Tensor | None, gb: Tensor | None) -> Tensor:
@@ -107,13 +117,13 @@ class _Linear(_Layer):
     def out_features(self):
         return self.module.out_features
 
-    def tokens(self, call, sl, need_a):
+    def tokens(self, call, sl, need_a, dtype=torch.float64):
         d = call.d[sl]
         c = d.shape[0]
-        d = d.reshape(c, -1, self.out_features()).to(torch.float64)
+        d = d.reshape(c, -1, self.out_features()).to(dtype)
         a = None
         if need_a:
-            a = call.a[sl].reshape(c, -1, self.in_features()).to(torch.float64)
+            a = call.a[sl].reshape(c, -1, self.in_features()).to(dtype)
         return a, d
 
     def dot(self, call, gw, gb):
@@ -160,15 +170,15 @@ class _Conv2d(_Layer):
         if call.a.dim() != 4:
             raise ValueError(f"layer {self.name!r}: the hooks path needs batched 4-d input")
 
-    def tokens(self, call, sl, need_a):
+    def tokens(self, call, sl, need_a, dtype=torch.float64):
         self._check_input(call)
         m = self.module
         d = call.d[sl]
         c = d.shape[0]
-        d = d.reshape(c, m.out_channels, -1).transpose(1, 2).to(torch.float64)
+        d = d.reshape(c, m.out_channels, -1).transpose(1, 2).to(dtype)
         a = None
         if need_a:
-            padded, padding = self._padded(call.a[sl].to(torch.float64))
+            padded, padding = self._padded(call.a[sl].to(dtype))
             a = F.unfold(padded, m.kernel_size, m.dilation, padding, m.stride).transpose(1, 2)
         return a, d
 
@@ -256,41 +266,64 @@ def _chunks(n: int, per_example: int) -> Iterator[slice]:
         yield slice(start, min(n, start + step))
 
 
-def _layer_sq_norms(layer: _Layer, n: int) -> Tensor:
-    """||this layer's part of v_i||² for every example (float64 [n]), unscaled d."""
+def _rowdot(x: Tensor, y: Tensor) -> Tensor:
+    """<x_i, y_i> for the rows of two [n, m] tensors, without an [n, m] temporary."""
+    return torch.bmm(x.unsqueeze(1), y.unsqueeze(2)).view(-1)
+
+
+def _layer_sq_norms(layer: _Layer, n: int) -> tuple[Tensor, tuple | None]:
+    """||this layer's part of v_i||² for every example (float64 [n]), unscaled d.
+
+    Also returns the float64 tokens ``(a, d)`` when one call's tokens of all n
+    examples were converted at once (for :func:`_layer_unit_sum` to reuse), else None.
+    """
     calls = layer.live_calls()
     out = torch.zeros(n, dtype=torch.float64, device=calls[0].d.device if calls else None)
     if not calls:
-        return out
+        return out, None
     k, o = layer.in_features(), layer.out_features()
     tokens = sum(layer.tokens_per_example(c) for c in calls)
     need_a = layer.weight is not None
     gram = tokens * (k + o) <= k * o
     per_example = tokens * (k + o) + (2 * tokens * tokens if gram else k * o)
+    a = d = None
     for sl in _chunks(n, per_example):
         a, d = _concat_tokens(layer, calls, sl, need_a)
+        if tokens == 1:
+            d2 = _rowdot(d[:, 0], d[:, 0])
+            if need_a:
+                a2 = _rowdot(a[:, 0], a[:, 0])
+                out[sl] += (a2 + 1 if layer.bias is not None else a2) * d2
+            else:
+                out[sl] += d2
+            continue
         if need_a:
-            if tokens == 1:
-                out[sl] += a.square().sum((1, 2)) * d.square().sum((1, 2))
-            elif gram:
+            if gram:
                 out[sl] += ((a @ a.mT) * (d @ d.mT)).sum((1, 2))
             else:
                 out[sl] += (d.mT @ a).square().sum((1, 2))
         if layer.bias is not None:
-            out[sl] += d.sum(1).square().sum(1)
-    return out
+            db = d.sum(1)
+            out[sl] += _rowdot(db, db)
+    whole = len(calls) == 1 and d is not None and d.shape[0] == n
+    return out, (a, d) if whole else None
 
 
-def _concat_tokens(layer: _Layer, calls: list[_Call], sl: slice, need_a: bool):
-    parts = [layer.tokens(c, sl, need_a) for c in calls]
+def _concat_tokens(layer: _Layer, calls: list[_Call], sl: slice, need_a: bool, dtype=torch.float64):
+    parts = [layer.tokens(c, sl, need_a, dtype) for c in calls]
     if len(parts) == 1:
         return parts[0]
     a = torch.cat([p[0] for p in parts], 1) if need_a else None
     return a, torch.cat([p[1] for p in parts], 1)
 
 
-def _layer_unit_sum(layer: _Layer, w: Tensor, n: int) -> dict[str, Tensor]:
-    """Σ_i w_i (this layer's part of v_i) per parameter (float64), unscaled d."""
+def _layer_unit_sum(
+    layer: _Layer, w: Tensor, n: int, cached: tuple | None = None
+) -> dict[str, Tensor]:
+    """Σ_i w_i (this layer's part of v_i) per parameter (float64), unscaled d.
+
+    ``cached``: the float64 tokens of the layer's only call, all n examples.
+    """
     out: dict[str, Tensor] = {}
     calls = layer.live_calls()
     if not calls:
@@ -300,9 +333,12 @@ def _layer_unit_sum(layer: _Layer, w: Tensor, n: int) -> dict[str, Tensor]:
     sw = torch.zeros(o, k, dtype=torch.float64, device=w.device) if need_a else None
     sb = torch.zeros(o, dtype=torch.float64, device=w.device) if layer.bias is not None else None
     for call in calls:
-        per_example = layer.tokens_per_example(call) * (k + o)
-        for sl in _chunks(n, per_example):
-            a, d = layer.tokens(call, sl, need_a)
+        if cached is not None:
+            chunks = [(slice(0, n), cached)]
+        else:
+            per_example = layer.tokens_per_example(call) * (k + o)
+            chunks = ((sl, layer.tokens(call, sl, need_a)) for sl in _chunks(n, per_example))
+        for sl, (a, d) in chunks:
             dw = d * w[sl, None, None]
             if sw is not None:
                 sw.addmm_(dw.reshape(-1, o).T, a.reshape(-1, k))
@@ -325,7 +361,7 @@ def _pairwise_fits(layer: _Layer, n: int) -> bool:
     return rows * rows <= k * o and 2 * rows * rows + rows * (k + o) <= CHUNK_ELEMENTS
 
 
-def _layer_gram(layer: _Layer, n: int) -> Tensor:
+def _layer_gram(layer: _Layer, n: int, dtype=torch.float64) -> Tensor:
     """<G_i, G_j> of this layer's part of the gradients (float64 [n, n]), unscaled d.
 
     <G_i, G_j> = Σ_{t,s} <a_it, a_js> <d_it, d_js> (+ <Σ_t d_it, Σ_s d_js> for the
@@ -334,9 +370,18 @@ def _layer_gram(layer: _Layer, n: int) -> Tensor:
     """
     calls = layer.live_calls()
     need_a = layer.weight is not None
-    a, d = _concat_tokens(layer, calls, slice(0, n), need_a)
+    a, d = _concat_tokens(layer, calls, slice(0, n), need_a, dtype)
     tokens = d.shape[1]
-    gram = torch.zeros(n, n, dtype=torch.float64, device=d.device)
+    if tokens == 1:
+        # one token: the bias term <d_i, d_j> shares the Gram matrix of d
+        dd = d[:, 0] @ d[:, 0].T
+        if not need_a:
+            return dd
+        aa = a[:, 0] @ a[:, 0].T
+        if layer.bias is not None:
+            aa += 1
+        return aa.mul_(dd)
+    gram = torch.zeros(n, n, dtype=dtype, device=d.device)
     if need_a:
         af, df = a.reshape(n * tokens, -1), d.reshape(n * tokens, -1)
         prod = (af @ af.T).mul_(df @ df.T)
@@ -347,25 +392,43 @@ def _layer_gram(layer: _Layer, n: int) -> Tensor:
     return gram
 
 
-def _sq_norms_and_unit_sum(
-    layers: list[_Layer], n: int, whole_set: bool
-) -> tuple[Tensor, dict[str, Tensor], float]:
-    """Squared norms of the recorded gradients, and the sum of their unit vectors.
+class _Reduced(NamedTuple):
+    sq_norms: Tensor  # ||v_i||² [n], float64
+    unit_sum: dict[str, Tensor]  # Σ_i u_i per parameter, for the layers without a Gram
+    unit_sum_sq: float  # ||Σ_i u_i||² restricted to the layers with a Gram matrix
+    gram_dots: Tensor | None  # Σ_j <v_i, v_j> over the layers with a Gram matrix, [n]
+    gram_layers: set[int]  # indices of those layers
+
+
+def _reduce(layers: list[_Layer], n: int, whole_set: bool) -> _Reduced:
+    """Squared norms of the recorded gradients and the sum of their unit vectors.
 
     The sum is returned per parameter, except — when ``whole_set`` says no other chunk
-    will be added — for layers where the n × n Gram form is cheaper: their share of
-    ||Σ u_i||² is returned as the third value instead.
+    will be added — for layers where the n × n Gram matrix M is cheaper: their share
+    of ||Σ u_i||² = wᵀ M w is returned as a number, and their share of Σ_j <v_i, v_j>
+    (= B <v_i, g> when the chunk is the mini-batch) as ``gram_dots``.
     """
     grams: dict[int, Tensor] = {}
     room = CHUNK_ELEMENTS if whole_set else 0  # float64 numbers the Gram matrices may hold
     sq = torch.zeros(n, dtype=torch.float64)
+    gram_dots = None
+    gram_layers: set[int] = set()
+    cache: dict[int, tuple] = {}
+    cache_room = CHUNK_ELEMENTS  # float64 numbers of tokens kept for the second pass
     for i, layer in enumerate(layers):
         if n * n <= room and _pairwise_fits(layer, n):
             grams[i] = _layer_gram(layer, n)
+            gram_layers.add(i)
             room -= n * n
             part = grams[i].diagonal()
+            row_sums = grams[i].sum(1)
+            gram_dots = row_sums if gram_dots is None else gram_dots + row_sums
         else:
-            part = _layer_sq_norms(layer, n)
+            part, tokens = _layer_sq_norms(layer, n)
+            size = 0 if tokens is None else sum(t.numel() for t in tokens if t is not None)
+            if tokens is not None and size <= cache_room:
+                cache[i] = tokens
+                cache_room -= size
         sq = sq.to(part.device) + part
     w = inverse_norms(sq)
     total: dict[str, Tensor] = {}
@@ -374,8 +437,8 @@ def _sq_norms_and_unit_sum(
         if i in grams:
             sum_sq += float(w @ grams.pop(i) @ w)
         else:
-            total.update(_layer_unit_sum(layer, w, n))
-    return sq, total, sum_sq
+            total.update(_layer_unit_sum(layer, w, n, cache.pop(i, None)))
+    return _Reduced(sq, total, sum_sq, gram_dots, gram_layers)
 
 
 def batch(model: nn.Module, x: Tensor, y: Tensor, cosine: bool) -> dict:
@@ -393,19 +456,34 @@ def batch(model: nn.Module, x: Tensor, y: Tensor, cosine: bool) -> dict:
     losses = F.cross_entropy(logits.detach(), y, reduction="none")
     loss.backward()
     rec.check_all_seen()
-    # the hooks saw the gradients of the mean loss: d_i / n
+    out = {"loss": loss.detach(), "losses": losses, "dtype": logits.dtype}
+    # The hooks saw the gradients of the mean loss, d_i / n: with them a layer's
+    # <v_i, g> is n <its v_i / n, ḡ> = n Σ_j <v_i / n, v_j / n>, and ||v_i||² is n² times.
     dots = torch.zeros(n, dtype=torch.float64, device=logits.device)
-    for layer in rec.layers:
+    skip: set[int] = set()
+    if cosine:
+        red = _reduce(rec.layers, n, whole_set=True)
+        out["sq_norms"] = red.sq_norms * (n * n)
+        # unit vectors do not depend on the scale of d
+        out["unit_sum"], out["unit_sum_sq"] = red.unit_sum, red.unit_sum_sq
+        if red.gram_dots is not None:
+            dots += red.gram_dots.to(dots.device)
+        skip = red.gram_layers
+    room = CHUNK_ELEMENTS
+    for i, layer in enumerate(rec.layers):
+        if i in skip:
+            continue
+        if not cosine and n * n <= room and _pairwise_fits(layer, n):
+            # Σ_j <v_i, v_j> from the Gram matrix, in the model's precision: cheaper
+            # than <G_i, Ḡ> when n² < K O (a contribution needs no float64)
+            dots += _layer_gram(layer, n, logits.dtype).sum(1, dtype=torch.float64)
+            room -= n * n
+            continue
         gw = None if layer.weight is None else layer.weight.grad
         gb = None if layer.bias is None else layer.bias.grad
         for call in layer.live_calls():
             dots += layer.dot(call, gw, gb)
-    out = {"loss": loss.detach(), "losses": losses, "dots": dots * n, "dtype": logits.dtype}
-    if cosine:
-        sq, s, s_sq = _sq_norms_and_unit_sum(rec.layers, n, whole_set=True)
-        out["sq_norms"] = sq * (n * n)
-        # unit vectors do not depend on the scale of d
-        out["unit_sum"], out["unit_sum_sq"] = s, s_sq
+    out["dots"] = dots * n
     return out
 
 
@@ -434,4 +512,5 @@ def unit_sum(
     for layer in rec.layers:
         for call in layer.calls:
             call.z = None
-    return _sq_norms_and_unit_sum(rec.layers, n, whole_set)
+    red = _reduce(rec.layers, n, whole_set)
+    return red.sq_norms, red.unit_sum, red.unit_sum_sq

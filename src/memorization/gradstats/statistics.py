@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from memorization.gradstats import backpack_reference, func, hooks
 from memorization.gradstats.cosine import UnitGradientSum
-from memorization.gradstats.modules import resolve_method, trainable_parameters
+from memorization.gradstats.modules import resolve_method
 
 __all__ = ["BatchStatistics", "batch_statistics", "contributions", "cosine_similarity"]
 
@@ -37,16 +37,6 @@ class BatchStatistics:
     method: str
 
 
-def _sq_norm64(t: Tensor, block: int = 1 << 20) -> float:
-    """||t||² accumulated in float64, converting a block at a time."""
-    flat = t.detach().reshape(-1)
-    total = 0.0
-    for start in range(0, flat.numel(), block):
-        b = flat[start : start + block].to(torch.float64)
-        total += float(torch.dot(b, b))
-    return total
-
-
 def _device(model: nn.Module, x: Tensor) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -67,8 +57,8 @@ def batch_statistics(
     x, y = x.to(device), y.to(device)
     with torch.enable_grad():
         out = _BACKENDS[method].batch(model, x, y, cosine)
-    g_sq = sum(_sq_norm64(p.grad) for _, p in trainable_parameters(model) if p.grad is not None)
-    g_norm = math.sqrt(g_sq)
+    # mean_i <v_i, g> = <g, g>: ||g||² comes with the dot products, in float64
+    g_norm = math.sqrt(max(float(out["dots"].mean()), 0.0))
     contribution = out["dots"] / g_norm if g_norm > 0 else torch.zeros_like(out["dots"])
     cos = None
     if cosine:

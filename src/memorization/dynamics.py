@@ -1,0 +1,324 @@
+"""How easy and difficult examples are learnt (section 3.2-3.3, appendix E).
+
+Every study here trains the experiment's model *plainly* (no turn-over masks) on
+its (possibly corrupted) training labels and records, after every epoch, what
+the paper plots:
+
+- :func:`training_dynamics`: accuracy and loss over (``run``, ``epoch``,
+  ``split``, ``subset``); ``run`` is ``all`` (the whole training set) and
+  ``without_difficult`` (the control run of figure 5, trained with the difficult
+  subset removed);
+- :func:`gradient_statistics`: the same training as the ``all`` run (same seed,
+  same batches), with the contribution of every example to its mini-batch's
+  update (eq. 4) averaged per epoch over the easy / difficult / full examples of
+  the batches, and the mean pairwise cosine similarity (eq. 3) of fixed probe
+  samples of each subset;
+- :func:`cross_training`: train on the easy subset only and on the difficult
+  subset only, accuracy on both (figure 6);
+- :func:`corruption_level`: train and test accuracy at one corruption level
+  (figure 10).
+
+Accuracies on the training split use the labels the model is trained on (the
+corrupted ones); on the test split the true labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.nn import functional as F
+
+from .data import TensorSplit
+from .models import build_model
+from .training import OptimConfig, fit, seed_everything
+
+__all__ = [
+    "SUBSETS",
+    "corruption_level",
+    "cross_training",
+    "gradient_statistics",
+    "training_dynamics",
+]
+
+log = logging.getLogger("memorization.dynamics")
+
+SUBSETS = ("full", "easy", "difficult")
+RUNS = ("all", "without_difficult")
+
+
+@torch.inference_mode()
+def _per_example(model, split: TensorSplit, batch_size: int = 1024):
+    """(correct, loss) of the plain model for every example of ``split``."""
+    model.eval()
+    correct, losses = [], []
+    for start in range(0, len(split), batch_size):
+        x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+        logits = model(x)
+        correct.append((logits.argmax(1) == y).cpu())
+        losses.append(F.cross_entropy(logits.float(), y, reduction="none").cpu())
+    return torch.cat(correct).numpy(), torch.cat(losses).numpy()
+
+
+def _subset_means(values: np.ndarray, members: Mapping[str, np.ndarray]) -> list[float]:
+    return [float(values[members[s]].mean()) if members[s].any() else np.nan for s in members]
+
+
+def _new_model(model_name, model_options, split, n_classes, seed):
+    seed_everything(seed)
+    model = build_model(
+        model_name, tuple(split.x.shape[1:]), n_classes, turnover=False, **model_options
+    )
+    return model.to(split.x.device)
+
+
+def _members(subsets: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    out = {"full": np.ones(n, dtype=bool)}
+    out.update({k: np.asarray(subsets[k], dtype=bool) for k in ("easy", "difficult")})
+    return out
+
+
+def training_dynamics(
+    model_name: str,
+    model_options: Mapping,
+    train: TensorSplit,
+    test: TensorSplit,
+    n_classes: int,
+    opt: OptimConfig,
+    seed: int,
+    train_subsets: Mapping[str, np.ndarray],
+    test_subsets: Mapping[str, np.ndarray],
+    *,
+    control: bool = True,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Accuracy/loss per epoch on the full, easy and difficult train and test examples.
+
+    ``*_subsets`` map ``easy``/``difficult`` to boolean arrays over the split's rows.
+    Epoch 0 is the untrained model.
+    """
+    members = {
+        "train": _members(train_subsets, len(train)),
+        "test": _members(test_subsets, len(test)),
+    }
+    runs = RUNS if control else RUNS[:1]
+    acc = np.full((len(runs), opt.epochs + 1, 2, len(SUBSETS)), np.nan)
+    loss = np.full_like(acc, np.nan)
+    for r, run in enumerate(runs):
+        model = _new_model(model_name, model_options, train, n_classes, seed)
+        positions = None
+        if run == "without_difficult":
+            positions = torch.from_numpy(np.flatnonzero(~members["train"]["difficult"]))
+
+        def record(epoch: int, r=r, model=model) -> dict[str, float]:
+            for s, split in enumerate((train, test)):
+                correct, losses = _per_example(model, split)
+                name = ("train", "test")[s]
+                acc[r, epoch, s] = _subset_means(correct.astype(float), members[name])
+                loss[r, epoch, s] = _subset_means(losses, members[name])
+            return {"train_acc": acc[r, epoch, 0, 0], "test_acc": acc[r, epoch, 1, 0]}
+
+        record(0)
+        fit(
+            model,
+            train,
+            opt,
+            seed=seed,
+            positions=positions,
+            after_epoch=record,
+            desc=f"plain training ({run})",
+            progress=progress,
+        )
+    sizes = np.array([[m.sum() for m in members[s].values()] for s in ("train", "test")])
+    return xr.Dataset(
+        {
+            "accuracy": (("run", "epoch", "split", "subset"), acc),
+            "loss": (("run", "epoch", "split", "subset"), loss),
+            "subset_size": (("split", "subset"), sizes),
+        },
+        coords={
+            "run": list(runs),
+            "epoch": np.arange(opt.epochs + 1),
+            "split": ["train", "test"],
+            "subset": list(SUBSETS),
+        },
+    )
+
+
+def gradient_statistics(
+    model_name: str,
+    model_options: Mapping,
+    train: TensorSplit,
+    n_classes: int,
+    opt: OptimConfig,
+    seed: int,
+    train_subsets: Mapping[str, np.ndarray],
+    probe_size: int,
+    *,
+    method: str = "auto",
+    progress: bool = True,
+) -> xr.Dataset:
+    """Contribution (eq. 4) and cosine similarity (eq. 3) per epoch and subset.
+
+    Trains exactly as the ``all`` run of :func:`training_dynamics` (same seed and
+    batches); the per-example statistics come from the training steps themselves.
+    The probe samples (``probe_size`` examples of each subset, drawn once with the
+    seed) are fixed for the whole run; their cosine similarity is measured after
+    every epoch.
+    """
+    from .gradstats import contributions, cosine_similarity
+
+    members = _members(train_subsets, len(train))
+    rng = np.random.default_rng([seed, 0xC05])
+    probes = {
+        s: np.sort(rng.choice(np.flatnonzero(m), size=min(probe_size, int(m.sum())), replace=False))
+        for s, m in members.items()
+    }
+    model = _new_model(model_name, model_options, train, n_classes, seed)
+    member_t = {s: torch.from_numpy(m).to(train.x.device) for s, m in members.items()}
+    epoch_sum = {s: 0.0 for s in SUBSETS}
+    epoch_count = {s: 0 for s in SUBSETS}
+    contribution = np.full((opt.epochs, len(SUBSETS)), np.nan)
+    cosine = np.full((opt.epochs, len(SUBSETS)), np.nan)
+
+    def step(x, y, rows):
+        model.train()
+        loss, contrib = contributions(model, x, y, method=method)
+        contrib = contrib.detach()
+        for s in SUBSETS:
+            sel = member_t[s][rows]
+            epoch_sum[s] += float(contrib[sel].double().sum())
+            epoch_count[s] += int(sel.sum())
+        return loss
+
+    def after_epoch(epoch: int) -> dict[str, float]:
+        model.eval()
+        for k, s in enumerate(SUBSETS):
+            contribution[epoch - 1, k] = epoch_sum[s] / max(epoch_count[s], 1)
+            epoch_sum[s], epoch_count[s] = 0.0, 0
+            rows = torch.from_numpy(probes[s]).to(train.x.device)
+            cosine[epoch - 1, k] = cosine_similarity(
+                model, train.x[rows], train.y[rows], method=method, chunk_size=256
+            )
+        return {f"cos_{s}": cosine[epoch - 1, k] for k, s in enumerate(SUBSETS)}
+
+    fit(
+        model,
+        train,
+        opt,
+        seed=seed,
+        step=step,
+        after_epoch=after_epoch,
+        desc="plain training with gradient statistics",
+        progress=progress,
+    )
+    ds = xr.Dataset(
+        {
+            "contribution": (("epoch", "subset"), contribution),
+            "cosine_similarity": (("epoch", "subset"), cosine),
+            "probe_size": (("subset",), np.array([len(probes[s]) for s in SUBSETS])),
+        },
+        coords={"epoch": np.arange(1, opt.epochs + 1), "subset": list(SUBSETS)},
+    )
+    ds["probe_size"].attrs.update(
+        long_name="examples in the cosine-similarity probe", units="examples"
+    )
+    return ds
+
+
+def cross_training(
+    model_name: str,
+    model_options: Mapping,
+    train: TensorSplit,
+    n_classes: int,
+    opt: OptimConfig,
+    seed: int,
+    train_subsets: Mapping[str, np.ndarray],
+    *,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Train on the easy subset only, then on the difficult subset only (figure 6)."""
+    members = _members(train_subsets, len(train))
+    names = ("easy", "difficult")
+    acc = np.full((opt.epochs + 1, 2, 2), np.nan)
+    loss = np.full_like(acc, np.nan)
+    for t, train_on in enumerate(names):
+        model = _new_model(model_name, model_options, train, n_classes, seed)
+        positions = torch.from_numpy(np.flatnonzero(members[train_on]))
+
+        def record(epoch: int, t=t, model=model) -> dict[str, float]:
+            correct, losses = _per_example(model, train)
+            for e, evaluate_on in enumerate(names):
+                acc[epoch, t, e] = correct[members[evaluate_on]].mean()
+                loss[epoch, t, e] = losses[members[evaluate_on]].mean()
+            return {f"acc_{n}": acc[epoch, t, e] for e, n in enumerate(names)}
+
+        record(0)
+        fit(
+            model,
+            train,
+            opt,
+            seed=seed,
+            positions=positions,
+            after_epoch=record,
+            desc=f"training on the {train_on} subset",
+            progress=progress,
+        )
+    return xr.Dataset(
+        {
+            "accuracy": (("epoch", "train_on", "evaluate_on"), acc),
+            "loss": (("epoch", "train_on", "evaluate_on"), loss),
+        },
+        coords={
+            "epoch": np.arange(opt.epochs + 1),
+            "train_on": list(names),
+            "evaluate_on": list(names),
+        },
+    )
+
+
+def corruption_level(
+    model_name: str,
+    model_options: Mapping,
+    train: TensorSplit,
+    test: TensorSplit,
+    n_classes: int,
+    opt: OptimConfig,
+    seed: int,
+    *,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Train and test accuracy per epoch at one corruption level (figure 10).
+
+    ``train`` carries the corrupted labels; the layout is that of
+    :func:`training_dynamics` with one run and the ``full`` subset only.
+    """
+    acc = np.full((1, opt.epochs + 1, 2, 1), np.nan)
+    loss = np.full_like(acc, np.nan)
+    model = _new_model(model_name, model_options, train, n_classes, seed)
+
+    def record(epoch: int) -> dict[str, float]:
+        for s, split in enumerate((train, test)):
+            correct, losses = _per_example(model, split)
+            acc[0, epoch, s, 0] = correct.mean()
+            loss[0, epoch, s, 0] = losses.mean()
+        return {"train_acc": acc[0, epoch, 0, 0], "test_acc": acc[0, epoch, 1, 0]}
+
+    record(0)
+    fit(model, train, opt, seed=seed, after_epoch=record, desc="plain training", progress=progress)
+    return xr.Dataset(
+        {
+            "accuracy": (("run", "epoch", "split", "subset"), acc),
+            "loss": (("run", "epoch", "split", "subset"), loss),
+            "subset_size": (("split", "subset"), np.array([[len(train)], [len(test)]])),
+        },
+        coords={
+            "run": ["all"],
+            "epoch": np.arange(opt.epochs + 1),
+            "split": ["train", "test"],
+            "subset": ["full"],
+        },
+    )
