@@ -21,6 +21,9 @@ back to the kernel when freed, and RSS follows the live tensors (otherwise memor
 that the warm-up freed could be reused without showing up). Where clear_refs is
 not writable, the first call is measured instead, as ru_maxrss after it minus the RSS
 before it (then the warm-up's one-off costs are included; the output says so).
+"CPU" is the worker's process CPU time per call (all threads). On a machine shared
+with other jobs, ``--threads 1`` gives steadier numbers: with several threads every
+parallel op waits for its slowest thread, which penalises many small ops.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ rule crosstrain:
     resources:
         gpu=gpu_count(),
     params:
-        exp=lambda wc: study_params(wc.exp),
+        exp=lambda wc: study_params(wc.exp, "crosstrain_epochs"),
         device=config.get("device", "auto"),
     script:
         "../scripts/crosstrain.py"

@@ -3,7 +3,12 @@ rule figure:
     input:
         unpack(figure_inputs),
     output:
-        output=f"{RESULTS}/{{fig}}.pdf",
+        output=report(
+            f"{RESULTS}/{{fig}}.pdf",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{fig}"},
+        ),
     log:
         f"{RESULTS}/logs/figures/{{fig}}.log",
     conda:

@@ -58,12 +58,26 @@ TINY = {
             "milestones": [1],
             "subset_size": 100,
         },
+        "cct": {
+            "dataset": "digits",
+            "model": "cct",
+            "depth": 1,
+            "heads": 2,
+            "embed_dim": 16,
+            "tokenizer_channels": 8,
+            "corrupt": 0,
+            "seed": 0,
+            "epochs": 2,
+            "lr": 0.05,
+            "momentum": 0.9,
+            "batch_size": 64,
+        },
     },
     "figures": {
         "fig2": {"clean": "clean", "corrupted": "noisy", "bins": 20},
         "fig7": {"experiment": "clean", "per_class": 2},
         "fig8": {"experiment": "vgg", "per_class": 2},
-        "fig9": {"experiments": ["clean", "vgg"]},
+        "fig9": {"experiments": ["clean", "cct"]},
         "fig3": {"experiment": "noisy", "window": 3},
         "fig4": {"experiment": "noisy", "window": 1},
         "fig5": {"experiments": ["clean", "vgg"]},
@@ -144,6 +158,16 @@ def test_scores_artifact_is_self_describing(built):
     assert not list(built.glob("results/**/*.part"))
 
 
+def test_cct_scores_through_the_workflow(built):
+    with xr.open_dataset(built / "results/cct/scores.nc", engine="netcdf4") as ds:
+        assert ds.sizes["example"] == 1437 and ds.sizes["epoch"] == 2
+        assert np.isfinite(ds["memorization"].values).all()
+        assert "blocks.0.norm1.weight" in ds.attrs["shared_parameters"]
+        assert yaml.safe_load(ds.attrs["config"])["model"] == "cct"
+        # the tokenizer's hidden maps, one block's heads and its MLP are masked
+        assert ds.attrs["masked_layers"] == 3
+
+
 def test_training_dynamics_artifacts(built):
     res = built / "results"
     with xr.open_dataset(res / "clean/dynamics.nc", engine="netcdf4") as ds:
@@ -175,6 +199,15 @@ def test_training_dynamics_artifacts(built):
         with xr.open_dataset(res / f"clean/sweep/corrupt{level}.nc", engine="netcdf4") as ds:
             assert int(ds["corrupt"].values[0]) == level
             assert ds.sizes["epoch"] == 5
+
+
+def test_html_report_holds_every_figure_with_its_caption(built):
+    snakemake(built, "--report", str(built / "report.html"), config=TINY)
+    html = (built / "report.html").read_text()
+    for fig in TINY["figures"]:
+        assert f"{fig}.pdf" in html
+    for caption in ("Figure 2.", "Figure 4.", "Figure 6.", "Figure 10.", "ROC AUC"):
+        assert caption in html
 
 
 def test_second_run_does_nothing_and_figure_options_rerun_only_the_figure(built):
@@ -224,3 +257,23 @@ def test_lint_is_clean():
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     assert "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_paper_config_plans_every_figure():
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/paper.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    with open(ROOT / "config/paper.yaml") as fh:
+        paper = yaml.safe_load(fh)
+    for fig in paper["figures"]:
+        assert f"results/{fig}.pdf" in out
+    # figure 9b trains the compact convolutional transformer on Fashion-MNIST
+    assert "results/fashion_mnist_cct/scores.nc" in out
+    assert "results/data/fashion_mnist.nc" in out

@@ -84,7 +84,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import MODEL_OPTIONS, MODELS, TurnOverNet
+from .models import MODEL_OPTIONS, MODELS, TurnOverNet, complement
 
 __all__ = [
     "CCT",
@@ -330,8 +330,9 @@ class CCT(TurnOverNet):
         self._check_masks(masks)
         return self._rest(self._stem(x), masks)
 
-    def forward_pair(self, x, unmuted, muted):
+    def forward_pair(self, x, unmuted, muted=None):
         # The first tokenizer layer precedes every mask: computed once.
+        muted = complement(unmuted) if muted is None else muted
         self._check_masks(unmuted)
         self._check_masks(muted)
         h = self._stem(x)

@@ -127,11 +127,11 @@ class TurnOverMasks:
 
     def unmuted(self, positions: torch.Tensor) -> list[torch.Tensor]:
         """Float masks (0 or KEEP_SCALE) of the unmuted sub-networks of these examples."""
-        return [bank[positions].to(torch.float32).mul_(KEEP_SCALE) for bank in self.banks]
+        return [bank[positions] * KEEP_SCALE for bank in self.banks]  # bool * float: float32
 
     def muted(self, positions: torch.Tensor) -> list[torch.Tensor]:
         """Float masks (0 or KEEP_SCALE) of the muted sub-networks: the complements."""
-        return [(~bank[positions]).to(torch.float32).mul_(KEEP_SCALE) for bank in self.banks]
+        return [(~bank[positions]) * KEEP_SCALE for bank in self.banks]
 
     def kept_fraction(self) -> list[float]:
         return [float(b.float().mean()) for b in self.banks]

@@ -37,6 +37,11 @@ def masked_relu(z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return out * mask
 
 
+def complement(masks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The muted masks of unmuted ones (0 <-> KEEP_SCALE)."""
+    return [KEEP_SCALE - m for m in masks]
+
+
 class TurnOverNet(nn.Module):
     """Base class: a classifier whose hidden layers carry turn-over masks."""
 
@@ -47,10 +52,16 @@ class TurnOverNet(nn.Module):
         raise NotImplementedError
 
     def forward_pair(
-        self, x: torch.Tensor, unmuted: Sequence[torch.Tensor], muted: Sequence[torch.Tensor]
+        self,
+        x: torch.Tensor,
+        unmuted: Sequence[torch.Tensor],
+        muted: Sequence[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of the unmuted and of the muted sub-network of each example."""
-        return self(x, unmuted), self(x, muted)
+        """Logits of the unmuted and of the muted sub-network of each example.
+
+        ``muted`` defaults to the complements of ``unmuted`` (built only if needed).
+        """
+        return self(x, unmuted), self(x, complement(unmuted) if muted is None else muted)
 
     def shared_parameter_names(self) -> list[str]:
         """Parameters that no mask covers: every example updates them (they leak)."""
@@ -81,7 +92,7 @@ class MLP(TurnOverNet):
         z = self.hidden(x.flatten(1))
         return self.output(masked_relu(z, None if masks is None else masks[0]))
 
-    def forward_pair(self, x, unmuted, muted):
+    def forward_pair(self, x, unmuted, muted=None):
         # The hidden layer runs once. The two masks sum to KEEP_SCALE everywhere and the
         # output layer is linear without bias, so the muted logits are the unmasked
         # network's (scaled) minus the unmuted ones: one masked product instead of two.

@@ -59,7 +59,12 @@ def _save(fig, output: str | os.PathLike) -> None:
 def _settings(cfg: Mapping) -> str:
     """A short description of an experiment for titles and captions."""
     model = cfg.get("model", "?")
-    extra = {"mlp": f"hidden {cfg.get('hidden', '')}", "vgg11": f"width {cfg.get('width', 1.0)}"}
+    extra = {
+        "mlp": f"hidden {cfg.get('hidden', '')}",
+        "vgg11": f"width {cfg.get('width', 1.0)}"
+        + (f", last {cfg['masked_layers']} masked" if cfg.get("masked_layers") else ""),
+        "cct": f"depth {cfg.get('depth')}, heads {cfg.get('heads')}, embed {cfg.get('embed_dim')}",
+    }
     parts = [
         f"{cfg.get('dataset', '?')}",
         f"{model}" + (f" ({extra[model]})" if model in extra else ""),

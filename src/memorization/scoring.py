@@ -46,9 +46,7 @@ def score_examples(
     for start in range(0, len(split), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(split)), device=device)
         x, y = split.x[rows], split.y[rows]
-        for subnet, logits in zip(
-            SUBNETS, model.forward_pair(x, masks.unmuted(rows), masks.muted(rows)), strict=True
-        ):
+        for subnet, logits in zip(SUBNETS, model.forward_pair(x, masks.unmuted(rows)), strict=True):
             logp = F.log_softmax(logits.float(), dim=1)
             nll = -logp.gather(1, y[:, None])[:, 0]
             out[f"loss_{subnet}"].append(nll.cpu())

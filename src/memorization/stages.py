@@ -116,14 +116,15 @@ def subsets(scores, output, exp: Mapping):
     write_artifact(out, output, "subsets", provenance(exp, subset_size=int(exp["subset_size"])))
 
 
-def dynamics_optim(exp: Mapping):
+def dynamics_optim(exp: Mapping, epochs_key: str = "dynamics_epochs"):
     """Optimizer settings of the plain-training studies (``dynamics_lr``/``dynamics_epochs``
-    override the experiment's ``lr``/``epochs``, as figure 3 uses lr 0.01)."""
+    override the experiment's ``lr``/``epochs``, as figure 3 uses lr 0.01; the cross-subset
+    runs, on a sixth of the data, may train longer with ``crosstrain_epochs``)."""
     from .training import OptimConfig
 
     cfg = dict(exp)
     cfg["lr"] = exp.get("dynamics_lr") or exp["lr"]
-    cfg["epochs"] = exp.get("dynamics_epochs") or exp["epochs"]
+    cfg["epochs"] = exp.get(epochs_key) or exp.get("dynamics_epochs") or exp["epochs"]
     return OptimConfig.from_config(cfg)
 
 
@@ -200,7 +201,7 @@ def crosstrain(data, labels, subsets, output, exp: Mapping, device="auto", threa
     from .dynamics import cross_training
 
     ds, _, train = _load_train(data, labels)
-    opt = dynamics_optim(exp)
+    opt = dynamics_optim(exp, "crosstrain_epochs")
 
     def study(dev):
         return cross_training(
