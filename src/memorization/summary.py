@@ -66,9 +66,10 @@ def summarize(results: str | Path = "results") -> str:
         if (exp / "crosstrain.nc").exists():
             ct = open_artifact(exp / "crosstrain.nc", "crosstrain")["accuracy"].isel(epoch=-1)
             for t in ("easy", "difficult"):
+                easy = float(ct.sel(train_on=t, evaluate_on="easy"))
+                difficult = float(ct.sel(train_on=t, evaluate_on="difficult"))
                 lines.append(
-                    f"  trained on {t}: accuracy on easy {float(ct.sel(train_on=t, evaluate_on='easy')):.4f}, "
-                    f"on difficult {float(ct.sel(train_on=t, evaluate_on='difficult')):.4f}"
+                    f"  trained on {t}: accuracy on easy {easy:.4f}, on difficult {difficult:.4f}"
                 )
         if (exp / "gradstats.nc").exists():
             gs = open_artifact(exp / "gradstats.nc", "gradstats")
