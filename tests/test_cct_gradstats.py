@@ -23,9 +23,8 @@ def _loop(model, x, y):
     return contrib, float(cos)
 
 
-def test_cct_gradient_statistics_are_exact():
-    torch.manual_seed(0)
-    model = build_model(
+def _tiny_cct():
+    return build_model(
         "cct",
         (1, 28, 28),
         10,
@@ -35,6 +34,11 @@ def test_cct_gradient_statistics_are_exact():
         tokenizer_channels=16,
         turnover=False,
     )
+
+
+def test_cct_gradient_statistics_are_exact():
+    torch.manual_seed(0)
+    model = _tiny_cct()
     assert resolve_method(model, "auto") == "func"
     x = torch.randn(12, 1, 28, 28)
     y = torch.arange(12) % 10
@@ -44,16 +48,7 @@ def test_cct_gradient_statistics_are_exact():
     cos = cosine_similarity(model, x, y, method="auto", chunk_size=5)
     assert abs(cos - ref_cos) <= 1e-5 * abs(ref_cos) + 1e-8
     # the training gradient left behind is the mean-loss gradient
-    model2 = build_model(
-        "cct",
-        (1, 28, 28),
-        10,
-        depth=2,
-        heads=2,
-        embed_dim=32,
-        tokenizer_channels=16,
-        turnover=False,
-    )
+    model2 = _tiny_cct()
     model2.load_state_dict(model.state_dict())
     model2.zero_grad(set_to_none=True)
     F.cross_entropy(model2(x), y).backward()

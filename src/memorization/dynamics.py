@@ -75,9 +75,11 @@ def _new_model(model_name, model_options, split, n_classes, seed):
     return model.to(split.x.device)
 
 
-def _members(subsets: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+def _members(subsets: Mapping[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:
+    """Boolean rows of the full split and of its easy/difficult subsets (if given)."""
     out = {"full": np.ones(n, dtype=bool)}
-    out.update({k: np.asarray(subsets[k], dtype=bool) for k in ("easy", "difficult")})
+    if subsets is not None:
+        out.update({k: np.asarray(subsets[k], dtype=bool) for k in ("easy", "difficult")})
     return out
 
 
@@ -89,23 +91,24 @@ def training_dynamics(
     n_classes: int,
     opt: OptimConfig,
     seed: int,
-    train_subsets: Mapping[str, np.ndarray],
-    test_subsets: Mapping[str, np.ndarray],
+    train_subsets: Mapping[str, np.ndarray] | None,
+    test_subsets: Mapping[str, np.ndarray] | None,
     *,
     control: bool = True,
     progress: bool = True,
 ) -> xr.Dataset:
     """Accuracy/loss per epoch on the full, easy and difficult train and test examples.
 
-    ``*_subsets`` map ``easy``/``difficult`` to boolean arrays over the split's rows.
-    Epoch 0 is the untrained model.
+    ``*_subsets`` map ``easy``/``difficult`` to boolean arrays over the split's rows;
+    ``None`` records the full splits only. Epoch 0 is the untrained model.
     """
     members = {
         "train": _members(train_subsets, len(train)),
         "test": _members(test_subsets, len(test)),
     }
     runs = RUNS if control else RUNS[:1]
-    acc = np.full((len(runs), opt.epochs + 1, 2, len(SUBSETS)), np.nan)
+    subsets = list(members["train"])
+    acc = np.full((len(runs), opt.epochs + 1, 2, len(subsets)), np.nan)
     loss = np.full_like(acc, np.nan)
     for r, run in enumerate(runs):
         model = _new_model(model_name, model_options, train, n_classes, seed)
@@ -143,7 +146,7 @@ def training_dynamics(
             "run": list(runs),
             "epoch": np.arange(opt.epochs + 1),
             "split": ["train", "test"],
-            "subset": list(SUBSETS),
+            "subset": subsets,
         },
     )
 
@@ -296,29 +299,16 @@ def corruption_level(
     ``train`` carries the corrupted labels; the layout is that of
     :func:`training_dynamics` with one run and the ``full`` subset only.
     """
-    acc = np.full((1, opt.epochs + 1, 2, 1), np.nan)
-    loss = np.full_like(acc, np.nan)
-    model = _new_model(model_name, model_options, train, n_classes, seed)
-
-    def record(epoch: int) -> dict[str, float]:
-        for s, split in enumerate((train, test)):
-            correct, losses = _per_example(model, split)
-            acc[0, epoch, s, 0] = correct.mean()
-            loss[0, epoch, s, 0] = losses.mean()
-        return {"train_acc": acc[0, epoch, 0, 0], "test_acc": acc[0, epoch, 1, 0]}
-
-    record(0)
-    fit(model, train, opt, seed=seed, after_epoch=record, desc="plain training", progress=progress)
-    return xr.Dataset(
-        {
-            "accuracy": (("run", "epoch", "split", "subset"), acc),
-            "loss": (("run", "epoch", "split", "subset"), loss),
-            "subset_size": (("split", "subset"), np.array([[len(train)], [len(test)]])),
-        },
-        coords={
-            "run": ["all"],
-            "epoch": np.arange(opt.epochs + 1),
-            "split": ["train", "test"],
-            "subset": ["full"],
-        },
+    return training_dynamics(
+        model_name,
+        model_options,
+        train,
+        test,
+        n_classes,
+        opt,
+        seed,
+        None,
+        None,
+        control=False,
+        progress=progress,
     )
