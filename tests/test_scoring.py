@@ -126,3 +126,19 @@ def test_artifacts_carry_units_provenance_and_are_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["subsets.nc"]
     with pytest.raises(ValueError, match="expected 'scores'"):
         open_artifact(path, "scores")
+
+
+def test_influence_on_itself_is_the_memorization_score(small_train):
+    from memorization.masks import TurnOverMasks
+    from memorization.models import MLP
+    from memorization.scoring import influence
+
+    torch.manual_seed(0)
+    model = MLP((1, 28, 28), 10, hidden=64)
+    masks = TurnOverMasks(0, model.mask_units, small_train.examples)
+    rows = torch.tensor([3, 10, 42])
+    infl = influence(model, masks, rows, small_train.x[rows], small_train.y[rows])
+    assert infl.shape == (3, 3)
+    mem = score_examples(model, small_train, masks)["memorization"][rows.numpy()]
+    np.testing.assert_allclose(np.diag(infl), mem, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(infl[0], infl[1])  # each training example has its own masks

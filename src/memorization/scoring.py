@@ -22,7 +22,7 @@ from .masks import TurnOverMasks
 from .models import TurnOverNet, build_model
 from .training import OptimConfig, fit, seed_everything
 
-__all__ = ["SUBNETS", "score_examples", "score_split"]
+__all__ = ["SUBNETS", "influence", "score_examples", "score_split"]
 
 log = logging.getLogger("memorization.scoring")
 
@@ -55,6 +55,30 @@ def score_examples(
     res = {k: torch.cat(v).numpy() for k, v in out.items()}
     res["memorization"] = res["loss_muted"] - res["loss_unmuted"]
     return res
+
+
+@torch.inference_mode()
+def influence(
+    model: TurnOverNet,
+    masks: TurnOverMasks,
+    train_rows: torch.Tensor,
+    x_target: torch.Tensor,
+    y_target: torch.Tensor,
+) -> np.ndarray:
+    """Influence of training examples on targets (eq. 5): [len(train_rows), n_targets].
+
+    Entry (i, t) is the loss on target t of training example i's muted sub-network
+    minus that of its unmuted one; on its own example it is the memorization score.
+    """
+    model.eval()
+    out = np.empty((len(train_rows), len(x_target)), dtype=np.float32)
+    for k, row in enumerate(train_rows.tolist()):
+        unmuted = [m.expand(len(x_target), -1) for m in masks.unmuted(torch.tensor([row]))]
+        logits_u, logits_m = model.forward_pair(x_target, unmuted)
+        loss_u = F.cross_entropy(logits_u.float(), y_target, reduction="none")
+        loss_m = F.cross_entropy(logits_m.float(), y_target, reduction="none")
+        out[k] = (loss_m - loss_u).cpu().numpy()
+    return out
 
 
 def score_split(

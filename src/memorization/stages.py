@@ -221,6 +221,8 @@ def crosstrain(data, labels, subsets, output, exp: Mapping, device="auto", threa
 
 
 def sweep_level(data, output, exp: Mapping, level: int, device="auto", threads=1):
+    import torch
+
     from .corruption import corrupt_labels as corrupt
     from .data import TensorSplit, to_tensors
     from .dynamics import corruption_level
@@ -228,7 +230,7 @@ def sweep_level(data, output, exp: Mapping, level: int, device="auto", threads=1
     ds = open_artifact(data, "dataset")
     train, test = to_tensors(ds, "train"), to_tensors(ds, "test")
     labels, _ = corrupt(train.y.numpy(), int(level), ds.sizes["class"], exp["seed"])
-    train = TensorSplit(train.x, torch_labels(labels), train.examples)
+    train = TensorSplit(train.x, torch.as_tensor(labels, dtype=torch.int64), train.examples)
     opt = dynamics_optim(exp)
 
     def study(dev):
@@ -254,12 +256,6 @@ def sweep_level(data, output, exp: Mapping, level: int, device="auto", threads=1
         lr=opt.lr,
         epochs=opt.epochs,
     )
-
-
-def torch_labels(labels):
-    import torch
-
-    return torch.as_tensor(labels, dtype=torch.int64)
 
 
 def figure(output, figure: str, inputs: Mapping[str, str | list], options: Mapping):
