@@ -5,6 +5,7 @@ ratios mean something). Targets: a turn-over epoch <= 1.10x a plain epoch;
 scoring every training example through both sub-networks <= 0.6x a plain epoch.
 
     python benchmarks/bench_turnover.py [--examples 60000] [--hidden 4096] [--repeats 3]
+                                        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (timed with synchronisation)")
     args = ap.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     n = args.examples
@@ -38,21 +41,25 @@ def main() -> None:
         torch.randn(n, 1, 28, 28, generator=g),
         torch.randint(0, 10, (n,), generator=g),
         np.arange(n),
-    )
+    ).to(device)
     opt = OptimConfig(epochs=1, lr=0.06, batch_size=args.batch_size)
     t0 = time.perf_counter()
-    masks = TurnOverMasks(0, [args.hidden], split.examples)
+    masks = TurnOverMasks(0, [args.hidden], split.examples, device)
     bank_s = time.perf_counter() - t0
 
     def plain():
-        model = MLP((1, 28, 28), 10, hidden=args.hidden)
+        model = MLP((1, 28, 28), 10, hidden=args.hidden).to(device)
         fit(model, split, opt, seed=0, progress=False)
 
     def turnover():
-        model = MLP((1, 28, 28), 10, hidden=args.hidden)
+        model = MLP((1, 28, 28), 10, hidden=args.hidden).to(device)
         fit(model, split, opt, seed=0, masks=masks, progress=False)
 
-    scoring_model = MLP((1, 28, 28), 10, hidden=args.hidden)
+    scoring_model = MLP((1, 28, 28), 10, hidden=args.hidden).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def scoring():
         score_examples(scoring_model, split, masks, batch_size=1024)
@@ -61,12 +68,14 @@ def main() -> None:
     plain()  # warm-up
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all three
         for name, fn in (("plain", plain), ("turnover", turnover), ("scoring", scoring)):
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
-        f"MLP 784-{args.hidden}-10, {n} examples, batch {args.batch_size}, "
+        f"MLP 784-{args.hidden}-10, {n} examples, batch {args.batch_size}, {device}, "
         f"{args.threads} threads, median of {args.repeats}"
     )
     print(f"  mask bank for {n} examples: {bank_s:.2f} s (once per run)")

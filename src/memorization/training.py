@@ -16,7 +16,7 @@ from .data import TensorSplit
 from .masks import TurnOverMasks
 from .models import TurnOverNet
 
-__all__ = ["OptimConfig", "evaluate", "fit", "seed_everything"]
+__all__ = ["OptimConfig", "fit", "seed_everything"]
 
 log = logging.getLogger("memorization.training")
 
@@ -47,7 +47,7 @@ class OptimConfig:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA) and ask for deterministic kernels."""
+    """Seed torch (CPU and CUDA) and NumPy's global generator."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
 
@@ -125,26 +125,3 @@ def fit(
             info.update(after_epoch(epoch) or {})
         bar.set_postfix({k: f"{v:.4g}" for k, v in info.items()}, refresh=True)
         log.info("%s epoch %d/%d %s", desc, epoch, opt.epochs, info)
-
-
-@torch.inference_mode()
-def evaluate(
-    model: TurnOverNet,
-    split: TensorSplit,
-    positions: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-    batch_size: int = 1024,
-) -> tuple[float, float]:
-    """(accuracy, mean loss) of the plain model on ``split`` (or these rows of it)."""
-    model.eval()
-    rows_all = torch.arange(len(split)) if positions is None else positions.cpu()
-    y_all = split.y if labels is None else labels
-    correct, total_loss = 0, 0.0
-    for start in range(0, len(rows_all), batch_size):
-        rows = rows_all[start : start + batch_size].to(split.x.device)
-        logits = model(split.x[rows])
-        y = y_all[rows]
-        total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    n = max(len(rows_all), 1)
-    return correct / n, total_loss / n
