@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,10 @@ def test_artifacts_carry_units_provenance_and_are_atomic(tmp_path, monkeypatch):
         assert back["easy"].dtype == bool
     with pytest.raises(ValueError, match="missing variables"):
         write_artifact(ds.drop_vars("easy"), tmp_path / "bad.nc", "subsets", {})
+    # the artifact is readable like any file the user makes, not private like a temp file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     # a failing write leaves neither a partial file nor a temporary one behind
     monkeypatch.setattr(xr.Dataset, "to_netcdf", lambda *a, **k: (_ for _ in ()).throw(OSError))
     with pytest.raises(OSError):

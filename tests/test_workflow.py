@@ -221,8 +221,9 @@ def test_second_run_does_nothing_and_figure_options_rerun_only_the_figure(built)
     out = res.stdout + res.stderr
     assert "figure" in out and "score" not in out and "corrupt_labels" not in out
     # a nested --config override reaches the experiment it names, and only its stages
-    res = snakemake(built, "-n", "--quiet", "rules", "--config",
-                    "experiments={vgg: {epochs: 3}}", config=TINY)
+    res = snakemake(
+        built, "-n", "--quiet", "rules", "--config", "experiments={vgg: {epochs: 3}}", config=TINY
+    )
     out = res.stdout + res.stderr
     assert "score" in out and "figure" in out and "corrupt_labels" not in out
     assert "sweep_level" not in out  # the clean experiment's sweep is untouched

@@ -17,14 +17,14 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # before netCDF4 is imp
 import datetime  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
+from collections.abc import Callable, Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 import yaml  # noqa: E402
 
-__all__ = ["SCHEMAS", "ENGINE", "open_artifact", "provenance", "write_artifact"]
+__all__ = ["SCHEMAS", "ENGINE", "atomic_write", "open_artifact", "provenance", "write_artifact"]
 
 ENGINE = "netcdf4"
 
@@ -145,17 +145,29 @@ def write_artifact(ds: xr.Dataset, path: str | os.PathLike, kind: str, attrs: Ma
             ds[name].attrs.update(long_name=long_name, units=units)
     ds.attrs.update(attrs)
     ds.attrs["kind"] = kind
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     encoding = {
         name: {"zlib": True, "complevel": 4}
         for name, var in ds.data_vars.items()
         if var.dtype.kind in "biuf" and var.size > 1000
     }
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    A failed write leaves no file behind; the result gets the usual permissions
+    (0666 less the umask), not the temporary file's private 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding)
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,7 +8,6 @@ vector PDF atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -19,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .artifacts import config_of, open_artifact  # noqa: E402
+from .artifacts import atomic_write, config_of, open_artifact  # noqa: E402
 
 __all__ = ["FIGURES", "draw", "smooth"]
 
@@ -42,16 +41,8 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def _save(fig, output: str | os.PathLike) -> None:
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".pdf", dir=output.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="pdf", bbox_inches="tight")
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(output, lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
     finally:
         plt.close(fig)
 
