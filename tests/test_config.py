@@ -63,6 +63,16 @@ def test_default_and_paper_configs_are_valid():
             "experiments.mnist_mlp.test_subset_size: 501 is more than half",
         ),
         (
+            "experiments.mnist_vgg.masked_layers",
+            9,
+            "experiments.mnist_vgg: the vgg11 options (masked_layers, width) are invalid",
+        ),
+        (
+            "experiments.mnist_cct.heads",
+            3,
+            "experiments.mnist_cct: the cct options (depth, embed_dim, heads, tokenizer_c",
+        ),
+        (
             "figures.fig4.experiment",
             "mnist_mlp",
             "figures.fig4: experiment 'mnist_mlp' has no probe_size",

@@ -170,12 +170,30 @@ def _check_experiment(name: str, exp: Mapping) -> list[str]:
                     )
             if len(set(map(str, levels))) != len(levels):
                 errors.append(f"{where}.corruption_levels: levels must be distinct")
+    if dataset in DATASETS and exp.get("model") in MODELS:
+        errors.extend(_check_model_options(where, exp, DATASETS[dataset]))
     milestones = exp.get("milestones") or []
     if any(not isinstance(m, int) or m < 1 for m in milestones) or list(milestones) != sorted(
         milestones
     ):
         errors.append(f"{where}.milestones: must be increasing positive epochs, got {milestones!r}")
     return errors
+
+
+def _check_model_options(where: str, exp: Mapping, info) -> list[str]:
+    """Build the model on the meta device (no memory, no compute) to vet its options."""
+    import torch
+
+    from .models import MODEL_OPTIONS, build_model
+
+    options = {k: exp[k] for k in MODEL_OPTIONS[exp["model"]] if k in exp}
+    try:
+        with torch.device("meta"):
+            build_model(exp["model"], info.shape, len(info.classes), **options)
+    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
+        keys = ", ".join(sorted(options)) or "defaults"
+        return [f"{where}: the {exp['model']} options ({keys}) are invalid: {err}"]
+    return []
 
 
 def check_config(config: Mapping) -> list[str]:
