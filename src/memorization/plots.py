@@ -8,6 +8,7 @@ vector PDF atomically.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -17,6 +18,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .artifacts import atomic_write, config_of, open_artifact  # noqa: E402
 
@@ -40,6 +42,11 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, output: str | os.PathLike) -> None:
     try:
         atomic_write(output, lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
@@ -47,7 +54,7 @@ def _save(fig, output: str | os.PathLike) -> None:
         plt.close(fig)
 
 
-def _settings(cfg: Mapping) -> str:
+def _settings(cfg: Mapping, corrupt: bool = True) -> str:
     """A short description of an experiment for titles and captions."""
     model = cfg.get("model", "?")
     extra = {
@@ -59,11 +66,11 @@ def _settings(cfg: Mapping) -> str:
     parts = [
         f"{cfg.get('dataset', '?')}",
         f"{model}" + (f" ({extra[model]})" if model in extra else ""),
-        f"{cfg.get('corrupt', 0)} random labels",
+        f"{cfg.get('corrupt', 0)} random labels" if corrupt else "",
         f"lr {cfg.get('lr', '?')}",
         f"{cfg.get('epochs', '?')} epochs",
     ]
-    return ", ".join(parts)
+    return ", ".join(p for p in parts if p)
 
 
 def _name(path: str) -> str:
@@ -176,11 +183,12 @@ def fig9(inputs: Mapping, options: Mapping, output) -> None:
                 ms=3,
                 label=f"{subnet} sub-network",
             )
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylabel("training accuracy")
         ax.set_ylim(0, 1.02)
         cfg = config_of(sc)
-        ax.set_title(f"({chr(97 + i)}) {_name(path)}\n{_settings(cfg)}")
+        settings = textwrap.fill(_settings(cfg), 48)
+        ax.set_title(f"({chr(97 + i)}) {_name(path)}\n{settings}", fontsize=7)
         ax.legend(frameon=False)
     fig.suptitle("Figure 9: training accuracy of the muted and unmuted sub-networks", fontsize=9)
     fig.tight_layout()
@@ -218,7 +226,7 @@ def _dynamics_panel(ax, ds, split: str, window: int, control: bool = True) -> No
         if control and "without_difficult" in ds["run"].values:
             ctrl = ds["accuracy"].sel(run="without_difficult", split=split, subset=subset).values
             ax.plot(epochs, smooth(ctrl, window), ":", color=COLORS[subset], lw=1.2)
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel(f"{split} accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(frameon=False, fontsize=7)
@@ -228,10 +236,10 @@ def _window(options: Mapping) -> int:
     return int(options.get("window", 1))
 
 
-def _dynamics_settings(ds) -> str:
+def _dynamics_settings(ds, corrupt: bool = True) -> str:
     cfg = config_of(ds)
     cfg = {**cfg, "lr": ds.attrs.get("lr", cfg.get("lr")), "epochs": ds.attrs.get("epochs")}
-    return _settings(cfg)
+    return _settings(cfg, corrupt)
 
 
 def _paths(value) -> list[str]:
@@ -247,7 +255,7 @@ def fig3(inputs: Mapping, options: Mapping, output) -> None:
     axes[0].set_title("(a) training accuracy")
     test = ds["accuracy"].sel(run="all", split="test", subset="full").values
     axes[1].plot(ds["epoch"].values, smooth(test, w), color="black", label="test (full)")
-    axes[1].set_xlabel("epoch")
+    _epoch_axis(axes[1])
     axes[1].set_ylabel("test accuracy")
     axes[1].set_title(f"(b) test accuracy (peak {np.nanmax(test):.3f})")
     axes[1].legend(frameon=False, fontsize=7)
@@ -308,7 +316,7 @@ def fig4(inputs: Mapping, options: Mapping, output) -> None:
     axes[1].set_title("(b) contribution to the update")
     axes[1].set_ylabel("mean (v_i . g) / ||g||")
     for ax in axes:
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.legend(frameon=False, fontsize=7)
     fig.suptitle(
         f"Figure 4: {_name(path)}: {_dynamics_settings(ds)}; sliding window {w}", fontsize=9
@@ -335,7 +343,7 @@ def fig6(inputs: Mapping, options: Mapping, output) -> None:
                 label=f"accuracy on {evaluate_on}",
             )
         ax.set_title(f"({'ab'[train_on == 'difficult']}) trained on the {train_on} subset")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylim(0, 1.02)
         ax.legend(frameon=False, fontsize=7)
     axes[0].set_ylabel("accuracy")
@@ -363,12 +371,15 @@ def fig10(inputs: Mapping, options: Mapping, output) -> None:
             ax.plot(ds["epoch"].values, smooth(acc, w), color=color, label=f"{level}")
     for ax, split in zip(axes, ("train", "test"), strict=True):
         ax.set_title(f"({'ab'[split == 'test']}) {split} accuracy")
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylim(0, 1.02)
     axes[0].set_ylabel("accuracy")
     axes[1].legend(title="random labels", frameon=False, fontsize=7)
     exp = Path(paths[0]).parent.parent.name  # results/<exp>/sweep/corrupt<level>.nc
-    fig.suptitle(f"Figure 10: corruption sweep of {exp}: {_dynamics_settings(first)}", fontsize=9)
+    fig.suptitle(
+        f"Figure 10: corruption sweep of {exp}: {_dynamics_settings(first, corrupt=False)}",
+        fontsize=9,
+    )
     fig.tight_layout()
     _save(fig, output)
 
