@@ -135,14 +135,25 @@ def _subset_rows(path, examples) -> dict[str, np.ndarray]:
     return {k: sub[k].values.astype(bool) for k in ("easy", "difficult")}
 
 
-def _plain_study(kind, output, exp, device, threads, study, **data_kwargs):
-    """Shared frame of the plain-training studies: threads, device lease, provenance."""
+def _plain_study(kind, output, exp, opt, n_classes, device, threads, study, **attrs):
+    """Shared frame of the plain-training studies: threads, device lease, provenance.
+
+    ``study(dev, model)`` gets the device and the arguments every study takes
+    (``model_name``, ``model_options``, ``n_classes``, ``opt``, ``seed``) as a dict.
+    """
     from .device import lease_device, resolve_threads
 
     resolve_threads(threads)
+    model = {
+        "model_name": exp["model"],
+        "model_options": model_options(exp),
+        "n_classes": n_classes,
+        "opt": opt,
+        "seed": int(exp["seed"]),
+    }
     with lease_device(device) as dev:
-        ds = study(dev)
-        attrs = provenance(exp, device=dev, **data_kwargs)
+        ds = study(dev, model)
+        attrs = provenance(exp, device=dev, lr=opt.lr, epochs=opt.epochs, **attrs)
     write_artifact(ds, output, kind, attrs)
     return ds
 
@@ -153,24 +164,20 @@ def dynamics(data, labels, subsets, subsets_test, output, exp: Mapping, device="
 
     ds, _, train = _load_train(data, labels)
     test = to_tensors(ds, "test")
-    opt = dynamics_optim(exp)
+    train_rows = _subset_rows(subsets, train.examples)
+    test_rows = _subset_rows(subsets_test, test.examples)
 
-    def study(dev):
+    def study(dev, model):
         return training_dynamics(
-            exp["model"],
-            model_options(exp),
-            train.to(dev),
-            test.to(dev),
-            ds.sizes["class"],
-            opt,
-            int(exp["seed"]),
-            _subset_rows(subsets, train.examples),
-            _subset_rows(subsets_test, test.examples),
+            train=train.to(dev),
+            test=test.to(dev),
+            train_subsets=train_rows,
+            test_subsets=test_rows,
+            **model,
         )
 
-    out = _plain_study(
-        "dynamics", output, exp, device, threads, study, lr=opt.lr, epochs=opt.epochs
-    )
+    opt = dynamics_optim(exp)
+    out = _plain_study("dynamics", output, exp, opt, ds.sizes["class"], device, threads, study)
     final = out["accuracy"].sel(run="all").isel(epoch=-1)
     log.info("final accuracy (all data): %s", final.to_pandas().to_dict())
 
@@ -179,44 +186,32 @@ def gradstats(data, labels, subsets, output, exp: Mapping, device="auto", thread
     from .dynamics import gradient_statistics
 
     ds, _, train = _load_train(data, labels)
-    opt = dynamics_optim(exp)
+    rows = _subset_rows(subsets, train.examples)
 
-    def study(dev):
+    def study(dev, model):
         return gradient_statistics(
-            exp["model"],
-            model_options(exp),
-            train.to(dev),
-            ds.sizes["class"],
-            opt,
-            int(exp["seed"]),
-            _subset_rows(subsets, train.examples),
-            int(exp["probe_size"]),
+            train=train.to(dev),
+            train_subsets=rows,
+            probe_size=int(exp["probe_size"]),
             method=exp.get("gradstats_method", "auto"),
+            **model,
         )
 
-    _plain_study("gradstats", output, exp, device, threads, study, lr=opt.lr, epochs=opt.epochs)
+    opt = dynamics_optim(exp)
+    _plain_study("gradstats", output, exp, opt, ds.sizes["class"], device, threads, study)
 
 
 def crosstrain(data, labels, subsets, output, exp: Mapping, device="auto", threads=1):
     from .dynamics import cross_training
 
     ds, _, train = _load_train(data, labels)
+    rows = _subset_rows(subsets, train.examples)
+
+    def study(dev, model):
+        return cross_training(train=train.to(dev), train_subsets=rows, **model)
+
     opt = dynamics_optim(exp, "crosstrain_epochs")
-
-    def study(dev):
-        return cross_training(
-            exp["model"],
-            model_options(exp),
-            train.to(dev),
-            ds.sizes["class"],
-            opt,
-            int(exp["seed"]),
-            _subset_rows(subsets, train.examples),
-        )
-
-    out = _plain_study(
-        "crosstrain", output, exp, device, threads, study, lr=opt.lr, epochs=opt.epochs
-    )
+    out = _plain_study("crosstrain", output, exp, opt, ds.sizes["class"], device, threads, study)
     log.info("final accuracy: %s", out["accuracy"].isel(epoch=-1).to_pandas().to_dict())
 
 
@@ -231,30 +226,22 @@ def sweep_level(data, output, exp: Mapping, level: int, device="auto", threads=1
     train, test = to_tensors(ds, "train"), to_tensors(ds, "test")
     labels, _ = corrupt(train.y.numpy(), int(level), ds.sizes["class"], exp["seed"])
     train = TensorSplit(train.x, torch.as_tensor(labels, dtype=torch.int64), train.examples)
-    opt = dynamics_optim(exp)
 
-    def study(dev):
-        out = corruption_level(
-            exp["model"],
-            model_options(exp),
-            train.to(dev),
-            test.to(dev),
-            ds.sizes["class"],
-            opt,
-            int(exp["seed"]),
-        )
+    def study(dev, model):
+        out = corruption_level(train=train.to(dev), test=test.to(dev), **model)
         return out.expand_dims(corrupt=[int(level)])
 
+    opt = dynamics_optim(exp)
     _plain_study(
         "dynamics",
         output,
         exp,
+        opt,
+        ds.sizes["class"],
         device,
         threads,
         study,
         corrupt_level=int(level),
-        lr=opt.lr,
-        epochs=opt.epochs,
     )
 
 
