@@ -1,116 +1,156 @@
 import os
+import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from memorization.config import coerce_overrides, figure_experiments, validate_config
-from memorization.data import DATASETS
-from memorization.stages import OPTIM_KEYS, model_options
+from memorization.config import WorkflowConfig, coerce_config, validate_config
+from memorization.figures import FIGURES
+from memorization.paths import Paths
 
 min_version("9.0")
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
-coerce_overrides(config)  # --config leaves nested numbers as strings
-validate(config, schema="../config/schema/config.schema.yaml")
-validate_config(config)  # semantic checks: every problem named, before any job runs
-
-EXPERIMENTS = config["experiments"]
-FIGURES = config.get("figures") or {}
-RESULTS = "results"
+# Every problem of the config is listed at once, each by its key, before any job runs.
+# `device: cuda` is checked against this machine only when the jobs run here.
+coerce_config(
+    config
+)  # --config leaves nested numbers as strings; YAML 1.1 reads 1e-3 so
+validate_config(
+    config,
+    local=workflow.local_exec and workflow.is_main_process,
+    source=", ".join(map(str, workflow.configfiles)) or None,
+)
+W = WorkflowConfig.from_config(config)
+EXPERIMENTS = W.experiments
+FIGURE_OPTIONS = W.figures
+RESULTS = W.results
+PATHS = Paths(
+    RESULTS,
+    datasets=tuple((name, e.dataset) for name, e in EXPERIMENTS.items()),
+    levels=tuple((name, e.corruption_levels) for name, e in EXPERIMENTS.items()),
+)
+# `snakemake --report` documents what has been built; it fails on a missing file
+REPORTING = any(a == "--report" or a.startswith("--report=") for a in sys.argv)
 
 
 wildcard_constraints:
     exp="|".join(map(str, EXPERIMENTS)) or "NONE",
-    split="train|test",
-    fig="|".join(FIGURES) or "NONE",
+    fig="|".join(FIGURE_OPTIONS) or "NONE",
+    dataset="[a-z0-9_]+",
     level=r"\d+",
 
 
+def out(artifact):
+    """The output pattern of an artifact (memorization.paths.PATTERNS)."""
+    return PATHS.pattern(artifact)
+
+
+def log_of(name):
+    return f"{RESULTS}/logs/{name}.log"
+
+
 def experiment(name):
-    return EXPERIMENTS[name]
+    """An experiment's mapping as written in the config."""
+    return config["experiments"][name]
 
 
-def dataset_of(name):
-    return f"{RESULTS}/data/{experiment(name)['dataset']}.nc"
+def dataset_of(wildcards):
+    return PATHS.of("dataset", wildcards.exp)
 
 
-def label_params(name):
-    """The slice of an experiment that decides its labels."""
-    exp = experiment(name)
-    return {k: exp.get(k, 0) for k in ("dataset", "corrupt", "seed")}
+def config_slice(stage):
+    """params: the resolved settings that decide the artifact of `stage` (provenance)."""
+    return lambda wc: EXPERIMENTS[wc.exp].slice(stage, **_level(wc))
 
 
-def score_params(name):
-    """The slice of an experiment that decides its turn-over training and scores."""
-    exp = experiment(name)
-    out = label_params(name)
-    out["model"] = exp["model"]
-    out.update(model_options(exp))
-    out.update({k: exp[k] for k in OPTIM_KEYS if k in exp})
-    return out
+def expected(**inputs):
+    """params: the slices the input artifacts must have been made from (origin check).
+
+    `inputs` maps an input name to the stage that made it.
+    """
+    return lambda wc: {
+        name: EXPERIMENTS[wc.exp].slice(stage, **_level(wc))
+        for name, stage in inputs.items()
+    }
+
+
+def _level(wc):
+    return {"level": int(wc.level)} if "level" in wc.keys() else {}
 
 
 def gpu_count():
     """Training jobs hold one GPU unless the config pins the CPU."""
-    return 0 if config.get("device", "auto") == "cpu" else 1
-
-
-def all_figures():
-    return [f"{RESULTS}/{fig}.pdf" for fig in FIGURES]
-
-
-def scores_of(name):
-    return f"{RESULTS}/{name}/scores.nc"
+    return 0 if W.device == "cpu" else 1
 
 
 def figure_inputs(wildcards):
-    """The artifacts a figure draws, by the names its plotting function expects."""
-    fig = wildcards.fig
-    cfg = FIGURES[fig]
-    if fig == "fig2":
-        return {
-            "clean": scores_of(cfg["clean"]),
-            "corrupted": scores_of(cfg["corrupted"]),
-        }
-    if fig in ("fig7", "fig8"):
-        return {
-            "scores": scores_of(cfg["experiment"]),
-            "data": dataset_of(cfg["experiment"]),
-        }
-    if fig == "fig9":
-        return {"scores": [scores_of(name) for name in figure_experiments(cfg)]}
-    if fig in ("fig3", "fig5"):
-        return {
-            "dynamics": [f"{RESULTS}/{n}/dynamics.nc" for n in figure_experiments(cfg)]
-        }
-    if fig == "fig4":
-        return {"gradstats": f"{RESULTS}/{cfg['experiment']}/gradstats.nc"}
-    if fig == "fig6":
-        return {"crosstrain": f"{RESULTS}/{cfg['experiment']}/crosstrain.nc"}
-    if fig == "fig10":
-        return {"levels": sweep_inputs(cfg["experiment"])}
-    raise ValueError(f"figures.{fig}: no rule draws this figure yet")
+    return FIGURES[wildcards.fig].inputs(FIGURE_OPTIONS[wildcards.fig], PATHS)
 
 
-def test_subset_size(name):
-    """Test subsets are as large a share of the test split as the training subsets are
-    of the training split, unless test_subset_size says otherwise."""
-    exp = experiment(name)
-    if exp.get("test_subset_size"):
-        return exp["test_subset_size"]
-    info = DATASETS[exp["dataset"]]
-    return max(1, round(exp["subset_size"] * info.n_test / info.n_train))
+def all_figures():
+    figures = [PATHS.of("figure", fig=fig) for fig in FIGURE_OPTIONS]
+    if REPORTING:
+        return [f for f in figures if os.path.exists(f)]
+    return figures
 
 
-def study_params(name, *extra):
-    """Scores' slice plus what the plain-training studies read."""
-    exp = experiment(name)
-    out = score_params(name)
-    keys = ("subset_size", "dynamics_lr", "dynamics_epochs", *extra)
-    out.update({k: exp[k] for k in keys if exp.get(k) is not None})
-    return out
+def all_claims():
+    claims = PATHS.of("claims") if FIGURE_OPTIONS else None
+    if claims is None or (REPORTING and not os.path.exists(claims)):
+        return []
+    return [claims]
 
 
-def sweep_inputs(name):
-    levels = experiment(name)["corruption_levels"]
-    return [f"{RESULTS}/{name}/sweep/corrupt{level}.nc" for level in levels]
+def claims_inputs(wildcards=None):
+    """Each figure's claims, and the artifacts of the sub-network check: the scores of
+    every experiment a figure scores, and its plain model's test accuracy (dynamics)."""
+    figures = {f: PATHS.of("figure_claims", fig=f) for f in FIGURE_OPTIONS}
+    scored, dynamics = [], []
+    for fig, options in FIGURE_OPTIONS.items():
+        for _, name, artifact in FIGURES[fig].needs(options):
+            if artifact != "sweep" and name not in scored:
+                scored.append(name)
+            if artifact == "dynamics" and name not in dynamics:
+                dynamics.append(name)
+    return {
+        "figures": list(figures.values()),
+        "scores": [PATHS.of("scores", n) for n in scored],
+        "dynamics": [PATHS.of("dynamics", n) for n in dynamics],
+    }
+
+
+# --- cluster resources of the training rules (issue 11) ------------------------------
+# Wall time (`runtime`, minutes) and host memory (`mem_mb`) of a training job, estimated
+# from its experiment's size by memorization.resources (formula in its docstring); both
+# grow with each retry. profiles/slurm/config.yaml's set-resources overrides them per rule.
+
+
+def train_runtime(stage):
+    """The `runtime` resource of a training rule running `stage`."""
+
+    def runtime(wildcards, threads, attempt):
+        from memorization.resources import runtime_minutes
+
+        return runtime_minutes(
+            stage,
+            EXPERIMENTS[wildcards.exp],
+            device=W.device,
+            threads=threads,
+            attempt=attempt,
+        )
+
+    return runtime
+
+
+def train_mem_mb(stage):
+    """The `mem_mb` resource of a training rule running `stage`."""
+
+    def mem(wildcards, attempt):
+        from memorization.resources import mem_mb
+
+        return mem_mb(
+            stage, EXPERIMENTS[wildcards.exp], device=W.device, attempt=attempt
+        )
+
+    return mem

@@ -1,28 +1,30 @@
 rule prepare_dataset:
+    """A dataset by name, as one NetCDF file (images, labels, split)."""
     output:
-        output=f"{RESULTS}/data/{{dataset}}.nc",
+        output=out("dataset"),
     log:
-        f"{RESULTS}/logs/data/{{dataset}}.log",
+        log_of("data/{dataset}"),
     conda:
         "../envs/memorization.yaml"
     params:
-        dataset="{dataset}",
-        data_root=config.get("data_root", "data"),
-        download=config.get("download", False),
+        config=lambda wc: {"dataset": wc.dataset},
     script:
         "../scripts/prepare_dataset.py"
 
 
 rule corrupt_labels:
+    """The training labels, `corrupt` of them replaced by random labels."""
     input:
-        data=lambda wc: dataset_of(wc.exp),
+        data=dataset_of,
     output:
-        output=f"{RESULTS}/{{exp}}/labels.nc",
+        output=out("labels"),
     log:
-        f"{RESULTS}/logs/{{exp}}/labels.log",
+        log_of("{exp}/labels"),
     conda:
         "../envs/memorization.yaml"
     params:
-        exp=lambda wc: label_params(wc.exp),
+        config=config_slice("labels"),
+        expect=lambda wc: {"data": {"dataset": EXPERIMENTS[wc.exp].dataset}},
+        experiment="{exp}",
     script:
         "../scripts/corrupt_labels.py"

@@ -1,50 +1,27 @@
-use rule score as score_test with:
-    input:
-        data=lambda wc: dataset_of(wc.exp),
-    output:
-        output=f"{RESULTS}/{{exp}}/scores_test.nc",
-    log:
-        f"{RESULTS}/logs/{{exp}}/score_test.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/{{exp}}/score_test.tsv"
-    params:
-        exp=lambda wc: score_params(wc.exp),
-        device=config.get("device", "auto"),
-        split="test",
-
-
-use rule subsets as subsets_test with:
-    input:
-        scores=f"{RESULTS}/{{exp}}/scores_test.nc",
-    output:
-        output=f"{RESULTS}/{{exp}}/subsets_test.nc",
-    log:
-        f"{RESULTS}/logs/{{exp}}/subsets_test.log",
-    params:
-        exp=lambda wc: {"subset_size": test_subset_size(wc.exp)},
-
-
 rule dynamics:
     """Plain training; accuracy on easy/difficult/full train and test examples per epoch."""
     input:
-        data=lambda wc: dataset_of(wc.exp),
-        labels=f"{RESULTS}/{{exp}}/labels.nc",
-        subsets=f"{RESULTS}/{{exp}}/subsets.nc",
-        subsets_test=f"{RESULTS}/{{exp}}/subsets_test.nc",
+        data=dataset_of,
+        labels=out("labels"),
+        subsets=out("subsets"),
+        subsets_test=out("subsets_test"),
     output:
-        output=f"{RESULTS}/{{exp}}/dynamics.nc",
+        output=out("dynamics"),
     log:
-        f"{RESULTS}/logs/{{exp}}/dynamics.log",
+        log_of("{exp}/dynamics"),
     benchmark:
         f"{RESULTS}/benchmarks/{{exp}}/dynamics.tsv"
     conda:
         "../envs/memorization.yaml"
-    threads: config.get("threads", 1)
+    threads: W.threads
     resources:
         gpu=gpu_count(),
+        runtime=train_runtime("dynamics"),
+        mem_mb=train_mem_mb("dynamics"),
     params:
-        exp=lambda wc: study_params(wc.exp),
-        device=config.get("device", "auto"),
+        config=config_slice("dynamics"),
+        expect=expected(labels="labels", subsets="subsets", subsets_test="subsets_test"),
+        experiment="{exp}",
     script:
         "../scripts/dynamics.py"
 
@@ -52,23 +29,26 @@ rule dynamics:
 rule gradstats:
     """Contribution and cosine similarity of per-example gradients during plain training."""
     input:
-        data=lambda wc: dataset_of(wc.exp),
-        labels=f"{RESULTS}/{{exp}}/labels.nc",
-        subsets=f"{RESULTS}/{{exp}}/subsets.nc",
+        data=dataset_of,
+        labels=out("labels"),
+        subsets=out("subsets"),
     output:
-        output=f"{RESULTS}/{{exp}}/gradstats.nc",
+        output=out("gradstats"),
     log:
-        f"{RESULTS}/logs/{{exp}}/gradstats.log",
+        log_of("{exp}/gradstats"),
     benchmark:
         f"{RESULTS}/benchmarks/{{exp}}/gradstats.tsv"
     conda:
         "../envs/memorization.yaml"
-    threads: config.get("threads", 1)
+    threads: W.threads
     resources:
         gpu=gpu_count(),
+        runtime=train_runtime("gradstats"),
+        mem_mb=train_mem_mb("gradstats"),
     params:
-        exp=lambda wc: study_params(wc.exp, "probe_size", "gradstats_method"),
-        device=config.get("device", "auto"),
+        config=config_slice("gradstats"),
+        expect=expected(labels="labels", subsets="subsets"),
+        experiment="{exp}",
     script:
         "../scripts/gradstats.py"
 
@@ -76,23 +56,26 @@ rule gradstats:
 rule crosstrain:
     """Train on the easy subset only and on the difficult subset only."""
     input:
-        data=lambda wc: dataset_of(wc.exp),
-        labels=f"{RESULTS}/{{exp}}/labels.nc",
-        subsets=f"{RESULTS}/{{exp}}/subsets.nc",
+        data=dataset_of,
+        labels=out("labels"),
+        subsets=out("subsets"),
     output:
-        output=f"{RESULTS}/{{exp}}/crosstrain.nc",
+        output=out("crosstrain"),
     log:
-        f"{RESULTS}/logs/{{exp}}/crosstrain.log",
+        log_of("{exp}/crosstrain"),
     benchmark:
         f"{RESULTS}/benchmarks/{{exp}}/crosstrain.tsv"
     conda:
         "../envs/memorization.yaml"
-    threads: config.get("threads", 1)
+    threads: W.threads
     resources:
         gpu=gpu_count(),
+        runtime=train_runtime("crosstrain"),
+        mem_mb=train_mem_mb("crosstrain"),
     params:
-        exp=lambda wc: study_params(wc.exp, "crosstrain_epochs"),
-        device=config.get("device", "auto"),
+        config=config_slice("crosstrain"),
+        expect=expected(labels="labels", subsets="subsets"),
+        experiment="{exp}",
     script:
         "../scripts/crosstrain.py"
 
@@ -100,21 +83,23 @@ rule crosstrain:
 rule sweep_level:
     """Plain training at one corruption level of the sweep (appendix E)."""
     input:
-        data=lambda wc: dataset_of(wc.exp),
+        data=dataset_of,
     output:
-        output=f"{RESULTS}/{{exp}}/sweep/corrupt{{level}}.nc",
+        output=out("sweep"),
     log:
-        f"{RESULTS}/logs/{{exp}}/sweep_corrupt{{level}}.log",
+        log_of("{exp}/sweep_corrupt{level}"),
     benchmark:
         f"{RESULTS}/benchmarks/{{exp}}/sweep_corrupt{{level}}.tsv"
     conda:
         "../envs/memorization.yaml"
-    threads: config.get("threads", 1)
+    threads: W.threads
     resources:
         gpu=gpu_count(),
+        runtime=train_runtime("sweep_level"),
+        mem_mb=train_mem_mb("sweep_level"),
     params:
-        exp=lambda wc: study_params(wc.exp),
-        level=lambda wc: int(wc.level),
-        device=config.get("device", "auto"),
+        config=config_slice("sweep"),
+        expect=lambda wc: {"data": {"dataset": EXPERIMENTS[wc.exp].dataset}},
+        experiment="{exp}",
     script:
         "../scripts/sweep_level.py"

@@ -1,37 +1,76 @@
 rule score:
     """Turn-over training on the (possibly corrupted) training labels; memorization scores."""
     input:
-        data=lambda wc: dataset_of(wc.exp),
-        labels=f"{RESULTS}/{{exp}}/labels.nc",
+        data=dataset_of,
+        labels=out("labels"),
     output:
-        output=f"{RESULTS}/{{exp}}/scores.nc",
+        output=out("scores"),
     log:
-        f"{RESULTS}/logs/{{exp}}/score.log",
+        log_of("{exp}/score"),
     benchmark:
         f"{RESULTS}/benchmarks/{{exp}}/score.tsv"
     conda:
         "../envs/memorization.yaml"
-    threads: config.get("threads", 2)
+    threads: W.threads
     resources:
         gpu=gpu_count(),
+        runtime=train_runtime("score"),
+        mem_mb=train_mem_mb("score"),
     params:
-        exp=lambda wc: score_params(wc.exp),
-        device=config.get("device", "auto"),
+        config=config_slice("score"),
+        expect=expected(labels="labels"),
+        experiment="{exp}",
+        split="train",
     script:
         "../scripts/score.py"
+
+
+use rule score as score_test with:
+    input:
+        data=dataset_of,
+    output:
+        output=out("scores_test"),
+    log:
+        log_of("{exp}/score_test"),
+    benchmark:
+        f"{RESULTS}/benchmarks/{{exp}}/score_test.tsv"
+    resources:
+        gpu=gpu_count(),
+        runtime=train_runtime("score_test"),
+        mem_mb=train_mem_mb("score_test"),
+    params:
+        config=config_slice("score_test"),
+        expect={},
+        experiment="{exp}",
+        split="test",
 
 
 rule subsets:
     """The easy and difficult subsets: lowest and highest memorization scores."""
     input:
-        scores=f"{RESULTS}/{{exp}}/scores.nc",
+        scores=out("scores"),
     output:
-        output=f"{RESULTS}/{{exp}}/subsets.nc",
+        output=out("subsets"),
     log:
-        f"{RESULTS}/logs/{{exp}}/subsets.log",
+        log_of("{exp}/subsets"),
     conda:
         "../envs/memorization.yaml"
     params:
-        exp=lambda wc: {"subset_size": experiment(wc.exp)["subset_size"]},
+        config=config_slice("subsets"),
+        expect=expected(scores="score"),
+        experiment="{exp}",
     script:
         "../scripts/subsets.py"
+
+
+use rule subsets as subsets_test with:
+    input:
+        scores=out("scores_test"),
+    output:
+        output=out("subsets_test"),
+    log:
+        log_of("{exp}/subsets_test"),
+    params:
+        config=config_slice("subsets_test"),
+        expect=expected(scores="score_test"),
+        experiment="{exp}",

@@ -55,18 +55,48 @@ def test_unknown_dataset():
         prepare_dataset("svhn")
 
 
-def test_corruption_changes_exactly_k_labels_to_other_classes():
+def test_uniform_corruption_draws_from_all_classes():
+    true = np.arange(20000) % 10
+    labels, corrupted = corrupt_labels(true, 10000, 10, seed=3)
+    assert corrupted.sum() == 10000
+    assert np.array_equal(labels[~corrupted], true[~corrupted])
+    drawn = labels[corrupted]
+    counts = np.bincount(drawn, minlength=10)
+    # uniform over the 10 classes: each about 1,000 (binomial sd 30)
+    assert counts.min() > 880 and counts.max() < 1120, counts
+    # about a tenth keep their class by chance: corrupted but not mislabelled
+    kept = (drawn == true[corrupted]).mean()
+    assert 0.08 < kept < 0.12, kept
+    # independent of the true class: the drawn label's distribution is the same for each
+    for cls in (0, 7):
+        sub = (
+            np.bincount(drawn[true[corrupted] == cls], minlength=10)
+            / (true[corrupted] == cls).sum()
+        )
+        assert np.abs(sub - 0.1).max() < 0.04, sub
+
+
+def test_corruption_modes_choose_the_same_examples():
     true = np.arange(1000) % 10
-    labels, corrupted = corrupt_labels(true, 300, 10, seed=3)
+    uniform = corrupt_labels(true, 300, 10, seed=3, mode="uniform")
+    different = corrupt_labels(true, 300, 10, seed=3, mode="different")
+    assert np.array_equal(uniform[1], different[1])
+    with pytest.raises(ValueError, match="corruption must be one of"):
+        corrupt_labels(true, 300, 10, seed=3, mode="shuffle")
+
+
+def test_different_corruption_changes_exactly_k_labels_to_other_classes():
+    true = np.arange(1000) % 10
+    labels, corrupted = corrupt_labels(true, 300, 10, seed=3, mode="different")
     assert corrupted.sum() == 300
     assert np.all(labels[corrupted] != true[corrupted])
     assert np.array_equal(labels[~corrupted], true[~corrupted])
     # the new class is uniform over the 9 others
     shift = (labels[corrupted] - true[corrupted]) % 10
     assert set(np.unique(shift)) == set(range(1, 10))
-    again = corrupt_labels(true, 300, 10, seed=3)
+    again = corrupt_labels(true, 300, 10, seed=3, mode="different")
     assert np.array_equal(again[0], labels) and np.array_equal(again[1], corrupted)
-    other = corrupt_labels(true, 300, 10, seed=4)
+    other = corrupt_labels(true, 300, 10, seed=4, mode="different")
     assert not np.array_equal(other[1], corrupted)
 
 

@@ -1,4 +1,4 @@
-"""The execution profiles: keys Snakemake knows, and the values the workflow relies on."""
+"""Execution: the profiles, the training rules' resources, and the conda environment."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
 
+from memorization import resources
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
+SLURM_PLUGIN = importlib.util.find_spec("snakemake_executor_plugin_slurm") is not None
 
 # resources the SLURM executor plugin maps to sbatch options (a typo would be
 # silently ignored by Snakemake and by the plugin)
@@ -34,6 +38,7 @@ SLURM_RESOURCES = {
     "tasks",
     "gpu",
     "gpu_model",
+    "gres",
     "tmpdir",
     "disk_mb",
 }
@@ -86,6 +91,29 @@ def dry_run(profile: str, workdir: Path, *extra: str) -> str:
     return result.stdout + result.stderr
 
 
+def rule_blocks() -> dict[str, str]:
+    """Each rule of rules/*.smk (``use rule ... as NAME`` included) and its text."""
+    blocks = {}
+    header = re.compile(r"^(?:rule (\w+)|use rule \w+ as (\w+) with):", re.M)
+    for path in sorted((ROOT / "rules").glob("*.smk")):
+        text = path.read_text()
+        starts = list(header.finditer(text))
+        for k, match in enumerate(starts):
+            end = starts[k + 1].start() if k + 1 < len(starts) else len(text)
+            body = text[match.end() : end]
+            body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top level
+            blocks[match.group(1) or match.group(2)] = body
+    return blocks
+
+
+def training_rules() -> set[str]:
+    """The rules that train: those asking for a GPU."""
+    return {name for name, body in rule_blocks().items() if re.search(r"\bgpu=", body)}
+
+
+# --- profiles ---------------------------------------------------------------------------
+
+
 def test_help_parsing_finds_known_options():
     options = snakemake_options()
     assert {"executor", "cores", "jobs", "default-resources", "set-resources"} <= options
@@ -112,7 +140,16 @@ def test_local_profile():
     assert profile["keep-going"] is False
     # the number of GPUs is the user's: a fixed count here would be wrong elsewhere
     assert "gpu" not in (profile.get("resources") or {})
-    assert "--resources gpu=" in (PROFILES / "local" / "config.yaml").read_text()
+    text = (PROFILES / "local" / "config.yaml").read_text()
+    assert "--resources=gpu=2" in text
+    assert not re.search(r"snakemake .*--resources gpu=", text)  # the form that eats targets
+
+
+def test_the_workflow_knows_its_training_rules():
+    # the parser finds what the profiles and the resource estimates are written for
+    expected = {"score", "score_test", "dynamics", "gradstats", "crosstrain", "sweep_level"}
+    assert expected <= training_rules()
+    assert not training_rules() & {"prepare_dataset", "corrupt_labels", "subsets", "figure"}
 
 
 def test_slurm_profile():
@@ -123,28 +160,215 @@ def test_slurm_profile():
     defaults = profile["default-resources"]
     assert {"runtime", "mem_mb", "cpus_per_task"} <= set(defaults)
     assert defaults["cpus_per_task"] == "threads"
-    per_rule = profile.get("set-resources") or {}
-    for resources in [defaults, *per_rule.values()]:
-        assert set(resources) <= SLURM_RESOURCES, set(resources) - SLURM_RESOURCES
-        assert "gres" not in resources  # the rules use `gpu`; the plugin refuses both
-    # gpu_model without gpu is an error for the plugin: never on every job
-    assert "gpu_model" not in defaults and "gpu" not in defaults
+    # gpu_model without gpu asks every job for a card; a partition of GPUs for all is waste
+    assert not {"gpu", "gpu_model", "gres"} & set(defaults)
+    per_rule = profile["set-resources"]
+    for resources_ in [defaults, *per_rule.values()]:
+        assert set(resources_) <= SLURM_RESOURCES, set(resources_) - SLURM_RESOURCES
+        # the plugin would submit --gpus and --gres together
+        assert not {"gpu", "gres"} <= set(resources_)
+    # every rule that trains goes to the GPU partition with one card, nothing else does
+    assert set(per_rule) == training_rules()
+    for rule, res in per_rule.items():
+        assert res["gpu"] == 1 and res["slurm_partition"], rule
+        assert "runtime" not in res and "mem_mb" not in res  # the rules' own estimates
+
+
+def test_slurm_readme():
     readme = (PROFILES / "slurm" / "README.md").read_text()
-    assert "snakemake-executor-plugin-slurm" in readme
-    assert "--profile profiles/slurm" in readme
+    assert "pip install -e '.[slurm]'" in readme
+    assert "snakemake --profile profiles/slurm -n" in readme  # the dry run
+    for rule in training_rules():
+        assert f"`{rule}`" in readme, rule
+    for key in ("slurm_account", "slurm_partition", "gpu_model", "gres", "set-resources"):
+        assert key in readme, key
+    # the command line that replaced the profile's whole resource block is gone
+    commands = [line for line in readme.splitlines() if line.strip().startswith("snakemake")]
+    assert not any("--default-resources" in line for line in commands)
 
 
 def test_local_profile_dry_run(tmp_path):
-    out = dry_run("local", tmp_path, "--resources", "gpu=1")
-    assert "rule train" in out and "gpu=1" in out
+    # `--resources=gpu=1` before a target: the target is still a target
+    out = dry_run("local", tmp_path, "--resources=gpu=1", "trained.txt")
+    assert "rule train" in out and "gpu=1" in out and "rule plot" not in out
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
-    reason="snakemake-executor-plugin-slurm not installed",
-)
+@pytest.mark.skipif(not SLURM_PLUGIN, reason="snakemake-executor-plugin-slurm not installed")
 def test_slurm_profile_dry_run(tmp_path):
     out = dry_run("slurm", tmp_path, "--cores", "8")
     train = out[out.index("rule train") :]
     train = train[: train.index("Shell command")]
-    assert "cpus_per_task=2" in train and "gpu=1" in train and "runtime=240" in train
+    assert "cpus_per_task=2" in train and "gpu=1" in train
+    assert "runtime=30" in train and "mem_mb=4000" in train  # the light rules' defaults
+
+
+@pytest.mark.skipif(not SLURM_PLUGIN, reason="snakemake-executor-plugin-slurm not installed")
+def test_slurm_dry_run_of_the_paper_config_takes_per_rule_estimates():
+    with open(ROOT / "config/paper.yaml") as fh:
+        paper = yaml.safe_load(fh)
+    target = f"{paper.get('results', 'results')}/cifar10_vgg/scores.nc"
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm"]
+        + [target, "--configfile", "config/paper.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    score = out[out.index("rule score:") :]
+    score = score[: score.index("Shell command")]
+    exp = paper["experiments"]["cifar10_vgg"]
+    minutes = resources.runtime_minutes("score", exp, threads=paper["threads"])
+    assert f"runtime={minutes}," in score and minutes > 240  # above the old blanket 4 h
+    assert f"mem_mb={resources.mem_mb('score', exp)}," in score
+    assert "gpu=1" in score and "slurm_partition=" in score
+
+
+# --- the training rules' time and memory ------------------------------------------------
+
+
+def test_every_training_rule_declares_its_estimates():
+    blocks = rule_blocks()
+    for rule in training_rules():
+        body = blocks[rule]
+        assert f'runtime=train_runtime("{rule}")' in body, rule
+        assert f'mem_mb=train_mem_mb("{rule}")' in body, rule
+        assert rule in resources.STAGE_PASSES, rule
+
+
+MLP = {
+    "dataset": "mnist",
+    "model": "mlp",
+    "hidden": 4096,
+    "seed": 0,
+    "epochs": 200,
+    "lr": 0.06,
+    "batch_size": 256,
+    "subset_size": 10000,
+    "probe_size": 1000,
+}
+
+
+def test_model_cost_counts_the_mlp_exactly():
+    cost = resources.model_cost(MLP)
+    # two matrix products, 2 FLOPs per multiply-add; biases are not counted
+    assert cost.flops == 2 * 784 * 4096 + 2 * 4096 * 10
+    assert cost.params == 784 * 4096 + 4096 + 4096 * 10  # the output layer has no bias
+
+
+@pytest.mark.parametrize("stage", sorted(resources.STAGE_PASSES))
+def test_estimates_grow_with_the_work(stage):
+    base = resources.compute_seconds(stage, MLP)
+    assert resources.compute_seconds(stage, {**MLP, "epochs": 400}) > 1.9 * base
+    # twice the FLOPs (on a GPU the per-batch overhead stays: compare on the CPU)
+    cpu = resources.compute_seconds(stage, MLP, device="cpu")
+    assert resources.compute_seconds(stage, {**MLP, "hidden": 8192}, device="cpu") > 1.9 * cpu
+    first = resources.runtime_minutes(stage, MLP)
+    assert first % 5 == 0 and first >= resources.SETUP_MINUTES
+    assert resources.runtime_minutes(stage, MLP, attempt=2) == 2 * first
+    assert resources.mem_mb(stage, MLP, attempt=2) == 2 * resources.mem_mb(stage, MLP)
+
+
+def test_estimates_follow_device_threads_and_data():
+    gpu = resources.compute_seconds("score", MLP)
+    one, four = (resources.compute_seconds("score", MLP, device="cpu", threads=t) for t in (1, 4))
+    assert one > four > gpu
+    small = resources.compute_seconds("score", {**MLP, "dataset": "mnist5k"})
+    assert small < gpu / 10  # 4,000 examples instead of 60,000
+    # a CPU job holds its activations in host memory; a GPU job holds them on the card
+    cct = {**MLP, "dataset": "fashion_mnist", "model": "cct", "depth": 7, "embed_dim": 256}
+    assert resources.mem_mb("score", cct, device="cpu") > resources.mem_mb("score", cct)
+    vgg = {**MLP, "dataset": "cifar10", "model": "vgg11", "width": 1.0}
+    assert resources.mem_mb("score", vgg) > resources.mem_mb("score", MLP)  # 4x the pixels
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(ValueError, match="no resource estimate for stage 'truth'"):
+        resources.stage_passes("truth", MLP)
+
+
+# --- conda ------------------------------------------------------------------------------
+
+
+def conda_env() -> dict:
+    with open(ROOT / "envs" / "memorization.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def pip_section(env: dict) -> list[str]:
+    sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(sections) == 1
+    return sections[0]
+
+
+def test_conda_env_pins_the_dependencies_of_pyproject():
+    env = conda_env()
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    assert set(pip_section(env)) == set(project["dependencies"])
+    python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python=")]
+    assert python == ["python=" + project["requires-python"].removeprefix(">=")]
+
+
+def test_conda_env_installs_nothing_by_a_relative_path():
+    # Snakemake copies the file to .snakemake/conda/<hash>.yaml before pip runs there
+    for entry in pip_section(conda_env()):
+        assert not entry.startswith(("-e", "--editable", ".", "/", "file:")), entry
+        assert "../" not in entry and "./" not in entry, entry
+    # it is the env the rules name
+    envs = set()
+    for path in (ROOT / "rules").glob("*.smk"):
+        envs |= set(re.findall(r"^\s+conda:\s*\n\s+(\S+)", path.read_text(), re.M))
+    assert envs == {'"../envs/memorization.yaml"'}
+
+
+@pytest.mark.workflow
+def test_a_job_imports_the_library_without_an_install(tmp_path):
+    """What a conda job does: run the workflow with a Python whose environment has the
+    dependencies but not the library (nor PYTHONPATH, which Snakemake removes in conda
+    jobs); the Snakefile's search path must carry it into the job."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    import snakemake
+    import torch
+
+    # the dependencies, by the folders that hold them: no .pth of theirs is processed,
+    # so an editable install of the library there is not seen
+    deps = {str(Path(m.__file__).parents[1]) for m in (snakemake, torch)}
+    (Path(site) / "dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HDF5_USE_FILE_LOCKING": "FALSE"}
+    probe = subprocess.run([str(python), "-c", "import memorization"], env=env, cwd=tmp_path)
+    assert probe.returncode != 0, "this Python must not find the library by itself"
+
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "device": "cpu",
+                "experiments": {
+                    "clean": {"dataset": "digits", "model": "mlp", "hidden": 64, "seed": 0}
+                    | {"corrupt": 0, "epochs": 1, "lr": 0.1, "batch_size": 64}
+                },
+                "figures": {},
+            }
+        )
+    )
+    res = subprocess.run(
+        [str(python), "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+        + ["--configfile", "config.yaml", "--cores", "1", "results/data/digits.nc"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "results/data/digits.nc").stat().st_size > 10_000

@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # before netCDF4 is imported
 
 import datetime  # noqa: E402
+import glob  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable, Mapping  # noqa: E402
@@ -24,7 +25,18 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 import yaml  # noqa: E402
 
-__all__ = ["SCHEMAS", "ENGINE", "atomic_write", "open_artifact", "provenance", "write_artifact"]
+__all__ = [
+    "ENGINE",
+    "SCHEMAS",
+    "ArtifactError",
+    "atomic_write",
+    "check_origin",
+    "config_of",
+    "open_artifact",
+    "preflight",
+    "provenance",
+    "write_artifact",
+]
 
 ENGINE = "netcdf4"
 
@@ -43,7 +55,8 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     "labels": {
         "label": ("training label, after corruption", _CLASS),
         "true_label": ("original label", _CLASS),
-        "corrupted": ("label replaced by a random different class", "boolean"),
+        "corrupted": ("label drawn at random (it may equal the true label)", "boolean"),
+        "mislabeled": ("label differs from the true label", "boolean"),
     },
     "scores": {
         "memorization": ("memorization score: loss(muted) - loss(unmuted), eq. 6", _NATS),
@@ -55,7 +68,8 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
         "pred_unmuted": ("prediction of the unmuted sub-network", _CLASS),
         "label": ("label the model was trained on", _CLASS),
         "true_label": ("original label", _CLASS),
-        "corrupted": ("label replaced by a random different class", "boolean"),
+        "corrupted": ("label drawn at random (it may equal the true label)", "boolean"),
+        "mislabeled": ("label differs from the true label", "boolean"),
         "subnet_accuracy": ("accuracy of each sub-network on the training labels", _FRACTION),
         "subnet_loss": ("mean loss of each sub-network on the training labels", _NATS),
     },
@@ -85,11 +99,23 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+#: kind -> optional variables: written when a stage computes them
+OPTIONAL: dict[str, dict[str, tuple[str, str]]] = {
+    "scores": {
+        "heldout_accuracy": (
+            "accuracy of each sub-network on the held-out test split, under the test "
+            "examples' own masks (both sub-networks are unseen there)",
+            _FRACTION,
+        ),
+    },
+}
+
 #: coordinate -> (long_name, units)
 COORDS: dict[str, tuple[str, str]] = {
     "example": ("example index in the dataset", ""),
     "epoch": ("training epoch (after this many epochs)", "epochs"),
     "subnet": ("turn-over sub-network", ""),
+    "run": ("training run (all: the whole training set; without_difficult: the control)", ""),
     "split": ("dataset split", ""),
     "subset": ("subset of examples", ""),
     "train_on": ("subset the model was trained on", ""),
@@ -102,30 +128,53 @@ COORDS: dict[str, tuple[str, str]] = {
 def _git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def provenance(config: Mapping | None = None, *, device: str = "cpu", **extra) -> dict:
-    """Global attributes describing how an artifact was made."""
+def provenance(
+    config: Mapping | None = None,
+    *,
+    experiment: str = "",
+    device: str = "cpu",
+    threads: int | None = None,
+    **extra,
+) -> dict:
+    """Global attributes describing how an artifact was made.
+
+    ``config`` is the slice of the experiment's resolved config that decides the
+    artifact (:meth:`memorization.experiment.Experiment.slice`); it is stored as YAML
+    with its hash (``config_hash``), which the next stage checks (:func:`check_origin`).
+    ``device`` and ``threads`` are execution settings: recorded, never hashed.
+    """
     import torch
 
     from . import __version__
+    from .experiment import slice_hash
 
+    config = dict(config or {})
     attrs = {
-        "config": yaml.safe_dump(dict(config or {}), sort_keys=True),
+        "experiment": str(experiment),
+        "config": yaml.safe_dump(config, sort_keys=True),
+        "config_hash": slice_hash(config),
         "memorization_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "xarray_version": xr.__version__,
         "device": str(device),
+        "threads": int(threads if threads is not None else torch.get_num_threads()),
         "git_commit": _git_commit(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    if config and "seed" in config:
+    if "seed" in config:
         attrs["seed"] = int(config["seed"])
     for key, value in extra.items():
         attrs[key] = value if isinstance(value, (str, int, float)) else str(value)
@@ -140,9 +189,12 @@ def write_artifact(ds: xr.Dataset, path: str | os.PathLike, kind: str, attrs: Ma
     if missing:
         raise ValueError(f"{kind} artifact is missing variables {missing}")
     ds = ds.copy()
-    for name, (long_name, units) in {**SCHEMAS[kind], **COORDS}.items():
+    for name, (long_name, units) in {**SCHEMAS[kind], **OPTIONAL.get(kind, {}), **COORDS}.items():
         if name in ds.variables:
             ds[name].attrs.update(long_name=long_name, units=units)
+    unnamed = [n for n in ds.variables if "long_name" not in ds[n].attrs]
+    if unnamed:
+        raise ValueError(f"{kind} artifact: variables without long_name/units: {unnamed}")
     ds.attrs.update(attrs)
     ds.attrs["kind"] = kind
     encoding = {
@@ -153,14 +205,22 @@ def write_artifact(ds: xr.Dataset, path: str | os.PathLike, kind: str, attrs: Ma
     return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
 
 
+def _stale_parts(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
 
     A failed write leaves no file behind; the result gets the usual permissions
-    (0666 less the umask), not the temporary file's private 0600.
+    (0666 less the umask), not the temporary file's private 0600. Temporary files
+    that an earlier, killed write of the same artifact left behind are removed first
+    (each artifact has exactly one writer).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_parts(path):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
@@ -175,14 +235,98 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     return path
 
 
+class ArtifactError(ValueError):
+    """An input artifact is unreadable, of the wrong kind, or made from another config."""
+
+
 def open_artifact(path: str | os.PathLike, kind: str | None = None) -> xr.Dataset:
-    """Load an artifact fully into memory (the file is closed on return)."""
-    with xr.open_dataset(path, engine=ENGINE) as ds:
-        if kind is not None and ds.attrs.get("kind") != kind:
-            raise ValueError(f"{path} is a {ds.attrs.get('kind')!r} artifact, expected {kind!r}")
-        return ds.load()
+    """Load an artifact fully into memory (the file is closed on return).
+
+    An unreadable file (truncated, not NetCDF) raises :class:`ArtifactError` naming
+    the file and the fix.
+    """
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            if kind is not None and ds.attrs.get("kind") != kind:
+                raise ArtifactError(
+                    f"{path} is a {ds.attrs.get('kind')!r} artifact, expected {kind!r}: "
+                    f"delete it (rm {path}) and run snakemake again to rebuild it"
+                )
+            return ds.load()
+    except (OSError, ValueError, RuntimeError) as err:
+        if isinstance(err, ArtifactError) or isinstance(err, FileNotFoundError):
+            raise
+        raise ArtifactError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); it is truncated or not "
+            f"an artifact of this workflow. Delete it (rm {path}) and run snakemake again "
+            "to rebuild it."
+        ) from err
 
 
 def config_of(ds: xr.Dataset) -> dict:
-    """The experiment config stored in an artifact's provenance."""
+    """The config slice stored in an artifact's provenance."""
     return yaml.safe_load(ds.attrs.get("config", "{}")) or {}
+
+
+def _differences(stored, expected, prefix: str = "") -> list[str]:
+    if isinstance(stored, Mapping) and isinstance(expected, Mapping):
+        out = []
+        for key in sorted(set(stored) | set(expected), key=str):
+            where = f"{prefix}{key}"
+            if key not in stored:
+                out.append(f"{where} missing in the file (expected {expected[key]!r})")
+            elif key not in expected:
+                out.append(f"{where} = {stored[key]!r} in the file, not in this config")
+            else:
+                out.extend(_differences(stored[key], expected[key], where + "."))
+        return out
+    if stored != expected:
+        return [f"{prefix.rstrip('.')}: {stored!r} in the file, {expected!r} in this config"]
+    return []
+
+
+def check_origin(ds: xr.Dataset, path: str | os.PathLike, expected: Mapping) -> None:
+    """Refuse an input artifact that was not made from the config slice ``expected``.
+
+    Compares the hash stored in its provenance with the expected slice's; the error
+    names the file, the mismatched keys and the command that rebuilds it.
+    """
+    from .experiment import slice_hash
+
+    if ds.attrs.get("config_hash") == slice_hash(dict(expected)):
+        return
+    stored = config_of(ds)
+    diffs = _differences(stored, dict(expected)) if "config_hash" in ds.attrs else []
+    what = "; ".join(diffs[:8]) or "it has no config hash (made by another version or tool)"
+    raise ArtifactError(
+        f"{path} was not made from this config ({what}). It is stale or belongs to another "
+        f"experiment (its provenance says {ds.attrs.get('experiment', 'nothing')!r}). Delete it "
+        f"(rm {path}) and run snakemake again, which rebuilds it from the current config."
+    )
+
+
+def preflight(output: str | os.PathLike, needed_bytes: int = 0) -> None:
+    """Fail before any compute when ``output`` cannot be written.
+
+    Creates the folder, writes and removes a probe file in it, and checks that the
+    filesystem has ``needed_bytes`` free (plus a margin).
+    """
+    import shutil
+
+    path = Path(output)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write {path} ({err.strerror or err}); make {path.parent} writable or "
+            "set `results:` in the config to a folder you can write"
+        ) from err
+    free = shutil.disk_usage(path.parent).free
+    if needed_bytes and free < 1.2 * needed_bytes + (16 << 20):
+        raise OSError(
+            f"{path.parent} has {free / 2**20:.0f} MiB free, but {path.name} needs about "
+            f"{needed_bytes / 2**20:.0f} MiB; free some space or set `results:` elsewhere"
+        )

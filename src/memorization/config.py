@@ -1,59 +1,74 @@
-"""Config semantics the JSON schema cannot express, checked before any job runs.
+"""The workflow config: strict validation before any job runs, then typed objects.
 
-``check_config`` returns every problem at once, each naming the offending key
-(``experiments.<name>.<key>`` or ``figures.<fig>.<key>``); ``validate_config``
-raises :class:`ConfigError` with all of them.
+:func:`validate_config` checks a config against the JSON schema
+(``config/schema/config.schema.yaml``, with each figure's options from its module)
+and against what the schema cannot express (sizes against the dataset, turn-over
+mask uniqueness for the model's layer sizes, figures naming experiments, the device
+where jobs run locally). It lists *every* problem at once, each with its key path,
+and suggests the key meant when one is misspelled. :func:`coerce_config` first turns
+the strings YAML 1.1 and ``--config`` leave behind (``1e-3``, nested ``--config``
+numbers) into numbers. :class:`WorkflowConfig` is the parsed result the rules use.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
 
 from .data import DATASETS
-from .models import MODELS
+from .experiment import Experiment
+from .models import MODEL_OPTIONS, MODELS
 
 __all__ = [
     "ConfigError",
-    "FIGURE_NEEDS",
+    "WorkflowConfig",
     "check_config",
+    "coerce_config",
     "coerce_overrides",
-    "experiment_names",
-    "figure_experiments",
+    "schema",
     "validate_config",
 ]
 
-DEVICES = ("auto", "cpu", "cuda")
-POSITIVE = ("lr", "epochs", "batch_size")
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema" / "config.schema.yaml"
 
-#: figure -> what it needs of each experiment it draws: "scores" (always), "subsets"
-#: (subset_size), "gradstats" (probe_size), "sweep" (corruption_levels)
-FIGURE_NEEDS: dict[str, tuple[str, ...]] = {
-    "fig2": ("scores",),
-    "fig3": ("scores", "subsets"),
-    "fig4": ("scores", "subsets", "gradstats"),
-    "fig5": ("scores", "subsets"),
-    "fig6": ("scores", "subsets"),
-    "fig7": ("scores",),
-    "fig8": ("scores",),
-    "fig9": ("scores",),
-    "fig10": ("sweep",),
+#: what each artifact a figure reads needs an experiment to define
+ARTIFACT_NEEDS: dict[str, tuple[str, ...]] = {
+    "subsets": ("subset_size",),
+    "dynamics": ("subset_size",),
+    "crosstrain": ("subset_size",),
+    "gradstats": ("subset_size",),
+    "sweep": ("corruption_levels",),
 }
-_STAGE_KEY = {"subsets": "subset_size", "gradstats": "probe_size", "sweep": "corruption_levels"}
+
+#: a mask collision among n examples is checked exactly when the birthday bound
+#: n² / (2 · distinct masks) exceeds this (else it is negligible and not computed)
+COLLISION_CHECK_ABOVE = 1e-9
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 class ConfigError(ValueError):
-    """The workflow config is inconsistent; the message names every offending key."""
+    """The workflow config is invalid; the message names every offending key."""
+
+
+# --- coercion ---------------------------------------------------------------------------
 
 
 def coerce_overrides(value):
-    """Turn the strings ``snakemake --config`` leaves in nested values into numbers/lists.
+    """Turn strings that are numbers, booleans, lists or null into them, in place.
 
-    ``--config 'experiments={mnist_mlp: {epochs: 5}}'`` arrives as the string
-    ``'5'``; a string that YAML reads as a number, boolean or list becomes one.
-    Mappings are updated in place and returned.
+    ``--config 'experiments={mnist_mlp: {epochs: 5}}'`` leaves ``'5'`` and PyYAML (YAML
+    1.1) reads ``1e-3`` as a string; both become numbers. A float with an integral
+    value stays a float here (``epochs: 1e3`` is then refused as not an integer,
+    naming the key, rather than silently truncated).
     """
-    import yaml
-
     if isinstance(value, dict):
         for key in list(value):
             value[key] = coerce_overrides(value[key])
@@ -61,181 +76,362 @@ def coerce_overrides(value):
     if isinstance(value, list):
         return [coerce_overrides(v) for v in value]
     if isinstance(value, str):
+        text = value.strip()
+        if _NUMBER.match(text):
+            number = float(text)
+            return int(text) if re.fullmatch(r"[+-]?\d+", text) else number
         try:
-            parsed = yaml.safe_load(value)
+            parsed = yaml.safe_load(text)
         except yaml.YAMLError:
             return value
-        if isinstance(parsed, (int, float, bool, list)) or parsed is None and value == "null":
-            return parsed
+        if isinstance(parsed, (int, float, bool, list)) or (parsed is None and text == "null"):
+            return coerce_overrides(parsed)
     return value
 
 
-def experiment_names(config: Mapping) -> list[str]:
-    return list((config.get("experiments") or {}).keys())
+coerce_config = coerce_overrides
 
 
-def figure_experiments(fig_cfg: Mapping) -> list[str]:
-    """Experiment names a figure's config refers to (keys ``experiment``, ``experiments``,
-    ``clean``, ``corrupted`` and ``panels``), in order."""
-    names: list[str] = []
-    for key in ("experiment", "clean", "corrupted"):
-        if isinstance(fig_cfg.get(key), str):
-            names.append(fig_cfg[key])
-    for key in ("experiments", "panels"):
-        value = fig_cfg.get(key) or []
-        if isinstance(value, str):
-            value = [value]
-        names.extend(v for v in value if isinstance(v, str))
-    return names
+# --- schema -------------------------------------------------------------------------------
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+@cache
+def _file_schema() -> dict:
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
 
 
-def _check_experiment(name: str, exp: Mapping) -> list[str]:
+def schema() -> dict:
+    """The full schema: the file's, with each figure's options under ``figures``."""
+    import copy
+
+    from .figures import FIGURES
+
+    full = copy.deepcopy(_file_schema())
+    full["properties"]["figures"] = {
+        "type": "object",
+        "properties": {name: fig.schema() for name, fig in FIGURES.items()},
+        "additionalProperties": False,
+    }
+    return full
+
+
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _suggest(key: str, known) -> str:
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _schema_errors(config: Mapping) -> list[str]:
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema())
     errors = []
-    where = f"experiments.{name}"
-    if not isinstance(exp, Mapping):
-        return [f"{where}: expected a mapping of settings, got {exp!r}"]
-    dataset = exp.get("dataset")
-    if dataset not in DATASETS:
-        errors.append(f"{where}.dataset: unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
-    if exp.get("model") not in MODELS:
-        errors.append(f"{where}.model: unknown model {exp.get('model')!r}; known: {sorted(MODELS)}")
-    for key in POSITIVE:
-        value = exp.get(key)
-        if not _is_number(value) or value <= 0:
-            errors.append(f"{where}.{key}: must be a positive number, got {value!r}")
-    for key in ("epochs", "batch_size", "seed", "corrupt"):
-        value = exp.get(key)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
-            errors.append(f"{where}.{key}: must be an integer, got {value!r}")
-    n_train = DATASETS[dataset].n_train if dataset in DATASETS else None
-    corrupt = exp.get("corrupt", 0)
-    if isinstance(corrupt, int) and n_train is not None:
-        if corrupt < 0:
-            errors.append(f"{where}.corrupt: must not be negative, got {corrupt}")
-        elif corrupt > n_train:
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        where = _path(err.absolute_path) or "<top level>"
+        if err.validator == "additionalProperties":
+            allowed = err.schema.get("properties", {})
+            extra = sorted(set(err.instance) - set(allowed))
+            for key in extra:
+                prefix = f"{where}." if err.absolute_path else ""
+                hint = _suggest(key, allowed) or f"; known here: {', '.join(sorted(allowed))}"
+                errors.append(f"{prefix}{key}: unknown key{hint}")
+        elif err.validator == "required":
+            errors.append(f"{where}: {err.message}")
+        elif err.validator == "type" and isinstance(err.instance, str):
             errors.append(
-                f"{where}.corrupt: {corrupt} exceeds the {n_train} training examples of {dataset}"
+                f"{where}: {err.instance!r} is a string, expected {err.validator_value} "
+                "(quote nothing; write numbers as 0.001 or 1e-3)"
             )
-    size = exp.get("subset_size")
-    if size is not None and n_train is not None:
-        if not isinstance(size, int) or size < 1:
-            errors.append(f"{where}.subset_size: must be a positive integer, got {size!r}")
-        elif size > n_train // 2:
+        elif err.validator == "enum":
             errors.append(
-                f"{where}.subset_size: {size} is more than half of the {n_train} training "
-                f"examples of {dataset} (at most {n_train // 2}), so the easy and difficult "
-                "subsets would overlap"
+                f"{where}: {err.instance!r} is not one of {err.validator_value}"
+                + _suggest(err.instance, err.validator_value)
             )
-    test_size = exp.get("test_subset_size")
-    if test_size is not None and dataset in DATASETS:
-        n_test = DATASETS[dataset].n_test
-        if not isinstance(test_size, int) or test_size < 1:
-            errors.append(
-                f"{where}.test_subset_size: must be a positive integer, got {test_size!r}"
-            )
-        elif test_size > n_test // 2:
-            errors.append(
-                f"{where}.test_subset_size: {test_size} is more than half of the {n_test} test "
-                f"examples of {dataset} (at most {n_test // 2})"
-            )
-    probe = exp.get("probe_size")
-    if probe is not None:
-        if not isinstance(probe, int) or probe < 2:
-            errors.append(f"{where}.probe_size: must be an integer of at least 2, got {probe!r}")
-        elif isinstance(size, int) and probe > size:
-            errors.append(
-                f"{where}.probe_size: {probe} is larger than the subsets "
-                f"(subset_size {size}) it samples from"
-            )
-        elif size is None:
-            errors.append(f"{where}.probe_size: needs subset_size to be set")
-    levels = exp.get("corruption_levels")
-    if levels is not None:
-        if not isinstance(levels, list) or not levels:
-            errors.append(f"{where}.corruption_levels: must be a non-empty list, got {levels!r}")
         else:
-            for level in levels:
-                if not isinstance(level, int) or level < 0:
-                    errors.append(
-                        f"{where}.corruption_levels: {level!r} is not a non-negative integer"
-                    )
-                elif n_train is not None and level > n_train:
-                    errors.append(
-                        f"{where}.corruption_levels: {level} exceeds the {n_train} "
-                        f"training examples of {dataset}"
-                    )
-            if len(set(map(str, levels))) != len(levels):
-                errors.append(f"{where}.corruption_levels: levels must be distinct")
-    if dataset in DATASETS and exp.get("model") in MODELS:
-        errors.extend(_check_model_options(where, exp, DATASETS[dataset]))
-    milestones = exp.get("milestones") or []
-    if any(not isinstance(m, int) or m < 1 for m in milestones) or list(milestones) != sorted(
-        milestones
-    ):
-        errors.append(f"{where}.milestones: must be increasing positive epochs, got {milestones!r}")
+            errors.append(f"{where}: {err.message}")
     return errors
 
 
-def _check_model_options(where: str, exp: Mapping, info) -> list[str]:
-    """Build the model on the meta device (no memory, no compute) to vet its options."""
+# --- semantic checks ------------------------------------------------------------------------
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_experiment(name: str, exp: Mapping) -> list[str]:
+    """What the schema cannot say about one experiment (assumes it passed the schema)."""
+    errors = []
+    where = f"experiments.{name}"
+    dataset, model = exp.get("dataset"), exp.get("model")
+    if model in MODEL_OPTIONS:
+        own = set(MODEL_OPTIONS[model])
+        for other, options in MODEL_OPTIONS.items():
+            for key in sorted(set(options) - own):
+                if key in exp:
+                    errors.append(
+                        f"{where}.{key}: is an option of model {other}, not of {model} "
+                        f"(options of {model}: {', '.join(sorted(own))})"
+                    )
+    info = DATASETS.get(dataset)
+    if info is None:
+        return errors
+    n_train, n_test = info.n_train, info.n_test
+    corrupt = exp.get("corrupt", 0)
+    if _int(corrupt) and corrupt > n_train:
+        errors.append(
+            f"{where}.corrupt: {corrupt} exceeds the {n_train} training examples of {dataset}"
+        )
+    size = exp.get("subset_size")
+    if _int(size) and size > n_train // 2:
+        errors.append(
+            f"{where}.subset_size: {size} is more than half of the {n_train} training examples "
+            f"of {dataset} (at most {n_train // 2}), so the easy and difficult subsets would "
+            "overlap"
+        )
+    test_size = exp.get("test_subset_size")
+    if _int(test_size) and test_size > n_test // 2:
+        errors.append(
+            f"{where}.test_subset_size: {test_size} is more than half of the {n_test} test "
+            f"examples of {dataset} (at most {n_test // 2})"
+        )
+    probe = exp.get("probe_size")
+    if _int(probe):
+        if size is None:
+            errors.append(f"{where}.probe_size: needs subset_size to be set")
+        elif _int(size) and probe > size:
+            errors.append(
+                f"{where}.probe_size: {probe} is larger than the subsets (subset_size {size}) "
+                "it samples from"
+            )
+    levels = exp.get("corruption_levels") or []
+    for level in levels:
+        if _int(level) and level > n_train:
+            errors.append(
+                f"{where}.corruption_levels: {level} exceeds the {n_train} training examples "
+                f"of {dataset}"
+            )
+    if len(set(map(str, levels))) != len(levels):
+        errors.append(f"{where}.corruption_levels: levels must be distinct, got {levels}")
+    milestones = exp.get("milestones") or []
+    if list(milestones) != sorted(set(milestones)):
+        errors.append(f"{where}.milestones: must be increasing epochs, got {milestones!r}")
+    batch = exp.get("batch_size")
+    if _int(batch) and batch > n_train:
+        errors.append(
+            f"{where}.batch_size: {batch} is larger than the {n_train} training examples of "
+            f"{dataset}"
+        )
+    if model in MODELS:
+        errors.extend(_check_model(where, exp, info))
+    return errors
+
+
+def _check_model(where: str, exp: Mapping, info) -> list[str]:
+    """Build the model on the meta device (no memory, no compute) to vet its options,
+    then check that its turn-over masks can be distinct for every example."""
     import torch
 
-    from .models import MODEL_OPTIONS, build_model
+    from .models import build_model
 
     options = {k: exp[k] for k in MODEL_OPTIONS[exp["model"]] if k in exp}
     try:
         with torch.device("meta"):
-            build_model(exp["model"], info.shape, len(info.classes), **options)
+            model = build_model(exp["model"], info.shape, len(info.classes), **options)
     except (ValueError, TypeError, AssertionError, RuntimeError) as err:
         keys = ", ".join(sorted(options)) or "defaults"
         return [f"{where}: the {exp['model']} options ({keys}) are invalid: {err}"]
+    n = max(info.n_train, info.n_test)
+    return [f"{where}: {msg}" for msg in mask_collisions(model, n, int(exp.get("seed", 0)), info)]
+
+
+def mask_collisions(model, n: int, seed: int, info=None) -> list[str]:
+    """Problems with the turn-over masks of ``n`` examples: too few distinct masks.
+
+    The number of distinct masks is the product over masked layers of C(units, kept).
+    When the birthday bound says a collision among ``n`` examples is not negligible,
+    the masks of the dataset's examples are computed and checked exactly.
+    """
+    from .masks import MaskCollisionError, TurnOverMasks
+
+    units = list(getattr(model, "mask_units", []))
+    if not units:
+        return []
+    log_distinct = sum(_log_choose(u, u // 2) for u in units)
+    log_bound = 2 * math.log(max(n, 2)) - math.log(2) - log_distinct
+    if log_bound < math.log(COLLISION_CHECK_ABOVE):
+        return []
+    if log_distinct < math.log(max(n, 2)):
+        return [
+            f"the masked layers (units {units}) allow only {math.exp(log_distinct):.0f} distinct "
+            f"turn-over masks for {n} examples; use more units per layer"
+        ]
+    total = info.n_train + info.n_test if info else n
+    try:  # every example id of the dataset (0 .. N-1): a superset of each split's
+        TurnOverMasks(seed, units, range(total))
+    except MaskCollisionError as err:
+        return [f"turn-over masks collide among the dataset's examples (units {units}): {err}"]
     return []
 
 
-def check_config(config: Mapping) -> list[str]:
-    """Every semantic problem of a workflow config, as messages naming the key."""
-    errors: list[str] = []
-    device = config.get("device", "auto")
-    if device not in DEVICES:
-        errors.append(f"device: must be one of {list(DEVICES)}, got {device!r}")
-    experiments = config.get("experiments") or {}
-    if not experiments:
-        errors.append("experiments: at least one experiment is needed")
-    for name, exp in experiments.items():
-        errors.extend(_check_experiment(str(name), exp))
-    for fig, fig_cfg in (config.get("figures") or {}).items():
-        if fig not in FIGURE_NEEDS:
-            errors.append(f"figures.{fig}: unknown figure; known: {sorted(FIGURE_NEEDS)}")
-            continue
-        if not isinstance(fig_cfg, Mapping):
-            errors.append(f"figures.{fig}: expected a mapping, got {fig_cfg!r}")
-            continue
-        names = figure_experiments(fig_cfg)
-        if not names:
-            errors.append(f"figures.{fig}: names no experiment")
-        for exp_name in names:
+def _log_choose(n: int, k: int) -> float:
+    """log C(n, k)."""
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _check_figures(config: Mapping, experiments: Mapping) -> list[str]:
+    from .figures import FIGURES
+
+    errors = []
+    for fig_name, options in (config.get("figures") or {}).items():
+        fig = FIGURES.get(fig_name)
+        if fig is None or not isinstance(options, Mapping):
+            continue  # the schema has said so
+        for option, exp_name, artifact in fig.needs(options):
             if exp_name not in experiments:
                 errors.append(
-                    f"figures.{fig}: experiment {exp_name!r} is not defined under experiments "
-                    f"(defined: {sorted(experiments)})"
+                    f"figures.{fig_name}.{option}: experiment {exp_name!r} is not defined under "
+                    f"experiments{_suggest(exp_name, experiments)} (defined: {sorted(experiments)})"
                 )
                 continue
             exp = experiments[exp_name]
-            for need in FIGURE_NEEDS[fig]:
-                key = _STAGE_KEY.get(need)
-                if key and isinstance(exp, Mapping) and exp.get(key) is None:
+            if not isinstance(exp, Mapping):
+                continue
+            for key in ARTIFACT_NEEDS.get(artifact, ()):
+                if exp.get(key) is None:
                     errors.append(
-                        f"figures.{fig}: experiment {exp_name!r} has no {key}, which {fig} "
-                        f"needs for its {need} stage"
+                        f"figures.{fig_name}.{option}: experiment {exp_name!r} has no {key}, "
+                        f"which {fig_name} needs for its {artifact}"
+                    )
+            if artifact == "gradstats" and exp.get("cosine_pairs", "probe") == "probe":
+                if exp.get("probe_size") is None:
+                    errors.append(
+                        f"figures.{fig_name}.{option}: experiment {exp_name!r} has no probe_size, "
+                        f"which {fig_name} needs for its probe cosine similarity (or set "
+                        "cosine_pairs: batch)"
                     )
     return errors
 
 
-def validate_config(config: Mapping) -> None:
-    errors = check_config(config)
+def _check_device(config: Mapping) -> list[str]:
+    if config.get("device") != "cuda":
+        return []
+    from .device import _cuda_device_count
+
+    if _cuda_device_count() == 0:
+        return [
+            "device: 'cuda' asks for a GPU, but none is visible on this machine, where the "
+            "jobs run (use device: auto or cpu, or run on a cluster profile whose nodes have GPUs)"
+        ]
+    return []
+
+
+def check_config(config: Mapping, *, local: bool = False) -> list[str]:
+    """Every problem of a workflow config, as messages naming the key.
+
+    ``local``: the jobs run on this machine (then ``device: cuda`` needs a GPU here).
+    """
+    if not isinstance(config, Mapping):
+        return [f"<top level>: expected a mapping, got {type(config).__name__}"]
+    errors = _schema_errors(config)
+    experiments = config.get("experiments") or {}
+    if isinstance(experiments, Mapping):
+        for name, exp in experiments.items():
+            if isinstance(exp, Mapping):
+                errors.extend(_check_experiment(str(name), exp))
+        errors.extend(_check_figures(config, experiments))
+    if local:
+        errors.extend(_check_device(config))
+    return list(dict.fromkeys(errors))
+
+
+def validate_config(config: Mapping, *, local: bool = False, source: str | None = None) -> None:
+    errors = check_config(config, local=local)
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        where = f" ({source})" if source else ""
+        raise ConfigError(
+            f"invalid config{where}: {len(errors)} problem(s)\n  " + "\n  ".join(errors)
+        )
+
+
+# --- the parsed config ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """A validated config: execution settings, typed experiments, figure options."""
+
+    results: str
+    data_root: str
+    download: bool
+    device: str
+    threads: int
+    checkpoint_every: int
+    experiments: dict[str, Experiment]
+    figures: dict[str, dict]
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> WorkflowConfig:
+        from .figures import FIGURES
+
+        figures = {}
+        for name, options in (config.get("figures") or {}).items():
+            defaults = {k: v["default"] for k, v in FIGURES[name].options.items() if "default" in v}
+            figures[name] = {**defaults, **options}
+        return cls(
+            results=str(config.get("results", "results")).rstrip("/") or ".",
+            data_root=str(config.get("data_root", "data")),
+            download=bool(config.get("download", False)),
+            device=config.get("device", "auto"),
+            threads=int(config.get("threads", 1)),
+            checkpoint_every=int(config.get("checkpoint_every", 5)),
+            experiments={
+                str(n): Experiment.from_config(str(n), e) for n, e in config["experiments"].items()
+            },
+            figures=figures,
+        )
+
+
+# --- checking a config file from the command line --------------------------------------
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a config file; a YAML syntax error names the file, line and column."""
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {err.problem or err}") from None
+
+
+def _main(argv) -> int:
+    """``python -m memorization.config FILE...``: check config files as the workflow does.
+
+    Snakemake reads ``--configfile`` itself and reports a YAML syntax error without its
+    file or line; this names both, then lists every problem of the config.
+    """
+    import sys
+
+    status = 0
+    for path in argv or ["config/config.yaml"]:
+        try:
+            cfg = coerce_config(load_yaml(path))
+            validate_config(cfg, local=True, source=path)
+        except (ConfigError, OSError) as err:
+            print(err, file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}: valid")
+    return status
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))

@@ -20,6 +20,10 @@ the paper plots:
 
 Accuracies on the training split use the labels the model is trained on (the
 corrupted ones); on the test split the true labels.
+
+Each takes an optional :class:`~memorization.checkpoint.Checkpoint`: the training
+resumes from it and saves there, with the records so far and, for the studies
+with two runs, which run is finished.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 import xarray as xr
 from torch.nn import functional as F
 
+from .checkpoint import Checkpoint, Records
 from .data import TensorSplit
 from .models import build_model
 from .training import OptimConfig, fit, seed_everything
@@ -95,6 +100,7 @@ def training_dynamics(
     test_subsets: Mapping[str, np.ndarray] | None,
     *,
     control: bool = True,
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """Accuracy/loss per epoch on the full, easy and difficult train and test examples.
@@ -110,7 +116,11 @@ def training_dynamics(
     subsets = list(members["train"])
     acc = np.full((len(runs), opt.epochs + 1, 2, len(subsets)), np.nan)
     loss = np.full_like(acc, np.nan)
+    if checkpoint is not None:
+        checkpoint.track(Records(accuracy=acc, loss=loss))
     for r, run in enumerate(runs):
+        if checkpoint is not None and checkpoint.finished(run):
+            continue
         model = _new_model(model_name, model_options, train, n_classes, seed)
         positions = None
         if run == "without_difficult":
@@ -132,9 +142,12 @@ def training_dynamics(
             seed=seed,
             positions=positions,
             after_epoch=record,
+            checkpoint=None if checkpoint is None else checkpoint.run(run),
             desc=f"plain training ({run})",
             progress=progress,
         )
+        if checkpoint is not None:
+            checkpoint.finish(run)
     sizes = np.array([[m.sum() for m in members[s].values()] for s in ("train", "test")])
     return xr.Dataset(
         {
@@ -159,36 +172,71 @@ def gradient_statistics(
     opt: OptimConfig,
     seed: int,
     train_subsets: Mapping[str, np.ndarray],
-    probe_size: int,
+    probe_size: int | None = None,
     *,
+    cosine_pairs: str = "probe",
     method: str = "auto",
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """Contribution (eq. 4) and cosine similarity (eq. 3) per epoch and subset.
 
     Trains exactly as the ``all`` run of :func:`training_dynamics` (same seed and
-    batches); the per-example statistics come from the training steps themselves.
-    The probe samples (``probe_size`` examples of each subset, drawn once with the
-    seed) are fixed for the whole run; their cosine similarity is measured after
-    every epoch.
+    batches); the contributions come from the training steps themselves. The
+    cosine similarity is taken over one of two pair sets (``cosine_pairs``):
+
+    - ``probe``: fixed probe samples (``probe_size`` examples of each subset, drawn
+      once with the seed), measured after every epoch;
+    - ``batch``: the pairs of the subset's examples within each training batch (the
+      paper's footnote 2: per-example gradients of the batch, before its update),
+      averaged over all such pairs of the epoch.
     """
     from .gradstats import contributions, cosine_similarity
 
+    if cosine_pairs not in ("probe", "batch"):
+        raise ValueError(f"cosine_pairs must be 'probe' or 'batch', got {cosine_pairs!r}")
+    if cosine_pairs == "probe" and not probe_size:
+        raise ValueError("the probe cosine similarity needs a probe_size")
     members = _members(train_subsets, len(train))
-    rng = np.random.default_rng([seed, 0xC05])
-    probes = {
-        s: np.sort(rng.choice(np.flatnonzero(m), size=min(probe_size, int(m.sum())), replace=False))
-        for s, m in members.items()
-    }
+    probes = {}
+    if cosine_pairs == "probe":
+        rng = np.random.default_rng([seed, 0xC05])
+        probes = {
+            s: np.sort(
+                rng.choice(np.flatnonzero(m), size=min(probe_size, int(m.sum())), replace=False)
+            )
+            for s, m in members.items()
+        }
     model = _new_model(model_name, model_options, train, n_classes, seed)
     member_t = {s: torch.from_numpy(m).to(train.x.device) for s, m in members.items()}
     epoch_sum = {s: 0.0 for s in SUBSETS}
     epoch_count = {s: 0 for s in SUBSETS}
+    pair_sum = {s: 0.0 for s in SUBSETS}  # sum of pairwise cosines within batches
+    pair_count = {s: 0 for s in SUBSETS}
     contribution = np.full((opt.epochs, len(SUBSETS)), np.nan)
     cosine = np.full((opt.epochs, len(SUBSETS)), np.nan)
+    if checkpoint is not None:  # the within-epoch sums too: a signal saves mid-epoch
+        checkpoint.track(
+            Records(
+                contribution=contribution,
+                cosine=cosine,
+                epoch_sum=epoch_sum,
+                epoch_count=epoch_count,
+                pair_sum=pair_sum,
+                pair_count=pair_count,
+            )
+        )
 
     def step(x, y, rows):
         model.train()
+        if cosine_pairs == "batch":  # on the parameters this batch's gradient is taken at
+            for s in SUBSETS:
+                sel = member_t[s][rows]
+                n = int(sel.sum())
+                if n >= 2:
+                    mean = cosine_similarity(model, x[sel], y[sel], method=method, chunk_size=256)
+                    pair_sum[s] += mean * n * (n - 1)
+                    pair_count[s] += n * (n - 1)
         loss, contrib = contributions(model, x, y, method=method)
         contrib = contrib.detach()
         for s in SUBSETS:
@@ -202,6 +250,10 @@ def gradient_statistics(
         for k, s in enumerate(SUBSETS):
             contribution[epoch - 1, k] = epoch_sum[s] / max(epoch_count[s], 1)
             epoch_sum[s], epoch_count[s] = 0.0, 0
+            if cosine_pairs == "batch":
+                cosine[epoch - 1, k] = pair_sum[s] / pair_count[s] if pair_count[s] else np.nan
+                pair_sum[s], pair_count[s] = 0.0, 0
+                continue
             rows = torch.from_numpy(probes[s]).to(train.x.device)
             cosine[epoch - 1, k] = cosine_similarity(
                 model, train.x[rows], train.y[rows], method=method, chunk_size=256
@@ -215,6 +267,7 @@ def gradient_statistics(
         seed=seed,
         step=step,
         after_epoch=after_epoch,
+        checkpoint=checkpoint,
         desc="plain training with gradient statistics",
         progress=progress,
     )
@@ -222,7 +275,7 @@ def gradient_statistics(
         {
             "contribution": (("epoch", "subset"), contribution),
             "cosine_similarity": (("epoch", "subset"), cosine),
-            "probe_size": (("subset",), np.array([len(probes[s]) for s in SUBSETS])),
+            "probe_size": (("subset",), np.array([len(probes.get(s, ())) for s in SUBSETS])),
         },
         coords={"epoch": np.arange(1, opt.epochs + 1), "subset": list(SUBSETS)},
     )
@@ -241,6 +294,7 @@ def cross_training(
     seed: int,
     train_subsets: Mapping[str, np.ndarray],
     *,
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """Train on the easy subset only, then on the difficult subset only (figure 6)."""
@@ -248,7 +302,11 @@ def cross_training(
     names = ("easy", "difficult")
     acc = np.full((opt.epochs + 1, 2, 2), np.nan)
     loss = np.full_like(acc, np.nan)
+    if checkpoint is not None:
+        checkpoint.track(Records(accuracy=acc, loss=loss))
     for t, train_on in enumerate(names):
+        if checkpoint is not None and checkpoint.finished(train_on):
+            continue
         model = _new_model(model_name, model_options, train, n_classes, seed)
         positions = torch.from_numpy(np.flatnonzero(members[train_on]))
 
@@ -267,9 +325,12 @@ def cross_training(
             seed=seed,
             positions=positions,
             after_epoch=record,
+            checkpoint=None if checkpoint is None else checkpoint.run(train_on),
             desc=f"training on the {train_on} subset",
             progress=progress,
         )
+        if checkpoint is not None:
+            checkpoint.finish(train_on)
     return xr.Dataset(
         {
             "accuracy": (("epoch", "train_on", "evaluate_on"), acc),
@@ -292,6 +353,7 @@ def corruption_level(
     opt: OptimConfig,
     seed: int,
     *,
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """Train and test accuracy per epoch at one corruption level (figure 10).
@@ -310,5 +372,6 @@ def corruption_level(
         None,
         None,
         control=False,
+        checkpoint=checkpoint,
         progress=progress,
     )

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 from torch.nn import functional as F
 
+from .checkpoint import Checkpoint, Records
 from .data import TensorSplit
 from .masks import TurnOverMasks
 from .models import TurnOverNet, build_model
@@ -81,6 +82,13 @@ def influence(
     return out
 
 
+def _masks(model, seed, examples, device, check_unique=True) -> TurnOverMasks:
+    """The model's turn-over masks of these examples (its units and keep fraction)."""
+    if hasattr(model, "turnover_masks"):
+        return model.turnover_masks(seed, examples, device, check_unique=check_unique)
+    return TurnOverMasks(seed, model.mask_units, examples, device, check_unique=check_unique)
+
+
 def score_split(
     model_name: str,
     model_options: Mapping,
@@ -91,23 +99,37 @@ def score_split(
     *,
     true_labels: np.ndarray | None = None,
     corrupted: np.ndarray | None = None,
+    heldout: TensorSplit | None = None,
     score_batch_size: int = 1024,
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
     """Train a turn-over model on ``split`` and return its scores as an xarray Dataset.
 
     ``split`` must already be on the device to train on. ``subnet_accuracy`` and
     ``subnet_loss`` record both sub-networks on the training labels after every
-    epoch (appendix D, figure 9).
+    epoch (appendix D, figure 9). With ``heldout`` (examples never trained on, e.g.
+    the test split), ``heldout_accuracy`` records both sub-networks on them under
+    their own masks after every epoch: what a muted sub-network should approach on
+    its training example if it behaves like a model that never saw it.
+
+    With ``checkpoint``, the training resumes from it and saves there
+    (:mod:`memorization.checkpoint`), the per-epoch records and the last epoch's
+    scores included.
     """
     device = split.x.device
     seed_everything(seed)
     model = build_model(model_name, tuple(split.x.shape[1:]), n_classes, **model_options)
     model.to(device)
-    masks = TurnOverMasks(seed, model.mask_units, split.examples, device)
-    history: dict[str, list[float]] = {f"{k}_{s}": [] for k in ("acc", "loss") for s in SUBNETS}
+    masks = _masks(model, seed, split.examples, device)
+    held_masks = None if heldout is None else _masks(model, seed, heldout.examples, device, False)
+    history: dict[str, list[float]] = {
+        f"{k}_{s}": [] for k in ("acc", "loss", "heldout") for s in SUBNETS
+    }
     y = split.y.cpu().numpy()
     final: dict[str, np.ndarray] = {}
+    if checkpoint is not None:
+        checkpoint.track(Records(history=history, final=final))
 
     def after_epoch(epoch: int) -> dict[str, float]:
         final.clear()
@@ -115,7 +137,14 @@ def score_split(
         for s in SUBNETS:
             history[f"acc_{s}"].append(float((final[f"pred_{s}"] == y).mean()))
             history[f"loss_{s}"].append(float(final[f"loss_{s}"].mean()))
-        return {f"acc_{s}": history[f"acc_{s}"][-1] for s in SUBNETS}
+        info = {f"acc_{s}": history[f"acc_{s}"][-1] for s in SUBNETS}
+        if heldout is not None:
+            held = score_examples(model, heldout, held_masks, score_batch_size)
+            y_held = heldout.y.cpu().numpy()
+            for s in SUBNETS:
+                history[f"heldout_{s}"].append(float((held[f"pred_{s}"] == y_held).mean()))
+            info["heldout_muted"] = history["heldout_muted"][-1]
+        return info
 
     fit(
         model,
@@ -124,6 +153,7 @@ def score_split(
         seed=seed,
         masks=masks,
         after_epoch=after_epoch,
+        checkpoint=checkpoint,
         desc="turn-over training",
         progress=progress,
     )
@@ -133,12 +163,20 @@ def score_split(
     true_labels = y if true_labels is None else np.asarray(true_labels)
     corrupted = np.zeros(n, bool) if corrupted is None else np.asarray(corrupted, bool)
     ex = ("example",)
+    per_epoch = {}
+    if heldout is not None:
+        per_epoch["heldout_accuracy"] = (
+            ("epoch", "subnet"),
+            np.array([history[f"heldout_{s}"] for s in SUBNETS]).T.reshape(-1, 2),
+        )
     ds = xr.Dataset(
         {
             **{k: (ex, v) for k, v in final.items()},
+            **per_epoch,
             "label": (ex, y),
             "true_label": (ex, true_labels),
             "corrupted": (ex, corrupted),
+            "mislabeled": (ex, y != true_labels),
             "subnet_accuracy": (
                 ("epoch", "subnet"),
                 np.array([history[f"acc_{s}"] for s in SUBNETS]).T.reshape(-1, 2),
@@ -154,6 +192,7 @@ def score_split(
             "subnet": list(SUBNETS),
         },
     )
+    ds.attrs["n_classes"] = int(n_classes)
     ds.attrs["masked_layers"] = len(model.mask_units)
     ds.attrs["mask_units"] = list(model.mask_units)
     ds.attrs["shared_parameters"] = ", ".join(model.shared_parameter_names()) or "none"

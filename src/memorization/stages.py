@@ -1,9 +1,26 @@
-"""One function per workflow stage: read inputs, call the library, write the artifact.
+"""One function per workflow stage: check inputs, call the library, write the artifact.
 
 The Snakemake scripts in ``scripts/`` are one call to :func:`run_from_snakemake`,
-which maps the rule's ``input``/``output``/``params``/``threads``/``log`` onto
-the stage function of the same name. Each stage can also be called directly
-from Python with file paths.
+which maps the rule's ``input``/``output``/``params``/``log`` onto the stage function
+of the same name. Each stage can also be called directly from Python with file paths.
+
+Every stage takes
+
+- ``config``: the slice of the experiment's resolved config that decides its artifact
+  (:meth:`memorization.experiment.Experiment.slice`), stored in the artifact's
+  provenance with its hash;
+- ``expect``: for each input artifact, the slice it must have been made from; an input
+  made from anything else (a stale file, another experiment's) is refused before any
+  compute (:func:`memorization.artifacts.check_origin`);
+- ``experiment``: the experiment's name, recorded for the figures' labels;
+- the execution settings ``device`` and ``threads``, which decide where and how fast
+  it runs but not what it computes: they are recorded in the provenance and never
+  make Snakemake rerun a job; training stages also take ``checkpoint_every``, how
+  often they save a resumable checkpoint beside their output
+  (:mod:`memorization.checkpoint`), removed once the output is written.
+
+Before training, a stage checks that its output can be written
+(:func:`memorization.artifacts.preflight`).
 """
 
 from __future__ import annotations
@@ -18,154 +35,214 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .artifacts import open_artifact, provenance, write_artifact
+from .artifacts import check_origin, open_artifact, preflight, provenance, write_artifact
 
 __all__ = ["STAGES", "run_from_snakemake"]
 
 log = logging.getLogger("memorization.stages")
 
-OPTIM_KEYS = ("epochs", "lr", "momentum", "batch_size", "milestones", "gamma", "weight_decay")
 
-
-def model_options(exp: Mapping) -> dict:
+def model_options(cfg: Mapping) -> dict:
+    """The model options in a config slice (every option of its model)."""
     from .models import MODEL_OPTIONS
 
-    return {k: exp[k] for k in MODEL_OPTIONS.get(exp["model"], {}) if k in exp}
+    return {k: cfg[k] for k in MODEL_OPTIONS.get(cfg["model"], {}) if k in cfg}
 
 
-def _load_train(data_path, labels_path=None, split="train"):
+def _open(path, kind: str, expect: Mapping | None, name: str):
+    """Open an input artifact and check that it was made from the expected slice."""
+    ds = open_artifact(path, kind)
+    if expect is not None and name in expect:
+        check_origin(ds, path, expect[name])
+    return ds
+
+
+def _load_split(data_path, expect, labels_path=None, split="train"):
+    """(dataset, labels or None, tensors of the split with the training labels)."""
     from .data import to_tensors
 
-    data = open_artifact(data_path, "dataset")
+    data = _open(data_path, "dataset", expect, "data")
     labels = None
     if labels_path is not None and split == "train":
-        labels = open_artifact(labels_path, "labels")
+        labels = _open(labels_path, "labels", expect, "labels")
     tensors = to_tensors(data, split, None if labels is None else labels["label"].values)
     if labels is not None and not np.array_equal(labels["example"].values, tensors.examples):
         raise ValueError(f"{labels_path} does not match the training examples of {data_path}")
     return data, labels, tensors
 
 
+def _bytes_estimate(n_examples: int, per_example: int = 64, extra: int = 0) -> int:
+    """A generous size of an artifact over ``n_examples`` (before compression)."""
+    return n_examples * per_example + extra + (1 << 20)
+
+
 # --- stages ---------------------------------------------------------------------------
 
 
-def prepare_dataset(output, dataset: str, data_root: str = "data", download: bool = False):
+def prepare_dataset(
+    output, config: Mapping, experiment: str = "", data_root: str = "data", download=False
+):
     from .data import prepare_dataset as prepare
 
-    ds = prepare(dataset, data_root, download)
-    write_artifact(
-        ds, output, "dataset", provenance({"dataset": dataset, "data_root": str(data_root)})
-    )
+    preflight(output)
+    ds = prepare(config["dataset"], data_root, download)
+    attrs = provenance(config, experiment=experiment, data_root=str(data_root))
+    write_artifact(ds, output, "dataset", attrs)
 
 
-def corrupt_labels(data, output, exp: Mapping):
+def corrupt_labels(data, output, config: Mapping, expect=None, experiment: str = ""):
     from .corruption import corrupt_labels as corrupt
 
-    ds = open_artifact(data, "dataset")
+    ds = _open(data, "dataset", expect, "data")
+    preflight(output)
     train = ds.sel(example=ds["split"].values == "train")
     true = train["label"].values
-    labels, corrupted = corrupt(true, int(exp.get("corrupt", 0)), ds.sizes["class"], exp["seed"])
+    labels, corrupted = corrupt(
+        true,
+        int(config.get("corrupt", 0)),
+        ds.sizes["class"],
+        config["seed"],
+        config.get("corruption", "uniform"),
+    )
     out = xr.Dataset(
         {
             "label": ("example", labels),
             "true_label": ("example", true),
             "corrupted": ("example", corrupted),
+            "mislabeled": ("example", labels != true),
         },
         coords={"example": train["example"].values},
     )
-    log.info("corrupted %d of %d training labels", corrupted.sum(), len(labels))
-    write_artifact(out, output, "labels", provenance(exp, dataset=exp["dataset"]))
+    log.info(
+        "drew %d of %d training labels at random (%s); %d are now wrong",
+        corrupted.sum(),
+        len(labels),
+        config.get("corruption", "uniform"),
+        (labels != true).sum(),
+    )
+    write_artifact(out, output, "labels", provenance(config, experiment=experiment))
 
 
-def score(data, output, exp: Mapping, labels=None, device="auto", threads=1, split="train"):
+def score(
+    data,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    labels=None,
+    split="train",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
     """Turn-over training and memorization scores of a split (``train`` or ``test``)."""
+    from .checkpoint import Checkpoint
+    from .data import to_tensors
     from .device import lease_device, resolve_threads
     from .scoring import score_split
     from .training import OptimConfig
 
-    resolve_threads(threads)
-    ds, lab, tensors = _load_train(data, labels, split)
+    threads = resolve_threads(threads)
+    ds, lab, tensors = _load_split(data, expect, labels, split)
+    heldout = to_tensors(ds, "test") if split == "train" else None
+    preflight(output, _bytes_estimate(len(tensors), 80))
+    checkpoint = Checkpoint.for_output(output, "score", config, checkpoint_every, split=split)
     with lease_device(device) as dev:
         ds_scores = score_split(
-            exp["model"],
-            model_options(exp),
+            config["model"],
+            model_options(config),
             tensors.to(dev),
             ds.sizes["class"],
-            OptimConfig.from_config(exp),
-            int(exp["seed"]),
+            OptimConfig.from_config(config),
+            int(config["seed"]),
             true_labels=None if lab is None else lab["true_label"].values,
             corrupted=None if lab is None else lab["corrupted"].values,
+            heldout=None if heldout is None else heldout.to(dev),
+            checkpoint=checkpoint,
         )
-        attrs = provenance(exp, device=dev, split=split)
+        attrs = provenance(config, experiment=experiment, device=dev, threads=threads, split=split)
     acc = ds_scores["subnet_accuracy"].isel(epoch=-1).values
     log.info("final training accuracy: unmuted %.4f, muted %.4f", *acc)
-    if ds_scores["corrupted"].values.any():
+    wrong = ds_scores["mislabeled"].values
+    if wrong.any() and not wrong.all():
         from sklearn.metrics import roc_auc_score
 
-        auc = roc_auc_score(ds_scores["corrupted"].values, ds_scores["memorization"].values)
-        ds_scores.attrs["corrupted_auc"] = float(auc)
-        log.info("ROC AUC of the memorization score for the random labels: %.4f", auc)
+        auc = roc_auc_score(wrong, ds_scores["memorization"].values)
+        ds_scores.attrs["mislabeled_auc"] = float(auc)
+        log.info("ROC AUC of the memorization score for the wrong labels: %.4f", auc)
     write_artifact(ds_scores, output, "scores", attrs)
+    checkpoint.remove()
 
 
-def subsets(scores, output, exp: Mapping):
+def subsets(scores, output, config: Mapping, expect=None, experiment: str = ""):
     from .subsets import easy_difficult
 
-    sc = open_artifact(scores, "scores")
-    out = easy_difficult(sc["memorization"], int(exp["subset_size"]))
-    write_artifact(out, output, "subsets", provenance(exp, subset_size=int(exp["subset_size"])))
+    sc = _open(scores, "scores", expect, "scores")
+    preflight(output)
+    out = easy_difficult(sc["memorization"], int(config["subset_size"]))
+    write_artifact(out, output, "subsets", provenance(config, experiment=experiment))
 
 
-def dynamics_optim(exp: Mapping, epochs_key: str = "dynamics_epochs"):
-    """Optimizer settings of the plain-training studies (``dynamics_lr``/``dynamics_epochs``
-    override the experiment's ``lr``/``epochs``, as figure 3 uses lr 0.01; the cross-subset
-    runs, on a sixth of the data, may train longer with ``crosstrain_epochs``)."""
-    from .training import OptimConfig
-
-    cfg = dict(exp)
-    cfg["lr"] = exp.get("dynamics_lr") or exp["lr"]
-    cfg["epochs"] = exp.get(epochs_key) or exp.get("dynamics_epochs") or exp["epochs"]
-    return OptimConfig.from_config(cfg)
-
-
-def _subset_rows(path, examples) -> dict[str, np.ndarray]:
-    sub = open_artifact(path, "subsets")
+def _subset_rows(path, examples, expect, name) -> dict[str, np.ndarray]:
+    sub = _open(path, "subsets", expect, name)
     if not np.array_equal(sub["example"].values, examples):
         raise ValueError(f"{path} does not list the examples it is used with")
     return {k: sub[k].values.astype(bool) for k in ("easy", "difficult")}
 
 
-def _plain_study(kind, output, exp, opt, n_classes, device, threads, study, **attrs):
-    """Shared frame of the plain-training studies: threads, device lease, provenance.
+def _plain_study(
+    kind, output, config, experiment, n_classes, device, threads, study, n_examples, every=5
+):
+    """Shared frame of the plain-training studies: threads, device lease, checkpoint,
+    provenance.
 
     ``study(dev, model)`` gets the device and the arguments every study takes
-    (``model_name``, ``model_options``, ``n_classes``, ``opt``, ``seed``) as a dict.
+    (``model_name``, ``model_options``, ``n_classes``, ``opt``, ``seed``,
+    ``checkpoint``) as a dict, with ``opt`` the study's resolved optimizer settings
+    (``config["study"]``) and ``checkpoint`` saved every ``every`` epochs.
     """
+    from .checkpoint import Checkpoint
     from .device import lease_device, resolve_threads
+    from .training import OptimConfig
 
-    resolve_threads(threads)
+    threads = resolve_threads(threads)
+    preflight(output, _bytes_estimate(n_examples, 8))
     model = {
-        "model_name": exp["model"],
-        "model_options": model_options(exp),
+        "model_name": config["model"],
+        "model_options": model_options(config),
         "n_classes": n_classes,
-        "opt": opt,
-        "seed": int(exp["seed"]),
+        "opt": OptimConfig.from_config(config["study"]),
+        "seed": int(config["seed"]),
+        "checkpoint": Checkpoint.for_output(output, kind, config, every),
     }
     with lease_device(device) as dev:
         ds = study(dev, model)
-        attrs = provenance(exp, device=dev, lr=opt.lr, epochs=opt.epochs, **attrs)
+        attrs = provenance(config, experiment=experiment, device=dev, threads=threads)
     write_artifact(ds, output, kind, attrs)
+    model["checkpoint"].remove()
     return ds
 
 
-def dynamics(data, labels, subsets, subsets_test, output, exp: Mapping, device="auto", threads=1):
+def dynamics(
+    data,
+    labels,
+    subsets,
+    subsets_test,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
     from .data import to_tensors
     from .dynamics import training_dynamics
 
-    ds, _, train = _load_train(data, labels)
+    ds, _, train = _load_split(data, expect, labels)
     test = to_tensors(ds, "test")
-    train_rows = _subset_rows(subsets, train.examples)
-    test_rows = _subset_rows(subsets_test, test.examples)
+    train_rows = _subset_rows(subsets, train.examples, expect, "subsets")
+    test_rows = _subset_rows(subsets_test, test.examples, expect, "subsets_test")
 
     def study(dev, model):
         return training_dynamics(
@@ -173,83 +250,174 @@ def dynamics(data, labels, subsets, subsets_test, output, exp: Mapping, device="
             test=test.to(dev),
             train_subsets=train_rows,
             test_subsets=test_rows,
+            control=bool(config.get("control", False)),
             **model,
         )
 
-    opt = dynamics_optim(exp)
-    out = _plain_study("dynamics", output, exp, opt, ds.sizes["class"], device, threads, study)
+    out = _plain_study(
+        "dynamics",
+        output,
+        config,
+        experiment,
+        ds.sizes["class"],
+        device,
+        threads,
+        study,
+        0,
+        checkpoint_every,
+    )
     final = out["accuracy"].sel(run="all").isel(epoch=-1)
     log.info("final accuracy (all data): %s", final.to_pandas().to_dict())
 
 
-def gradstats(data, labels, subsets, output, exp: Mapping, device="auto", threads=1):
+def gradstats(
+    data,
+    labels,
+    subsets,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
     from .dynamics import gradient_statistics
 
-    ds, _, train = _load_train(data, labels)
-    rows = _subset_rows(subsets, train.examples)
+    ds, _, train = _load_split(data, expect, labels)
+    rows = _subset_rows(subsets, train.examples, expect, "subsets")
 
     def study(dev, model):
         return gradient_statistics(
             train=train.to(dev),
             train_subsets=rows,
-            probe_size=int(exp["probe_size"]),
-            method=exp.get("gradstats_method", "auto"),
+            probe_size=config.get("probe_size"),
+            cosine_pairs=config.get("cosine_pairs", "probe"),
+            method=config.get("gradstats_method", "auto"),
             **model,
         )
 
-    opt = dynamics_optim(exp)
-    _plain_study("gradstats", output, exp, opt, ds.sizes["class"], device, threads, study)
+    _plain_study(
+        "gradstats",
+        output,
+        config,
+        experiment,
+        ds.sizes["class"],
+        device,
+        threads,
+        study,
+        0,
+        checkpoint_every,
+    )
 
 
-def crosstrain(data, labels, subsets, output, exp: Mapping, device="auto", threads=1):
+def crosstrain(
+    data,
+    labels,
+    subsets,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
     from .dynamics import cross_training
 
-    ds, _, train = _load_train(data, labels)
-    rows = _subset_rows(subsets, train.examples)
+    ds, _, train = _load_split(data, expect, labels)
+    rows = _subset_rows(subsets, train.examples, expect, "subsets")
 
     def study(dev, model):
         return cross_training(train=train.to(dev), train_subsets=rows, **model)
 
-    opt = dynamics_optim(exp, "crosstrain_epochs")
-    out = _plain_study("crosstrain", output, exp, opt, ds.sizes["class"], device, threads, study)
+    out = _plain_study(
+        "crosstrain",
+        output,
+        config,
+        experiment,
+        ds.sizes["class"],
+        device,
+        threads,
+        study,
+        0,
+        checkpoint_every,
+    )
     log.info("final accuracy: %s", out["accuracy"].isel(epoch=-1).to_pandas().to_dict())
 
 
-def sweep_level(data, output, exp: Mapping, level: int, device="auto", threads=1):
+def sweep_level(
+    data,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
     import torch
 
     from .corruption import corrupt_labels as corrupt
     from .data import TensorSplit, to_tensors
     from .dynamics import corruption_level
 
-    ds = open_artifact(data, "dataset")
+    ds = _open(data, "dataset", expect, "data")
+    level = int(config["corrupt"])
     train, test = to_tensors(ds, "train"), to_tensors(ds, "test")
-    labels, _ = corrupt(train.y.numpy(), int(level), ds.sizes["class"], exp["seed"])
+    labels, _ = corrupt(
+        train.y.numpy(),
+        level,
+        ds.sizes["class"],
+        config["seed"],
+        config.get("corruption", "uniform"),
+    )
     train = TensorSplit(train.x, torch.as_tensor(labels, dtype=torch.int64), train.examples)
 
     def study(dev, model):
         out = corruption_level(train=train.to(dev), test=test.to(dev), **model)
-        return out.expand_dims(corrupt=[int(level)])
+        return out.expand_dims(corrupt=[level])
 
-    opt = dynamics_optim(exp)
     _plain_study(
         "dynamics",
         output,
-        exp,
-        opt,
+        config,
+        experiment,
         ds.sizes["class"],
         device,
         threads,
         study,
-        corrupt_level=int(level),
+        0,
+        checkpoint_every,
     )
 
 
-def figure(output, figure: str, inputs: Mapping[str, str | list], options: Mapping):
-    """Draw one figure from its artifacts (``inputs``: name -> path or list of paths)."""
-    from . import plots
+def figure(output, claims, figure: str, inputs: Mapping[str, str | list], options: Mapping, **_):
+    """Draw one figure from its artifacts and write the claims it supports."""
+    from .figures import run_figure
 
-    plots.draw(figure, inputs, dict(options), output)
+    run_figure(figure, inputs, dict(options), output, claims)
+
+
+def claims(output, json, figures, scores=(), dynamics=()):
+    """Gather every figure's claims and the sub-network check of every scored experiment."""
+    from .claims import read_claims, subnetwork_check, write_claims
+
+    gathered = []
+    for path in [figures] if isinstance(figures, str) else figures:
+        gathered.extend(read_claims(path))
+    plain = {}
+    for path in [dynamics] if isinstance(dynamics, str) else dynamics:
+        ds = open_artifact(path, "dynamics")
+        plain[ds.attrs.get("experiment")] = float(
+            ds["accuracy"].sel(run="all", split="test", subset="full").isel(epoch=-1)
+        )
+    for path in [scores] if isinstance(scores, str) else scores:
+        sc = open_artifact(path, "scores")
+        gathered.append(subnetwork_check(sc, plain.get(sc.attrs.get("experiment"))))
+    write_claims(gathered, output, json)
+    supported = sum(c.verdict == "supported" for c in gathered)
+    log.info("%d of %d claims supported", supported, len(gathered))
 
 
 STAGES = {
@@ -262,7 +430,11 @@ STAGES = {
     "crosstrain": crosstrain,
     "sweep_level": sweep_level,
     "figure": figure,
+    "claims": claims,
 }
+
+#: stages that train: they take the execution settings
+TRAINING = ("score", "dynamics", "gradstats", "crosstrain", "sweep_level")
 
 
 @contextlib.contextmanager
@@ -273,7 +445,8 @@ def _logging_to(path: str | None):
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as fh:
+    # append: a resumed run keeps the log of the run that was killed
+    with open(path, "a", buffering=1) as fh:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = fh
         root = logging.getLogger()
@@ -283,6 +456,9 @@ def _logging_to(path: str | None):
         root.setLevel(logging.INFO)
         try:
             yield
+        except (KeyboardInterrupt, SystemExit) as stop:
+            log.error("stage stopped (%s); rerun to resume", type(stop).__name__)
+            raise
         except BaseException:
             log.exception("stage failed")
             raise
@@ -291,17 +467,49 @@ def _logging_to(path: str | None):
             sys.stdout, sys.stderr = old_out, old_err
 
 
+def execution_settings(smk, stage: str) -> dict:
+    """``device``/``threads``/``checkpoint_every`` (training stages) and
+    ``data_root``/``download`` (data) from the workflow config: execution settings,
+    kept out of ``params`` so they never rerun a job.
+
+    The torch thread count is the config's ``threads``, not the job's Snakemake
+    ``threads`` (which ``--cores`` caps): the result must not depend on ``--cores``.
+    """
+    cfg = smk.config
+    if stage == "prepare_dataset":
+        return {"data_root": cfg.get("data_root", "data"), "download": cfg.get("download", False)}
+    if stage not in TRAINING:
+        return {}
+    threads = int(cfg.get("threads", 1))
+    if smk.threads < threads:
+        log.warning(
+            "Snakemake gave this job %d thread(s) (--cores caps it) but the config asks for "
+            "threads: %d; using %d so that the results do not depend on --cores",
+            smk.threads,
+            threads,
+            threads,
+        )
+    return {
+        "device": cfg.get("device", "auto"),
+        "threads": threads,
+        "checkpoint_every": int(cfg.get("checkpoint_every", 5)),
+    }
+
+
 def run_from_snakemake(smk, stage: str) -> None:
     """Run ``stage`` with a Snakemake ``script:`` object's input/output/params."""
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     func = STAGES[stage]
     named_inputs = {k: v if isinstance(v, str) else list(v) for k, v in smk.input.items()}
-    if "inputs" in func.__code__.co_varnames:  # figures take their inputs as one mapping
-        kwargs = {"inputs": named_inputs, **dict(smk.params.items())}
+    params = dict(smk.params.items())
+    for key in ("title", "caption"):  # for the report's caption only
+        params.pop(key, None)
+    if stage == "figure":  # figures take their inputs as one mapping
+        kwargs = {"inputs": named_inputs, **params}
     else:
-        kwargs = {**named_inputs, **dict(smk.params.items())}
+        kwargs = {**named_inputs, **params}
     kwargs.update(dict(smk.output.items()))  # rules name their outputs
-    if "threads" in func.__code__.co_varnames:
-        kwargs["threads"] = smk.threads
     with _logging_to(smk.log[0] if len(smk.log) else None):
+        log.info("stage %s started (pid %d)", stage, os.getpid())
+        kwargs.update(execution_settings(smk, stage))
         func(**kwargs)

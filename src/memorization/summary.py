@@ -1,10 +1,11 @@
 """Print the headline numbers of a finished run: ``python -m memorization.summary [results]``.
 
-For every experiment folder: final sub-network accuracies and the random-label ROC
-AUC of its scores; from its dynamics, the first epoch at which the easy, difficult
-and full training subsets reach 90% accuracy and the peak and final test accuracy;
-from its cross-subset training, the four accuracies at the last epoch; from its
-gradient statistics, the mean cosine similarity and contribution per subset.
+First the table of the paper's claims (``claims.md``, written by the workflow), then for
+every experiment folder: final sub-network accuracies and the wrong-label ROC AUC of its
+scores; from its dynamics, the first epoch at which the easy, difficult and full
+training subsets reach 90% accuracy and the peak and final test accuracy; from its
+cross-subset training, the four accuracies at the last epoch; from its gradient
+statistics, the mean cosine similarity and contribution per subset.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def _first_epoch(acc: np.ndarray, epochs: np.ndarray, level: float = 0.9) -> str
 
 def summarize(results: str | Path = "results") -> str:
     lines = []
+    claims = Path(results) / "claims.md"
+    if claims.exists():
+        lines += [claims.read_text(), ""]
     for exp in sorted(p for p in Path(results).iterdir() if (p / "scores.nc").exists()):
         lines.append(f"== {exp.name}")
         sc = open_artifact(exp / "scores.nc", "scores")
@@ -32,10 +36,10 @@ def summarize(results: str | Path = "results") -> str:
             f"  turn-over training, epoch {int(sc['epoch'][-1])}: unmuted "
             f"{float(acc.sel(subnet='unmuted')):.4f}, muted {float(acc.sel(subnet='muted')):.4f}"
         )
-        if "corrupted_auc" in sc.attrs:
+        if "mislabeled_auc" in sc.attrs:
             lines.append(
-                f"  random-label ROC AUC of the memorization score: "
-                f"{float(sc.attrs['corrupted_auc']):.4f}"
+                f"  wrong-label ROC AUC of the memorization score: "
+                f"{float(sc.attrs['mislabeled_auc']):.4f}"
             )
         if (exp / "dynamics.nc").exists():
             dyn = open_artifact(exp / "dynamics.nc", "dynamics").sel(run="all")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +15,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .checkpoint import Checkpoint, RunCheckpoint, SignalGuard, rng_state, set_rng_state
 from .data import TensorSplit
 from .masks import TurnOverMasks
 from .models import TurnOverNet
@@ -68,6 +72,8 @@ def fit(
     positions: torch.Tensor | None = None,
     step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     after_epoch: Callable[[int], Mapping[str, float] | None] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    checkpoint: Checkpoint | RunCheckpoint | None = None,
     desc: str = "training",
     progress: bool = True,
 ) -> None:
@@ -80,6 +86,17 @@ def fit(
     gradient of the batch's mean loss in ``.grad`` and return the loss), which is
     how gradient statistics ride along with training. ``after_epoch(epoch)`` is
     called after every epoch (1-based) and may return numbers for the log.
+    ``augment(x, generator)`` transforms every training batch's images (e.g.
+    :class:`memorization.augment.RandomCropFlip`); its random draws come from a
+    generator of its own seeded from ``seed``, so the batch order is the same with
+    and without it.
+
+    With ``checkpoint`` (:mod:`memorization.checkpoint`), training resumes from the
+    state saved there, if any, and saves its state every ``checkpoint.every``
+    epochs and, mid-epoch, when SIGTERM or SIGINT arrives (then the process exits
+    as the signal would have made it); the result is bit-identical to an
+    uninterrupted run on the CPU. Without, no file is written and no signal
+    handler installed.
     """
     device = train.x.device
     rows_all = (
@@ -94,34 +111,143 @@ def fit(
         optimizer, milestones=list(opt.milestones), gamma=opt.gamma
     )
     generator = torch.Generator().manual_seed(int(seed) + 1)
+    augment_generator = torch.Generator().manual_seed(int(seed) + 2)
+    if isinstance(checkpoint, Checkpoint):
+        checkpoint = checkpoint.run()
+    trainer = (model, optimizer, schedule, generator, augment_generator)
+    first, done_batches, total, count = 1, 0, 0.0, 0
+    saved = None if checkpoint is None else checkpoint.resume()
+    if saved is not None:
+        first, done_batches, total, count = _restore(saved, trainer, len(rows_all), opt, device)
+        _log_resume(desc, saved, opt, len(rows_all), checkpoint)
     bar = tqdm(
-        range(1, opt.epochs + 1),
+        range(first, opt.epochs + 1),
         desc=desc,
         unit="epoch",
+        initial=first - 1,
+        total=opt.epochs,
         disable=not progress,
         file=sys.stderr,
         ascii=True,
         mininterval=0,
     )
-    for epoch in bar:
-        model.train()
-        total, count = 0.0, 0
-        for batch in _batches(len(rows_all), opt.batch_size, generator):
-            rows = rows_all[batch.to(device)]
-            x, y = train.x[rows], train.y[rows]
-            optimizer.zero_grad(set_to_none=True)
-            if step is not None:
-                loss = step(x, y, rows)
-            else:
-                logits = model(x, None if masks is None else masks.unmuted(rows))
-                loss = F.cross_entropy(logits, y)
-                loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(rows)
-            count += len(rows)
-        schedule.step()
-        info = {"loss": total / count, "lr": optimizer.param_groups[0]["lr"]}
-        if after_epoch is not None:
-            info.update(after_epoch(epoch) or {})
-        bar.set_postfix({k: f"{v:.4g}" for k, v in info.items()}, refresh=True)
-        log.info("%s epoch %d/%d %s", desc, epoch, opt.epochs, info)
+    with contextlib.nullcontext() if checkpoint is None else SignalGuard() as guard:
+        for epoch in bar:
+            model.train()
+            epoch_start = generator.get_state()
+            for k, batch in enumerate(_batches(len(rows_all), opt.batch_size, generator)):
+                if k < done_batches:
+                    continue  # trained before the interruption
+                rows = rows_all[batch.to(device)]
+                x, y = train.x[rows], train.y[rows]
+                if augment is not None:
+                    x = augment(x, augment_generator)
+                optimizer.zero_grad(set_to_none=True)
+                if step is not None:
+                    loss = step(x, y, rows)
+                else:
+                    logits = model(x, None if masks is None else masks.unmuted(rows))
+                    loss = F.cross_entropy(logits, y)
+                    loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(rows)
+                count += len(rows)
+                if guard is not None and guard.received is not None:
+                    state = _state(trainer, device, opt, len(rows_all), epoch - 1, k + 1)
+                    checkpoint.save(
+                        {**state, "order_generator": epoch_start, "loss": (total, count)}
+                    )
+                    _exit_on_signal(guard, desc, checkpoint, epoch - 1, k + 1, opt)
+            done_batches = 0
+            schedule.step()
+            info = {"loss": total / count, "lr": optimizer.param_groups[0]["lr"]}
+            total, count = 0.0, 0
+            if after_epoch is not None:
+                info.update(after_epoch(epoch) or {})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in info.items()}, refresh=True)
+            log.info("%s epoch %d/%d %s", desc, epoch, opt.epochs, info)
+            if checkpoint is None:
+                continue
+            if guard.received is not None or (epoch % checkpoint.every == 0 and epoch < opt.epochs):
+                checkpoint.save(_state(trainer, device, opt, len(rows_all), epoch, 0))
+            if guard.received is not None:
+                _exit_on_signal(guard, desc, checkpoint, epoch, 0, opt)
+
+
+def _state(trainer, device, opt: OptimConfig, n_rows: int, epoch: int, batch: int) -> dict:
+    """Training state after ``epoch`` epochs and ``batch`` batches of the next one."""
+    model, optimizer, schedule, generator, augment_generator = trainer
+    return {
+        "epoch": epoch,
+        "batch": batch,
+        "epochs": opt.epochs,
+        "n_rows": n_rows,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": rng_state(device),
+        "order_generator": generator.get_state(),  # at the start of the next epoch
+        "augment_generator": augment_generator.get_state(),
+        "loss": (0.0, 0),  # the running training loss of the epoch in progress
+        "threads": torch.get_num_threads(),
+        "device": device.type,
+    }
+
+
+def _restore(saved: Mapping, trainer, n_rows: int, opt: OptimConfig, device):
+    """Load a saved training state; return (first epoch, done batches, loss sum, count)."""
+    model, optimizer, schedule, generator, augment_generator = trainer
+    if saved["n_rows"] != n_rows or saved["epochs"] != opt.epochs:
+        raise ValueError(
+            f"the checkpoint trained {saved['n_rows']} examples for {saved['epochs']} epochs, "
+            f"this run {n_rows} for {opt.epochs}: delete the checkpoint and run again"
+        )
+    if (saved["threads"], saved["device"]) != (torch.get_num_threads(), device.type):
+        log.warning(
+            "the checkpoint was made with %d thread(s) on %s, this run has %d on %s: the "
+            "result may differ in its last bits from an uninterrupted run",
+            saved["threads"],
+            saved["device"],
+            torch.get_num_threads(),
+            device.type,
+        )
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["schedule"])
+    set_rng_state(saved["rng"], device)
+    generator.set_state(saved["order_generator"])
+    augment_generator.set_state(saved["augment_generator"])
+    total, count = saved["loss"]
+    return saved["epoch"] + 1, saved["batch"], total, count
+
+
+def _log_resume(desc: str, saved: Mapping, opt: OptimConfig, n_rows: int, checkpoint) -> None:
+    epoch, batch = saved["epoch"], saved["batch"]
+    if epoch >= opt.epochs:
+        log.info("%s: all %d epochs were done (checkpoint %s)", desc, opt.epochs, checkpoint.path)
+        return
+    within = ""
+    if batch:
+        within = f", after {batch} of its {math.ceil(n_rows / opt.batch_size)} batches"
+    log.info(
+        "%s: resuming from epoch %d of %d%s (checkpoint %s)",
+        desc,
+        epoch + 1,
+        opt.epochs,
+        within,
+        checkpoint.path,
+    )
+
+
+def _exit_on_signal(guard: SignalGuard, desc, checkpoint, epochs: int, batches: int, opt) -> None:
+    """Log where the checkpoint stands, then leave as the signal would have."""
+    log.warning(
+        "%s: %s received; saved a checkpoint after %d of %d epochs%s (%s); exiting",
+        desc,
+        signal.Signals(guard.received).name,
+        epochs,
+        opt.epochs,
+        f" and {batches} batches" if batches else "",
+        checkpoint.path,
+    )
+    guard.exit()

@@ -1,0 +1,386 @@
+"""Each claim of the paper on synthetic artifacts made to support it, and made not to."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from memorization.claims import (
+    NOT_MEASURED,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Claim,
+    read_claims,
+    subnetwork_check,
+    to_markdown,
+    update_readme,
+    write_claims,
+)
+from memorization.figures import FIGURES
+
+SUBSETS = ["full", "easy", "difficult"]
+
+
+def _attrs(**cfg):
+    base = {"dataset": "mnist5k", "model": "mlp", "hidden": 64, "corrupt": 0, "seed": 0}
+    base.update(cfg)
+    return {"experiment": "exp", "config": yaml.safe_dump(base)}
+
+
+def dynamics(train: dict, test: dict | None = None, control: dict | None = None, epochs=20):
+    """A dynamics artifact from per-subset accuracy curves (functions of the epoch)."""
+    e = np.arange(epochs + 1)
+    runs = ["all"] + (["without_difficult"] if control else [])
+    acc = np.zeros((len(runs), epochs + 1, 2, 3))
+    test = test or {s: (lambda e: 0.9 + 0 * e) for s in SUBSETS}
+    for r, curves in enumerate([{"train": train, "test": test}] + ([control] if control else [])):
+        for k, split in enumerate(("train", "test")):
+            for j, s in enumerate(SUBSETS):
+                acc[r, :, k, j] = np.clip(curves[split][s](e), 0, 1)
+    return xr.Dataset(
+        {
+            "accuracy": (("run", "epoch", "split", "subset"), acc),
+            "subset_size": (("split", "subset"), np.array([[600, 100, 100], [100, 20, 20]])),
+        },
+        coords={"run": runs, "epoch": e, "split": ["train", "test"], "subset": SUBSETS},
+        attrs=_attrs(study={"name": "dynamics", "lr": 0.01, "epochs": epochs}),
+    )
+
+
+def _claim(claims, key):
+    found = [c for c in claims if c.key == key]
+    assert len(found) == 1, [c.key for c in claims]
+    return found[0]
+
+
+# --- figure 3 -------------------------------------------------------------------------
+
+
+def _fig3(ds):
+    return FIGURES["fig3"].claims({"experiment": {"dynamics": ds}}, {"window": 1})
+
+
+def test_fig3_claims_hold_on_the_paper_shape():
+    ds = dynamics(
+        train={
+            "full": lambda e: 0.6 + 0.02 * e,
+            "easy": lambda e: np.minimum(1, 0.5 + 0.5 * e),
+            "difficult": lambda e: 0.01 * e,  # rises from the first epochs, fitted late
+        },
+        test={
+            "full": lambda e: 0.9 - 0.01 * np.abs(e - 5),  # peak at epoch 5, then falls
+            "easy": lambda e: 0.9 + 0 * e,
+            "difficult": lambda e: 0.5 + 0 * e,
+        },
+    )
+    claims = _fig3(ds)
+    assert {c.verdict for c in claims} == {SUPPORTED}
+    peak = _claim(claims, "test_peaks_then_drops")
+    assert peak.values["peak_epoch"] == 5 and peak.values["drop"] == pytest.approx(0.15)
+
+
+def test_fig3_claims_fail_on_the_opposite_shape():
+    ds = dynamics(
+        train={
+            "full": lambda e: 0.6 + 0 * e,
+            "easy": lambda e: 0.01 * e,  # easy slow
+            "difficult": lambda e: np.minimum(1, 0.5 + 0.5 * e) * (e > 0),
+        },
+        test={s: (lambda e: 0.5 + 0.01 * e) for s in SUBSETS},  # keeps rising
+    )
+    claims = _fig3(ds)
+    assert _claim(claims, "easy_learnt_faster").verdict == NOT_SUPPORTED
+    assert _claim(claims, "test_peaks_then_drops").verdict == NOT_SUPPORTED
+    flat = dynamics(
+        train={
+            "full": lambda e: 0.6 + 0 * e,
+            "easy": lambda e: 1 + 0 * e,
+            "difficult": lambda e: 0 * e,
+        }
+    )
+    assert _claim(_fig3(flat), "learnt_simultaneously").verdict == NOT_SUPPORTED
+    assert _claim(_fig3(flat), "learnt_simultaneously").values["difficult_gain"] == 0
+
+
+# --- figure 5 -------------------------------------------------------------------------
+
+
+def _fig5(ds):
+    return FIGURES["fig5"].claims({"experiments": [{"dynamics": ds}]}, {"window": 1})
+
+
+def test_fig5_control_effect_and_test_split():
+    good = {
+        "full": lambda e: 0.9 + 0 * e,
+        "easy": lambda e: np.minimum(1, 0.6 + 0.2 * e),
+        "difficult": lambda e: np.minimum(1, 0.3 + 0.04 * e),
+    }
+    test_good = {
+        "full": lambda e: 0.9 + 0 * e,
+        "easy": lambda e: 0.99 + 0 * e,
+        "difficult": lambda e: 0.6 + 0 * e,
+    }
+    control = {
+        "train": {**good, "difficult": lambda e: 0.3 + 0 * e},
+        "test": {**test_good, "difficult": lambda e: 0.55 + 0 * e},
+    }
+    claims = _fig5(dynamics(good, test_good, control))
+    assert {c.verdict for c in claims} == {SUPPORTED}
+    effect = _claim(claims, "control_without_difficult")
+    assert effect.values["train_all"] == pytest.approx(1.0)
+    assert effect.values["train_control"] == pytest.approx(0.3)
+    assert "0.600 vs 0.550" in effect.evidence
+    # no control run: not measured; no effect of removing: not supported
+    assert _claim(_fig5(dynamics(good, test_good)), "control_without_difficult").verdict == (
+        NOT_MEASURED
+    )
+    same = {"train": good, "test": test_good}
+    assert _claim(_fig5(dynamics(good, test_good, same)), "control_without_difficult").verdict == (
+        NOT_SUPPORTED
+    )
+    reversed_test = {**test_good, "easy": lambda e: 0.5 + 0 * e}
+    claim = _claim(_fig5(dynamics(good, reversed_test)), "easy_higher_test_accuracy")
+    assert claim.verdict == NOT_SUPPORTED
+
+
+# --- figure 4 -------------------------------------------------------------------------
+
+
+def gradstats(cos_easy, cos_difficult, con_easy, con_difficult, con_full, epochs=10):
+    e = np.arange(1, epochs + 1)
+    cos = np.stack([0 * e + 0.001, cos_easy(e), cos_difficult(e)], 1)
+    con = np.stack([con_full(e), con_easy(e), con_difficult(e)], 1)
+    return xr.Dataset(
+        {
+            "cosine_similarity": (("epoch", "subset"), cos),
+            "contribution": (("epoch", "subset"), con),
+            "probe_size": (("subset",), np.array([10, 10, 10])),
+        },
+        coords={"epoch": e, "subset": SUBSETS},
+        attrs=_attrs(study={"name": "gradstats", "lr": 0.06, "epochs": epochs}),
+    )
+
+
+def test_fig4_claims():
+    def fig4(ds):
+        return FIGURES["fig4"].claims({"experiment": {"gradstats": ds}}, {"window": 1})
+
+    paper = gradstats(
+        lambda e: 0.03 + 0 * e, lambda e: 0.01 + 0 * e, lambda e: 0.5 + 0 * e, lambda e: 3 + 0 * e,
+        lambda e: 1 + 0 * e,
+    )  # fmt: skip
+    assert {c.verdict for c in fig4(paper)} == {SUPPORTED}
+    # easy more similar at only 3 of 10 epochs; difficult contributes less than the average
+    other = gradstats(
+        lambda e: np.where(e <= 3, 0.03, 0.0), lambda e: 0.01 + 0 * e, lambda e: 0.5 + 0 * e,
+        lambda e: 0.8 + 0 * e, lambda e: 1 + 0 * e,
+    )  # fmt: skip
+    claims = fig4(other)
+    assert _claim(claims, "cosine_easy_higher").verdict == NOT_SUPPORTED
+    assert _claim(claims, "cosine_easy_higher").values["share_of_epochs"] == pytest.approx(0.3)
+    assert _claim(claims, "contribution_difficult_higher").verdict == SUPPORTED
+    assert _claim(claims, "contribution_difficult_above_full").verdict == NOT_SUPPORTED
+
+
+# --- figure 6 -------------------------------------------------------------------------
+
+
+def crosstrain(d2e, e2d, epochs=5):
+    acc = np.zeros((epochs + 1, 2, 2))
+    ramp = np.linspace(0.1, 1, epochs + 1)
+    acc[:, 0, 0] = acc[:, 1, 1] = ramp  # each run fits what it trains on
+    acc[:, 1, 0] = np.linspace(0.1, d2e, epochs + 1)  # trained on difficult, on easy
+    acc[:, 0, 1] = np.linspace(0.1, e2d, epochs + 1)  # trained on easy, on difficult
+    return xr.Dataset(
+        {"accuracy": (("epoch", "train_on", "evaluate_on"), acc)},
+        coords={
+            "epoch": np.arange(epochs + 1),
+            "train_on": ["easy", "difficult"],
+            "evaluate_on": ["easy", "difficult"],
+        },
+        attrs=_attrs(),
+    )
+
+
+@pytest.mark.parametrize("d2e,e2d,verdict", [(0.8, 0.3, SUPPORTED), (0.3, 0.8, NOT_SUPPORTED)])
+def test_fig6_difficult_informs_easy(d2e, e2d, verdict):
+    (claim,) = FIGURES["fig6"].claims({"experiment": {"crosstrain": crosstrain(d2e, e2d)}}, {})
+    assert claim.verdict == verdict
+    assert claim.values == {"difficult_to_easy": d2e, "easy_to_difficult": e2d}
+
+
+# --- figure 10 ------------------------------------------------------------------------
+
+
+def level(n, final_test, train_mean, peak=None, epochs=10, n_train=1000):
+    e = np.arange(epochs + 1)
+    test = np.full(epochs + 1, final_test)
+    if peak is not None:
+        test[epochs // 2] = peak
+    acc = np.zeros((1, 1, epochs + 1, 2, 1))
+    acc[0, 0, :, 0, 0] = train_mean
+    acc[0, 0, :, 1, 0] = test
+    return xr.Dataset(
+        {
+            "accuracy": (("corrupt", "run", "epoch", "split", "subset"), acc),
+            "subset_size": (("corrupt", "split", "subset"), np.array([[[n_train], [200]]])),
+        },
+        coords={"corrupt": [n], "run": ["all"], "epoch": e, "split": ["train", "test"],
+                "subset": ["full"]},
+        attrs=_attrs(corrupt=n, study={"name": "sweep", "lr": 0.1, "epochs": epochs}),
+    )  # fmt: skip
+
+
+def _fig10(levels):
+    return FIGURES["fig10"].claims({"experiment": {"sweep": levels}}, {"window": 1})
+
+
+def test_fig10_claims_on_the_paper_ordering():
+    levels = [
+        level(0, 0.95, 0.95),
+        level(500, 0.80, 0.7, peak=0.9),
+        level(1000, 0.11, 0.3),  # every label random: at chance
+    ]
+    claims = _fig10(levels[::-1])  # order of the files does not matter
+    assert {c.verdict for c in claims} == {SUPPORTED}
+    assert _claim(claims, "all_random_at_chance").values["chance"] == pytest.approx(0.1)
+
+
+def test_fig10_claims_fail_and_say_what_is_not_measured():
+    levels = [level(0, 0.9, 0.9), level(400, 0.92, 0.95)]  # more noise, higher accuracy
+    claims = _fig10(levels)
+    assert _claim(claims, "more_noise_lower_test").verdict == NOT_SUPPORTED
+    assert _claim(claims, "more_noise_slower_fit").verdict == NOT_SUPPORTED
+    assert _claim(claims, "all_random_at_chance").verdict == NOT_MEASURED
+    assert _claim(claims, "noisy_test_peaks_then_drops").verdict == NOT_SUPPORTED
+    below = _fig10([level(0, 0.9, 0.9), level(1000, 0.01, 0.3)])  # learnt "not the class"
+    assert _claim(below, "all_random_at_chance").verdict == NOT_SUPPORTED
+
+
+# --- figures 2, 7/8, 9 and the sub-network check ----------------------------------------
+
+
+def scores(mem, wrong, unmuted=(0.5, 0.99), muted=(0.4, 0.8), heldout=0.85, pred_ok=None):
+    n = len(mem)
+    epochs = np.arange(1, len(unmuted) + 1)
+    labels = np.arange(n) % 10
+    pred = labels if pred_ok is None else np.where(pred_ok, labels, (labels + 1) % 10)
+    true = np.where(wrong, (labels + 1) % 10, labels)
+    return xr.Dataset(
+        {
+            "memorization": ("example", np.asarray(mem, float)),
+            "mislabeled": ("example", np.asarray(wrong, bool)),
+            "corrupted": ("example", np.asarray(wrong, bool)),
+            "label": ("example", labels),
+            "true_label": ("example", true),
+            "pred_unmuted": ("example", labels),
+            "pred_muted": ("example", pred),
+            "subnet_accuracy": (("epoch", "subnet"), np.stack([unmuted, muted], 1)),
+            "heldout_accuracy": (
+                ("epoch", "subnet"),
+                np.full((len(epochs), 2), heldout),
+            ),
+        },
+        coords={"example": np.arange(n), "epoch": epochs, "subnet": ["unmuted", "muted"]},
+        attrs={**_attrs(), "n_classes": 10},
+    )
+
+
+def test_fig2_claims():
+    rng = np.random.default_rng(0)
+    clean = scores(np.concatenate([np.zeros(900), rng.exponential(3, 100)]), np.zeros(1000))
+    wrong = np.arange(1000) < 300
+    noisy = scores(np.where(wrong, 5.0, 0.0) + rng.normal(0, 0.5, 1000), wrong)
+    claims = FIGURES["fig2"].claims(
+        {"clean": {"scores": clean}, "corrupted": {"scores": noisy}}, {"bins": 10}
+    )
+    assert {c.verdict for c in claims} == {SUPPORTED}
+    assert _claim(claims, "random_labels_score_higher").values["auc"] > 0.99
+    # a "clean" experiment with wrong labels is not called uncorrupted; no long tail
+    flat = scores(rng.normal(2, 0.1, 1000), wrong)
+    claims = FIGURES["fig2"].claims(
+        {"clean": {"scores": flat}, "corrupted": {"scores": flat}}, {"bins": 10}
+    )
+    assert _claim(claims, "long_tail").verdict == NOT_MEASURED
+    assert "300 wrong labels" in _claim(claims, "long_tail").evidence
+    assert _claim(claims, "random_labels_score_higher").verdict == NOT_SUPPORTED
+
+
+def test_example_grid_claim():
+    mem = np.arange(100, dtype=float)
+    ok = scores(mem, np.zeros(100), pred_ok=mem < 50)
+    (claim,) = FIGURES["fig7"].claims(
+        {"experiment": {"scores": ok, "dataset": None}}, {"per_class": 2}
+    )
+    assert claim.verdict == SUPPORTED and claim.values["difficult_muted_right"] == 0
+    bad = scores(mem, np.zeros(100), pred_ok=mem >= 50)
+    (claim,) = FIGURES["fig8"].claims(
+        {"experiment": {"scores": bad, "dataset": None}}, {"per_class": 2}
+    )
+    assert claim.verdict == NOT_SUPPORTED and claim.values["easy_both_right"] == 0
+
+
+def test_fig9_convergence():
+    fast = scores(
+        np.zeros(10), np.zeros(10), unmuted=[0.9, 0.98, 0.99, 0.99], muted=[0.8, 0.85, 0.85, 0.86]
+    )
+    slow = scores(
+        np.zeros(10), np.zeros(10), unmuted=[0.1, 0.2, 0.4, 0.9], muted=[0.1, 0.1, 0.3, 0.8]
+    )
+    claims = FIGURES["fig9"].claims({"experiments": [{"scores": fast}, {"scores": slow}]}, {})
+    assert [c.verdict for c in claims] == [SUPPORTED, NOT_SUPPORTED]
+    assert claims[0].values["gap"] == pytest.approx(0.13)
+
+
+def test_subnetwork_check_flags_masks_learnt_at_chance():
+    learnt_masks = scores(
+        np.zeros(10), np.zeros(10), unmuted=[0.6, 0.97], muted=[0.1, 0.1], heldout=0.1
+    )
+    claim = subnetwork_check(learnt_masks)
+    assert claim.verdict == NOT_SUPPORTED and "FLAG" in claim.evidence
+    healthy = scores(
+        np.zeros(10), np.zeros(10), unmuted=[0.6, 0.99], muted=[0.5, 0.84], heldout=0.9
+    )
+    claim = subnetwork_check(healthy, plain_test_accuracy=0.95)
+    assert claim.verdict == SUPPORTED and "FLAG" not in claim.evidence
+    assert claim.values["muted_over_reference"] == pytest.approx(0.84 / 0.95)
+    # below 0.8 of the plain model's held-out accuracy, without being at chance
+    weak = scores(np.zeros(10), np.zeros(10), unmuted=[0.6, 0.99], muted=[0.5, 0.6], heldout=0.9)
+    assert subnetwork_check(weak, plain_test_accuracy=0.95).verdict == NOT_SUPPORTED
+    # random labels cannot be predicted without seeing them: compared on the real share
+    noisy = scores(
+        np.zeros(10), np.arange(10) < 3, unmuted=[0.6, 0.99], muted=[0.5, 0.6], heldout=0.8
+    )
+    claim = subnetwork_check(noisy)
+    assert claim.verdict == SUPPORTED
+    assert claim.values["muted_over_reference"] == pytest.approx(0.6 / (0.8 * 0.7))
+
+
+# --- writing, reading, the README -------------------------------------------------------
+
+
+def test_claims_round_trip_and_markdown(tmp_path):
+    claims = [
+        Claim("fig3", "a", "easy first", SUPPORTED, "epoch 1 vs never", "x", {"e": float("inf")}),
+        Claim("fig4", "b", "a | b", NOT_SUPPORTED, "share 0.3", "y", {"s": 0.3}),
+    ]
+    write_claims(claims, tmp_path / "c.md", tmp_path / "c.json")
+    back = read_claims(tmp_path / "c.json")
+    assert back[0].values == {"e": None}  # infinity ("never") is not JSON
+    assert back[1] == claims[1]
+    json.loads((tmp_path / "c.json").read_text())
+    md = (tmp_path / "c.md").read_text()
+    assert "1 supported, 1 not supported, 0 not measured" in md
+    assert "| fig4 | a / b | y | share 0.3 | **NOT supported** |" in md
+    readme = tmp_path / "README.md"
+    from memorization.claims import README_END, README_START
+
+    readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
+    update_readme(readme, tmp_path / "c.md")
+    text = readme.read_text()
+    assert "old" not in text and "| fig3 | easy first |" in text and text.endswith("rest\n")
+    assert to_markdown(claims).count("\n| fig") == 3  # the header and two rows
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        Claim("fig3", "a", "s", "maybe", "e")

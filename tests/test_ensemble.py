@@ -1,0 +1,157 @@
+import numpy as np
+import pytest
+import torch
+
+from memorization.data import TensorSplit
+from memorization.ensemble import (
+    epoch_lr,
+    input_density,
+    predict_split,
+    train_ensemble,
+    train_in_chunks,
+    train_sequential,
+)
+from memorization.training import OptimConfig
+
+OPT = OptimConfig(
+    epochs=3, lr=0.1, momentum=0.9, batch_size=32, milestones=(1, 2), gamma=0.5, weight_decay=1e-3
+)
+SEEDS = [3, 7, 11, 20]
+
+
+def _sparse_split(n=160, shape=(1, 6, 6), classes=4, seed=0) -> TensorSplit:
+    """Images that sit at -0.4 except for ~30 % of their pixels (like standardised MNIST)."""
+    g = torch.Generator().manual_seed(seed)
+    on = torch.rand(n, *shape, generator=g) < 0.3
+    x = torch.where(on, torch.randn(n, *shape, generator=g), torch.tensor(-0.4))
+    y = torch.randint(0, classes, (n,), generator=g)
+    return TensorSplit(x, y, np.arange(n) + 1000)
+
+
+def _subsets(n_models: int, n: int, equal: bool) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if equal:
+        out = np.zeros((n_models, n), dtype=bool)
+        for k in range(n_models):
+            out[k, rng.choice(n, int(0.7 * n), replace=False)] = True
+        return out
+    return rng.random((n_models, n)) < np.linspace(0.4, 0.9, n_models)[:, None]
+
+
+def _assert_same_models(ensemble, reference, atol=1e-5):
+    states = ensemble.state_dicts()
+    assert len(states) == len(reference) == len(ensemble)
+    for state, model in zip(states, reference, strict=True):
+        ref = model.state_dict()
+        assert state.keys() == ref.keys()
+        for name, value in ref.items():
+            torch.testing.assert_close(state[name], value, atol=atol, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+@pytest.mark.parametrize("equal", [True, False])
+def test_mlp_ensemble_matches_sequential_fit(path, equal):
+    train = _sparse_split()
+    subsets = _subsets(len(SEEDS), len(train), equal)
+    options = {"hidden": 48}
+    reference = train_sequential("mlp", options, train, 4, OPT, SEEDS, subsets)
+    ens = train_ensemble("mlp", options, train, 4, OPT, SEEDS, subsets, path=path, hidden_block=16)
+    assert ens.path == path
+    _assert_same_models(ens, reference)
+    # the models really trained and differ from one another
+    w = [s["hidden.weight"] for s in ens.state_dicts()]
+    assert not torch.allclose(w[0], w[1])
+
+
+def test_ensemble_without_momentum_matches_too():
+    train = _sparse_split(seed=1)
+    opt = OptimConfig(epochs=2, lr=0.2, batch_size=50)
+    subsets = _subsets(3, len(train), equal=True)
+    reference = train_sequential("mlp", {"hidden": 40}, train, 4, opt, SEEDS[:3], subsets)
+    ens = train_ensemble("mlp", {"hidden": 40}, train, 4, opt, SEEDS[:3], subsets)
+    assert ens.path == "sparse_mlp"  # auto: the inputs are sparse
+    _assert_same_models(ens, reference)
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("vgg11", {"width": 0.125}),
+        ("cct", {"depth": 1, "heads": 2, "embed_dim": 16, "tokenizer_channels": 8}),
+    ],
+)
+def test_vmap_ensemble_matches_sequential_for_other_models(name, options):
+    g = torch.Generator().manual_seed(0)
+    train = TensorSplit(
+        torch.randn(64, 1, 8, 8, generator=g),
+        torch.randint(0, 3, (64,), generator=g),
+        np.arange(64),
+    )
+    opt = OptimConfig(epochs=2, lr=0.05, momentum=0.9, batch_size=16, milestones=(1,))
+    subsets = _subsets(2, 64, equal=False)
+    reference = train_sequential(name, options, train, 3, opt, SEEDS[:2], subsets)
+    ens = train_ensemble(name, options, train, 3, opt, SEEDS[:2], subsets)
+    assert ens.path == "func"
+    _assert_same_models(ens, reference)
+
+
+@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+def test_predictions_match_the_models_one_by_one(path):
+    train = _sparse_split()
+    test = _sparse_split(n=50, seed=5)
+    subsets = _subsets(3, len(train), equal=True)
+    ens = train_ensemble("mlp", {"hidden": 32}, train, 4, OPT, SEEDS[:3], subsets, path=path)
+    models = [ens.model(k) for k in range(3)]
+    ref = predict_split(models, test)
+    got = ens.predict(test, batch_size=17)  # batches that do not divide the split
+    np.testing.assert_array_equal(got.correct, ref.correct)
+    np.testing.assert_allclose(got.prob, ref.prob, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-4, atol=1e-5)
+    logits = ens.logits(test.x)
+    assert logits.shape == (3, 50, 4)
+    torch.testing.assert_close(logits[2], models[2](test.x), atol=1e-5, rtol=1e-4)
+
+
+def test_chunks_give_the_same_models_as_one_ensemble():
+    train = _sparse_split()
+    subsets = _subsets(4, len(train), equal=True)
+    whole = train_ensemble("mlp", {"hidden": 32}, train, 4, OPT, SEEDS, subsets)
+    seen = {}
+
+    def evaluate(ens, k0):
+        for k, state in enumerate(ens.state_dicts()):
+            seen[k0 + k] = state
+
+    train_in_chunks("mlp", {"hidden": 32}, train, 4, OPT, SEEDS, subsets, evaluate, chunk_size=3)
+    assert sorted(seen) == [0, 1, 2, 3]
+    for k, state in enumerate(whole.state_dicts()):
+        for name, value in state.items():
+            torch.testing.assert_close(seen[k][name], value, atol=1e-6, rtol=1e-5)
+
+
+def test_epoch_lr_follows_multistep_lr():
+    opt = OptimConfig(epochs=10, lr=0.3, milestones=(2, 5, 5, 8), gamma=0.1)
+    param = torch.nn.Parameter(torch.zeros(1))
+    sgd = torch.optim.SGD([param], lr=opt.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(sgd, list(opt.milestones), opt.gamma)
+    for epoch in range(opt.epochs):
+        assert epoch_lr(opt, epoch) == pytest.approx(sgd.param_groups[0]["lr"])
+        sgd.step()
+        sched.step()
+
+
+def test_path_choice_and_refusals():
+    sparse = _sparse_split()
+    assert input_density(sparse.x) < 0.35
+    dense = TensorSplit(torch.randn(40, 1, 6, 6), torch.randint(0, 4, (40,)), np.arange(40))
+    assert input_density(dense.x) > 0.9
+    subsets = np.ones((2, 40), dtype=bool)
+    opt = OptimConfig(epochs=1, lr=0.1, batch_size=16)
+    assert train_ensemble("mlp", {"hidden": 8}, dense, 4, opt, [0, 1], subsets).path == "func"
+    with pytest.raises(ValueError, match="needs the MLP"):
+        train_ensemble("vgg11", {"width": 0.125}, dense, 4, opt, [0, 1], subsets, path="sparse_mlp")
+    subsets[1] = False
+    with pytest.raises(ValueError, match="empty training subset"):
+        train_ensemble("mlp", {"hidden": 8}, dense, 4, opt, [0, 1], subsets)
+    with pytest.raises(ValueError, match="subsets must be"):
+        train_ensemble("mlp", {"hidden": 8}, dense, 4, opt, [0, 1, 2], subsets)

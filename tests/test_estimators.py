@@ -1,0 +1,120 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from memorization.data import TensorSplit
+from memorization.estimators import (
+    ESTIMATORS,
+    estimators_from_records,
+    forgetting_events,
+    peer_estimators,
+    record_plain_run,
+    slow_learning,
+    tracin_self_influence,
+)
+from memorization.training import OptimConfig, fit
+
+
+class Linear(nn.Module):
+    """Softmax regression, called like the project's models: ``model(x, masks=None)``."""
+
+    def __init__(self, d: int, c: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, c)
+
+    def forward(self, x, masks=None):
+        return self.fc(x.flatten(1))
+
+
+def _split(n=60, d=5, c=3, seed=0) -> TensorSplit:
+    g = torch.Generator().manual_seed(seed)
+    return TensorSplit(
+        torch.randn(n, 1, 1, d, generator=g),
+        torch.randint(0, c, (n,), generator=g),
+        np.arange(n) + 7,
+    )
+
+
+def test_forgetting_events_on_a_hand_made_history():
+    history = np.array(
+        [
+            # epochs down, examples across
+            [1, 1, 0, 0, 1, 1],
+            [1, 0, 0, 1, 0, 1],
+            [1, 1, 0, 0, 0, 0],
+            [1, 0, 0, 0, 1, 1],
+        ],
+        dtype=bool,
+    )
+    np.testing.assert_array_equal(forgetting_events(history), [0, 2, 4, 1, 1, 1])
+    np.testing.assert_allclose(slow_learning(history), [0, 0.5, 1, 0.75, 0.5, 0.25])
+
+
+def test_tracin_sums_learning_rate_times_squared_norms():
+    sq = np.array([[1.0, 4.0], [2.0, 0.0], [3.0, 1.0]])
+    np.testing.assert_allclose(tracin_self_influence(sq, [0.1, 0.1, 0.01]), [0.33, 0.41])
+
+
+def test_gradient_norms_of_softmax_regression_are_the_closed_form():
+    """||∇_W ℓ||² + ||∇_b ℓ||² = ||p - e_y||² (||x||² + 1) at every checkpoint."""
+    train = _split()
+    opt = OptimConfig(epochs=3, lr=0.5, batch_size=16, milestones=(2,), gamma=0.2)
+    torch.manual_seed(0)
+    model = Linear(5, 3)
+    twin = copy.deepcopy(model)
+    records = record_plain_run(model, train, opt, seed=4)
+    # the same training again, keeping the weights of every checkpoint
+    weights = []
+    fit(
+        twin,
+        train,
+        opt,
+        seed=4,
+        progress=False,
+        after_epoch=lambda e: weights.append(copy.deepcopy(twin.fc.state_dict())),
+    )
+    x = train.x.flatten(1).double()
+    onehot = torch.nn.functional.one_hot(train.y, 3).double()
+    for e, w in enumerate(weights):
+        p = torch.softmax(x @ w["weight"].double().T + w["bias"].double(), 1)
+        want = ((p - onehot) ** 2).sum(1) * ((x**2).sum(1) + 1)
+        np.testing.assert_allclose(records["grad_sq_norm"].values[e], want.numpy(), rtol=1e-4)
+        loss = -(p * onehot).sum(1).log()
+        np.testing.assert_allclose(records["loss"].values[e], loss.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(records["lr"].values, [0.5, 0.5, 0.1])
+    est = estimators_from_records(records)
+    np.testing.assert_allclose(
+        est["tracin_self_influence"].values,
+        (records["lr"] * records["grad_sq_norm"]).sum("epoch").values,
+        rtol=1e-6,
+    )
+
+
+def test_an_example_that_is_never_fitted_ranks_highest():
+    """Labels from a linear rule, plus three copies of one input: the two with the rule's
+    label win, the one with another label is never fitted."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 1, 1, 5, generator=g)
+    y = (x.flatten(1) @ torch.randn(5, 3, generator=g)).argmax(1)
+    rule, other = int(y[0]), (int(y[0]) + 1) % 3
+    x = torch.cat([x, x[:1].expand(3, -1, -1, -1)])
+    y = torch.cat([y, torch.tensor([rule, rule, other])])
+    train = TensorSplit(x, y, np.arange(len(y)))
+    opt = OptimConfig(epochs=8, lr=0.5, batch_size=8)
+    est = peer_estimators("mlp", {"hidden": 32}, train, 3, opt, seed=0)
+    odd = len(y) - 1
+    assert est["final_loss"].values.argmax() == odd
+    assert est["forgetting_events"].values[odd] == 8  # never learnt: the number of epochs
+    assert est["slow_learning"].values[odd] == 1.0
+    assert est["tracin_self_influence"].values.argmax() == odd
+    assert set(ESTIMATORS) <= set(est.data_vars)
+    for name in ESTIMATORS:
+        assert est[name].dims == ("example",)
+        assert est[name].attrs["long_name"]
+    np.testing.assert_array_equal(est["example"].values, train.examples)
+    assert est["accuracy"].dims == ("epoch",) and len(est["epoch"]) == 8
+    assert est["accuracy"].values[-1] == pytest.approx(est["correct"].values[-1].mean())
+    assert est["accuracy"].values[-1] > 0.9  # the rest is fitted

@@ -1,0 +1,88 @@
+"""Figure modules: one file per figure, options validated, drawn from artifacts only."""
+
+import json
+
+import numpy as np
+import pytest
+
+from memorization.figures import FIGURES, figure, run_figure
+from memorization.paths import Paths
+
+
+def test_every_figure_of_the_paper_is_a_module():
+    assert list(FIGURES) == [f"fig{n}" for n in range(2, 11)]
+    for name, fig in FIGURES.items():
+        assert fig.name == name and fig.caption and fig.title
+        schema = fig.schema()
+        assert schema["additionalProperties"] is False
+        # every option that names experiments is required
+        assert set(fig.experiments) <= set(schema["required"])
+    with pytest.raises(ValueError, match="unknown figure 'fig11'"):
+        figure("fig11")
+
+
+def test_inputs_follow_the_named_experiments():
+    paths = Paths("out", datasets=(("a", "digits"), ("b", "mnist5k")), levels=(("a", (0, 5)),))
+    assert FIGURES["fig2"].inputs({"clean": "a", "corrupted": "b"}, paths) == {
+        "clean__scores": "out/a/scores.nc",
+        "corrupted__scores": "out/b/scores.nc",
+    }
+    assert FIGURES["fig7"].inputs({"experiment": "b", "per_class": 2}, paths) == {
+        "experiment__scores": "out/b/scores.nc",
+        "experiment__dataset": "out/data/mnist5k.nc",
+    }
+    assert FIGURES["fig9"].inputs({"experiments": ["a", "b"]}, paths) == {
+        "experiments__scores": ["out/a/scores.nc", "out/b/scores.nc"]
+    }
+    assert FIGURES["fig10"].inputs({"experiment": "a"}, paths) == {
+        "experiment__sweep": ["out/a/sweep/corrupt0.nc", "out/a/sweep/corrupt5.nc"]
+    }
+    needs = FIGURES["fig5"].needs({"experiments": ["a", "b"]})
+    assert needs == [("experiments", "a", "dynamics"), ("experiments", "b", "dynamics")]
+
+
+def test_a_figure_draws_a_pdf_and_writes_its_claims(tmp_path):
+    from memorization.artifacts import provenance, write_artifact
+    from memorization.dynamics import SUBSETS
+
+    epochs = np.arange(6)
+    acc = np.zeros((1, 6, 2, 3))
+    acc[0, :, 0] = np.stack(
+        [0.5 + 0.08 * epochs, np.minimum(1, 0.6 + 0.2 * epochs), 0.02 * epochs], 1
+    )
+    acc[0, :, 1] = 0.9
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {
+            "accuracy": (("run", "epoch", "split", "subset"), acc),
+            "loss": (("run", "epoch", "split", "subset"), 1 - acc),
+            "subset_size": (("split", "subset"), np.array([[100, 10, 10], [50, 5, 5]])),
+        },
+        coords={
+            "run": ["all"],
+            "epoch": epochs,
+            "split": ["train", "test"],
+            "subset": list(SUBSETS),
+        },
+    )
+    cfg = {"dataset": "digits", "model": "mlp", "hidden": 8, "corrupt": 30, "seed": 0,
+           "study": {"name": "dynamics", "lr": 0.01, "epochs": 5}}  # fmt: skip
+    path = write_artifact(ds, tmp_path / "dyn.nc", "dynamics", provenance(cfg, experiment="noisy"))
+    out, claims = tmp_path / "fig3.pdf", tmp_path / "claims" / "fig3.json"
+    run_figure("fig3", {"experiment__dynamics": str(path)}, {"experiment": "noisy"}, out, claims)
+    assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 5000
+    found = json.loads(claims.read_text())
+    assert [c["key"] for c in found] == [
+        "easy_learnt_faster",
+        "learnt_simultaneously",
+        "test_peaks_then_drops",
+    ]
+    assert all(c["experiment"] == "noisy" and c["figure"] == "fig3" for c in found)
+    assert found[0]["verdict"] == "supported"  # easy at epoch 2, difficult never
+    # titles come from the artifact's provenance, not from the experiment's name
+    from memorization.artifacts import open_artifact
+    from memorization.figures.base import title_of
+
+    title = title_of(open_artifact(path, "dynamics"))
+    assert title == "noisy: digits, mlp (hidden 8), 30 random labels (uniform), lr 0.01, 5 epochs"
