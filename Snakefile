@@ -28,6 +28,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/score.smk"
 include: "rules/dynamics.smk"
+include: "rules/trust.smk"
 include: "rules/figures.smk"
 
 

@@ -39,6 +39,8 @@ wildcard_constraints:
     fig="|".join(FIGURE_OPTIONS) or "NONE",
     dataset="[a-z0-9_]+",
     level=r"\d+",
+    rep=r"\d+",
+    shard=r"\d+",
 
 
 def out(artifact):
@@ -76,7 +78,50 @@ def expected(**inputs):
 
 
 def _level(wc):
-    return {"level": int(wc.level)} if "level" in wc.keys() else {}
+    """The wildcards that pick one artifact of a stage: sweep level, replicate, shard."""
+    keys = wc.keys()
+    out = {"level": int(wc.level)} if "level" in keys else {}
+    if "rep" in keys:
+        out["replicate"] = int(wc.rep)
+    if "shard" in keys:
+        out["shard"] = int(wc.shard)
+    return out
+
+
+def replicate_inputs(wc):
+    """The R replicate trainings the scores merge (none for R = 1: the score job trains)."""
+    r = EXPERIMENTS[wc.exp].replicates
+    return (
+        [PATHS.of("score_replicate", wc.exp, rep=k) for k in range(r)] if r > 1 else []
+    )
+
+
+def replicate_slices(wc):
+    exp = EXPERIMENTS[wc.exp]
+    if exp.replicates == 1:
+        return []
+    return [exp.slice("score_replicate", replicate=k) for k in range(exp.replicates)]
+
+
+def truth_shards(wc):
+    truth = EXPERIMENTS[wc.exp].truth
+    return [PATHS.of("truth_shard", wc.exp, shard=k) for k in range(truth.shards)]
+
+
+def truth_shard_slices(wc):
+    exp = EXPERIMENTS[wc.exp]
+    return [exp.slice("truth_shard", shard=k) for k in range(exp.truth.shards)]
+
+
+def validation_inputs(wildcards=None):
+    """The artifacts the validation table is made from (the validation figure's options)."""
+    options = FIGURE_OPTIONS.get("validation")
+    if options is None:
+        return {}
+    return {
+        f"{option}_{artifact}": PATHS.of(artifact, name)
+        for option, name, artifact in FIGURES["validation"].needs(options)
+    }
 
 
 def gpu_count():

@@ -1,8 +1,10 @@
 rule score:
-    """Turn-over training on the (possibly corrupted) training labels; memorization scores."""
+    """Turn-over training on the (possibly corrupted) training labels; memorization scores.
+    With `replicates: R` > 1, merges the R replicate trainings instead."""
     input:
         data=dataset_of,
         labels=out("labels"),
+        replicates=replicate_inputs,
     output:
         output=out("scores"),
     log:
@@ -13,16 +15,40 @@ rule score:
         "../envs/memorization.yaml"
     threads: W.threads
     resources:
-        gpu=gpu_count(),
+        gpu=lambda wc: 0 if EXPERIMENTS[wc.exp].replicates > 1 else gpu_count(),
         runtime=train_runtime("score"),
         mem_mb=train_mem_mb("score"),
     params:
         config=config_slice("score"),
-        expect=expected(labels="labels"),
+        expect=lambda wc: {
+            "labels": EXPERIMENTS[wc.exp].slice("labels"),
+            "replicates": replicate_slices(wc),
+        },
         experiment="{exp}",
         split="train",
     script:
         "../scripts/score.py"
+
+
+use rule score as score_replicate with:
+    input:
+        data=dataset_of,
+        labels=out("labels"),
+    output:
+        output=out("score_replicate"),
+    log:
+        log_of("{exp}/score_r{rep}"),
+    benchmark:
+        f"{RESULTS}/benchmarks/{{exp}}/score_r{{rep}}.tsv"
+    resources:
+        gpu=gpu_count(),
+        runtime=train_runtime("score_replicate"),
+        mem_mb=train_mem_mb("score_replicate"),
+    params:
+        config=config_slice("score_replicate"),
+        expect=expected(labels="labels"),
+        experiment="{exp}",
+        split="train",
 
 
 use rule score as score_test with:

@@ -71,7 +71,8 @@ def test_unreadable_and_wrong_kind_inputs_name_the_file_and_the_fix(tmp_path):
         open_artifact(path, "scores")
     truncated = tmp_path / "truncated.nc"
     truncated.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(ArtifactError, match=r"truncated\.nc cannot be read .*\(rm .*truncated\.nc\)"):
+    cannot = r"truncated\.nc cannot be read .*\(rm .*truncated\.nc\)"
+    with pytest.raises(ArtifactError, match=cannot):
         open_artifact(truncated, "labels")
     with pytest.raises(FileNotFoundError):
         open_artifact(tmp_path / "missing.nc", "labels")

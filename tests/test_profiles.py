@@ -248,6 +248,7 @@ MLP = {
     "batch_size": 256,
     "subset_size": 10000,
     "probe_size": 1000,
+    "truth": {"models": 16, "shards": 2},
 }
 
 

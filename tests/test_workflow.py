@@ -441,3 +441,72 @@ def test_bad_inputs_are_refused_before_any_job(refused):
     syntax = results[-1]
     assert syntax["code"] not in (0, None) and "not valid JSON or YAML" in syntax["out"]
     assert after == before  # nothing under results/ changed
+
+
+TRUST = {
+    "device": "cpu",
+    "threads": 1,
+    "experiments": {
+        "clean": {
+            "dataset": "digits",
+            "model": "mlp",
+            "hidden": 64,
+            "seed": 0,
+            "epochs": 4,
+            "lr": 0.1,
+            "batch_size": 64,
+            "replicates": 2,
+            "truth": {"models": 6, "fraction": 0.7, "shards": 2, "top_k": 5},
+        },
+        "noisy": {
+            "dataset": "digits",
+            "model": "mlp",
+            "hidden": 64,
+            "corrupt": 300,
+            "seed": 0,
+            "epochs": 6,
+            "lr": 0.1,
+            "batch_size": 64,
+        },
+    },
+    "figures": {
+        "validation": {"clean": "clean", "noisy": "noisy", "replicates": [1, 2]},
+        "influence": {"experiment": "clean", "examples": 3},
+    },
+}
+
+
+def test_trust_rules_end_to_end(tmp_path):
+    """Replicates, peers, sharded ground truth, influence and the validation table."""
+    snakemake(tmp_path, config=TRUST)
+    res = tmp_path / "results"
+    with xr.open_dataset(res / "clean/scores.nc", engine="netcdf4") as ds:
+        assert ds.sizes["replicate"] == 2 and ds.attrs["replicates"] == 2
+        for r in range(2):
+            with xr.open_dataset(res / f"clean/replicates/scores_r{r}.nc", engine="netcdf4") as one:
+                by = ds["memorization_by_replicate"].isel(replicate=r).values
+                assert np.array_equal(by, one["memorization"].values)
+        assert ds["memorization_se"].attrs["long_name"].startswith("standard error")
+    with xr.open_dataset(res / "clean/truth.nc", engine="netcdf4") as ds:
+        assert ds.attrs["n_models_merged"] == 6 and ds.sizes["half"] == 2
+        assert ds.sizes["rank"] == 5 and ds.sizes["test_example"] == 360
+    with xr.open_dataset(res / "clean/influence.nc", engine="netcdf4") as ds:
+        assert ds["influence_example"].shape == (360, 5)
+        assert np.all(np.diff(ds["influence"].values, axis=1) <= 0)
+    with xr.open_dataset(res / "validation.nc", engine="netcdf4") as ds:
+        names = set(ds["estimator"].values)
+        assert {"turnover_loss_R1", "turnover_zero_one_R2", "tracin_self_influence"} <= names
+        assert "fz_half_vs_half" in names and "turnover_loss_R2" in names
+        assert np.isfinite(ds["auc_memorized"].sel(estimator="turnover_loss_R1"))
+        assert np.isfinite(ds["random_label_auc"].sel(estimator="final_loss"))
+        assert 0 <= ds.attrs["fitted_plain"] <= 1 and "influence_top_overlap" in ds.attrs
+        assert float(ds["cost_runs"].sel(estimator="turnover_loss_R2")) == 2
+    claims = json.loads((res / "claims.json").read_text())
+    keys = {c["key"] for c in claims if c["figure"] == "validation"}
+    assert keys == {
+        "turnover_matches_truth",
+        "turnover_beats_tracin",
+        "turnover_finds_fitted_random_labels",
+    }
+    for fig in ("validation", "influence"):
+        assert (res / f"{fig}.pdf").read_bytes().startswith(b"%PDF")

@@ -60,6 +60,14 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "scores": {
         "memorization": ("memorization score: loss(muted) - loss(unmuted), eq. 6", _NATS),
+        "probability_memorization": (
+            "memorization score, probability form: p_unmuted(label) - p_muted(label)",
+            _FRACTION,
+        ),
+        "zero_one_memorization": (
+            "memorization score, 0/1 form: 1[unmuted right] - 1[muted right]",
+            _FRACTION,
+        ),
         "loss_muted": ("cross-entropy loss of the muted sub-network", _NATS),
         "loss_unmuted": ("cross-entropy loss of the unmuted sub-network", _NATS),
         "prob_muted": ("probability the muted sub-network gives the label", _FRACTION),
@@ -97,16 +105,88 @@ SCHEMAS: dict[str, dict[str, tuple[str, str]]] = {
         "accuracy": ("accuracy on the evaluated subset", _FRACTION),
         "loss": ("mean cross-entropy loss on the evaluated subset", _NATS),
     },
+    "estimators": {
+        "tracin_self_influence": (
+            "TracIn self-influence: sum over epochs of lr * ||grad loss||^2",
+            "loss^2 per parameter^2 x lr",
+        ),
+        "final_loss": ("training loss after the last epoch", _NATS),
+        "slow_learning": ("1 - learning speed (mean training accuracy over the epochs)", _FRACTION),
+        "forgetting_events": (
+            "forgetting events (correct -> incorrect); never learnt: number of epochs",
+            "events",
+        ),
+        "loss": ("training loss at the end of the epoch", _NATS),
+        "correct": ("classified correctly at the end of the epoch", "boolean"),
+        "grad_sq_norm": ("squared norm of the example's loss gradient at the checkpoint", "1"),
+        "lr": ("learning rate of the epoch", "1"),
+        "accuracy": ("training accuracy at the end of the epoch", _FRACTION),
+    },
+    "truth_shard": {
+        "in_train": ("example is in the model's training subset", "boolean"),
+        "correct": ("model classifies the training example correctly", "boolean"),
+        "prob": ("model's probability of the example's label", _FRACTION),
+        "model_seed": ("initialisation seed of the model", ""),
+    },
+    "truth": {
+        "memorization": (
+            "Feldman-Zhang memorization: P[correct | in] - P[correct | out]",
+            _FRACTION,
+        ),
+        "memorization_se": ("standard error of the Feldman-Zhang memorization", _FRACTION),
+        "memorization_half": (
+            "Feldman-Zhang memorization from models [0, K/2) and [K/2, K)",
+            _FRACTION,
+        ),
+    },
+    "influence": {
+        "influence": (
+            "turn-over influence on the test example: loss(muted) - loss(unmuted), eq. 5",
+            _NATS,
+        ),
+        "influence_example": ("training example of the influence pair", "example id"),
+    },
+    "validation": {
+        "auc_memorized": (
+            "ROC AUC for Feldman-Zhang memorization > threshold (clean regime)",
+            _FRACTION,
+        ),
+        "top_overlap": ("overlap of the top 10 % with Feldman-Zhang's (clean regime)", _FRACTION),
+        "spearman": ("Spearman rank correlation with Feldman-Zhang memorization", "1"),
+        "random_label_auc": ("ROC AUC for the wrong labels, once fitted (noisy regime)", _FRACTION),
+        "cost_runs": ("cost in training-run equivalents", "training runs"),
+        "cost_seconds": ("measured compute time (from the artifacts' provenance)", "s"),
+    },
+}
+
+_SCORE_UNITS = {
+    "memorization": _NATS,
+    "probability_memorization": _FRACTION,
+    "zero_one_memorization": _FRACTION,
 }
 
 #: kind -> optional variables: written when a stage computes them
 OPTIONAL: dict[str, dict[str, tuple[str, str]]] = {
     "scores": {
+        **{
+            f"{v}_se": (f"standard error over the replicates of {v}", u)
+            for v, u in _SCORE_UNITS.items()
+        },
+        **{
+            f"{v}_by_replicate": (f"{v} of each turn-over replicate", u)
+            for v, u in _SCORE_UNITS.items()
+        },
+        "replicate_seed": ("seed of the turn-over replicate", ""),
+        "replicate_seconds": ("compute time of the turn-over replicate", "s"),
         "heldout_accuracy": (
             "accuracy of each sub-network on the held-out test split, under the test "
             "examples' own masks (both sub-networks are unseen there)",
             _FRACTION,
         ),
+    },
+    "truth_shard": {
+        "correct_test": ("model classifies the test example correctly", "boolean"),
+        "prob_test": ("model's probability of the test example's label", _FRACTION),
     },
 }
 
@@ -116,12 +196,19 @@ COORDS: dict[str, tuple[str, str]] = {
     "epoch": ("training epoch (after this many epochs)", "epochs"),
     "subnet": ("turn-over sub-network", ""),
     "run": ("training run (all: the whole training set; without_difficult: the control)", ""),
+    "replicate": ("independent turn-over training (its own seed and masks)", ""),
     "split": ("dataset split", ""),
     "subset": ("subset of examples", ""),
     "train_on": ("subset the model was trained on", ""),
     "evaluate_on": ("subset the accuracy is measured on", ""),
     "class": ("class index", ""),
     "corrupt": ("number of random labels in the training set", "examples"),
+    "model": ("retrained model (Feldman-Zhang)", ""),
+    "half": ("half of the retrained models", ""),
+    "test_example": ("test example index in the dataset", ""),
+    "rank": ("rank of the influence pair (0: highest)", ""),
+    "estimator": ("memorization estimator", ""),
+    "family": ("kind of estimator", ""),
 }
 
 

@@ -110,6 +110,9 @@ def subnetwork_check(scores, plain_test_accuracy: float | None = None) -> Claim:
     sub-networks near chance while the unmuted ones fit the data (the network learnt
     each example through its mask).
     """
+    from .replicates import first_replicate
+
+    scores = first_replicate(scores)
     name = scores.attrs.get("experiment", "")
     acc = scores["subnet_accuracy"].isel(epoch=-1)
     unmuted = float(acc.sel(subnet="unmuted"))

@@ -45,6 +45,7 @@ ARTIFACT_NEEDS: dict[str, tuple[str, ...]] = {
     "crosstrain": ("subset_size",),
     "gradstats": ("subset_size",),
     "sweep": ("corruption_levels",),
+    "truth": ("truth",),
 }
 
 #: a mask collision among n examples is checked exactly when the birthday bound
@@ -220,6 +221,17 @@ def _check_experiment(name: str, exp: Mapping) -> list[str]:
     milestones = exp.get("milestones") or []
     if list(milestones) != sorted(set(milestones)):
         errors.append(f"{where}.milestones: must be increasing epochs, got {milestones!r}")
+    truth = exp.get("truth")
+    if isinstance(truth, Mapping):
+        models, shards = truth.get("models", 200), truth.get("shards", 1)
+        if _int(models) and _int(shards) and shards > models:
+            errors.append(f"{where}.truth.shards: {shards} shards for {models} models")
+        fraction = truth.get("fraction", 0.7)
+        if isinstance(fraction, float) and round(fraction * n_train) in (0, n_train):
+            errors.append(
+                f"{where}.truth.fraction: {fraction} of {n_train} examples leaves no example in "
+                "or none out of a subset"
+            )
     batch = exp.get("batch_size")
     if _int(batch) and batch > n_train:
         errors.append(
@@ -306,6 +318,13 @@ def _check_figures(config: Mapping, experiments: Mapping) -> list[str]:
                     errors.append(
                         f"figures.{fig_name}.{option}: experiment {exp_name!r} has no {key}, "
                         f"which {fig_name} needs for its {artifact}"
+                    )
+            if fig_name == "validation" and artifact == "scores" and option == "clean":
+                wanted = max(options.get("replicates") or [1])
+                if wanted > exp.get("replicates", 1):
+                    errors.append(
+                        f"figures.{fig_name}.replicates: {wanted} replicates asked for, but "
+                        f"experiment {exp_name!r} has replicates: {exp.get('replicates', 1)}"
                     )
             if artifact == "gradstats" and exp.get("cosine_pairs", "probe") == "probe":
                 if exp.get("probe_size") is None:

@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 
 from .training import OptimConfig
 
-__all__ = ["STAGES", "STUDIES", "Experiment", "describe", "slice_hash"]
+__all__ = [
+    "SCORE_FORMS",
+    "STAGES",
+    "STUDIES",
+    "Experiment",
+    "TruthConfig",
+    "describe",
+    "replicate_seed",
+    "slice_hash",
+]
 
 #: plain-training studies; each may override the experiment's lr and epochs
 STUDIES = ("dynamics", "gradstats", "crosstrain", "sweep")
@@ -34,12 +43,24 @@ STUDIES = ("dynamics", "gradstats", "crosstrain", "sweep")
 #: stages whose artifacts an experiment can have, in DAG order
 STAGES = (
     "labels",
+    "score_replicate",
     "score",
     "score_test",
     "subsets",
     "subsets_test",
     *STUDIES,
+    "estimators",
+    "truth_shard",
+    "truth",
+    "influence",
 )
+
+#: score form (config ``score_form``) -> the scores' variable the subsets rank by
+SCORE_FORMS = {
+    "loss": "memorization",
+    "probability": "probability_memorization",
+    "zero_one": "zero_one_memorization",
+}
 
 _OPTIM = ("epochs", "lr", "momentum", "batch_size", "milestones", "gamma", "weight_decay")
 
@@ -48,6 +69,36 @@ def slice_hash(config_slice: Mapping) -> str:
     """A short, stable hash of a config slice (canonical JSON, SHA-256)."""
     text = json.dumps(config_slice, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of turn-over replicate ``replicate``: the experiment's own for replicate 0,
+    else a hash of both (independent initialisation, batch order and masks)."""
+    if replicate == 0:
+        return int(seed)
+    import numpy as np
+
+    from .masks import splitmix64
+
+    mixed = splitmix64(np.uint64(seed) ^ splitmix64(np.uint64(replicate) + np.uint64(0xEB1)))
+    return int(mixed % np.uint64(2**31 - 1))
+
+
+@dataclass(frozen=True)
+class TruthConfig:
+    """Feldman-Zhang ground truth: ``models`` retrainings on random ``fraction`` subsets,
+    trained by ``shards`` jobs; ``top_k`` influence pairs kept per test example."""
+
+    models: int = 200
+    fraction: float = 0.7
+    shards: int = 1
+    top_k: int = 10
+
+    def shard_range(self, shard: int) -> tuple[int, int]:
+        """Models ``[k0, k1)`` of shard ``shard`` (as even as possible)."""
+        per, extra = divmod(self.models, self.shards)
+        k0 = shard * per + min(shard, extra)
+        return k0, k0 + per + (shard < extra)
 
 
 def _optim_dict(opt: OptimConfig) -> dict:
@@ -81,6 +132,9 @@ class Experiment:
     gradstats_method: str = "auto"
     control: bool = False
     corruption_levels: tuple[int, ...] = ()
+    replicates: int = 1
+    score_form: str = "loss"
+    truth: TruthConfig | None = None
     studies: dict[str, OptimConfig] = field(default_factory=dict)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -123,6 +177,9 @@ class Experiment:
             gradstats_method=exp.get("gradstats_method", "auto"),
             control=bool(exp.get("control", False)),
             corruption_levels=tuple(exp.get("corruption_levels") or ()),
+            replicates=int(exp.get("replicates", 1)),
+            score_form=exp.get("score_form", "loss"),
+            truth=None if exp.get("truth") is None else TruthConfig(**exp["truth"]),
             studies=studies,
             raw=dict(exp),
         )
@@ -140,15 +197,57 @@ class Experiment:
     def _model(self) -> dict:
         return {"model": self.model, **self.model_options}
 
-    def slice(self, stage: str, level: int | None = None) -> dict:
+    def _turnover(self) -> dict:
+        return {**self._labels(), **self._model(), **_optim_dict(self.optim)}
+
+    def slice(
+        self,
+        stage: str,
+        level: int | None = None,
+        replicate: int | None = None,
+        shard: int | None = None,
+    ) -> dict:
         """The resolved settings that decide ``stage``'s artifact (YAML-able, nested).
 
-        ``level`` is the corruption level of a ``sweep`` artifact.
+        ``level`` is the corruption level of a ``sweep`` artifact, ``replicate`` the
+        turn-over replicate of a ``score_replicate`` one, ``shard`` the shard of a
+        ``truth_shard`` one.
         """
         if stage == "labels":
             return self._labels()
+        if stage == "score_replicate":
+            if replicate is None:
+                raise ValueError("a score_replicate slice needs its replicate")
+            return {**self._turnover(), "replicate": int(replicate)}
         if stage == "score":
-            return {**self._labels(), **self._model(), **_optim_dict(self.optim)}
+            out = self._turnover()
+            if self.replicates > 1:
+                out["replicates"] = self.replicates
+            return out
+        if stage == "estimators":
+            return {**self._labels(), **self._model(), "study": self.study("estimators")}
+        if stage in ("truth_shard", "truth"):
+            if self.truth is None:
+                raise ValueError(f"experiment {self.name!r} has no truth settings")
+            out = {
+                **self._labels(),
+                **self._model(),
+                "study": self.study("estimators"),
+                "truth": {
+                    "models": self.truth.models,
+                    "fraction": self.truth.fraction,
+                    "shards": self.truth.shards,
+                },
+            }
+            if stage == "truth_shard":
+                if shard is None:
+                    raise ValueError("a truth_shard slice needs its shard")
+                out["shard"] = int(shard)
+            else:
+                out["top_k"] = self.truth.top_k
+            return out
+        if stage == "influence":
+            return {**self._turnover(), "top_k": self.truth.top_k if self.truth else 10}
         if stage == "score_test":
             return {
                 "dataset": self.dataset,
@@ -158,7 +257,10 @@ class Experiment:
                 **_optim_dict(self.optim),
             }
         if stage == "subsets":
-            return {"scores": self.slice("score"), "subset_size": self.subset_size}
+            out = {"scores": self.slice("score"), "subset_size": self.subset_size}
+            if self.score_form != "loss":
+                out["score_form"] = self.score_form
+            return out
         if stage == "subsets_test":
             return {"scores": self.slice("score_test"), "subset_size": self.test_subset_size}
         if stage == "sweep":
@@ -186,7 +288,12 @@ class Experiment:
         raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
 
     def study(self, study: str) -> dict:
-        """The resolved optimizer settings of a plain-training study, with its name."""
+        """The resolved optimizer settings of a plain-training study, with its name.
+
+        The peer estimators and the ground truth train plainly with the experiment's own
+        settings (``estimators``)."""
+        if study == "estimators":
+            return {"name": study, **_optim_dict(self.optim)}
         return {"name": study, **_optim_dict(self.studies[study])}
 
     def study_optim(self, study: str) -> OptimConfig:

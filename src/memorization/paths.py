@@ -14,6 +14,7 @@ __all__ = ["ARTIFACT_KINDS", "PATTERNS", "Paths"]
 PATTERNS: dict[str, str] = {
     "dataset": "data/{dataset}.nc",
     "labels": "{exp}/labels.nc",
+    "score_replicate": "{exp}/replicates/scores_r{rep}.nc",
     "scores": "{exp}/scores.nc",
     "scores_test": "{exp}/scores_test.nc",
     "subsets": "{exp}/subsets.nc",
@@ -22,6 +23,11 @@ PATTERNS: dict[str, str] = {
     "gradstats": "{exp}/gradstats.nc",
     "crosstrain": "{exp}/crosstrain.nc",
     "sweep": "{exp}/sweep/corrupt{level}.nc",
+    "estimators": "{exp}/estimators.nc",
+    "truth_shard": "{exp}/truth/shard{shard}.nc",
+    "truth": "{exp}/truth.nc",
+    "influence": "{exp}/influence.nc",
+    "validation": "validation.nc",
     "figure": "{fig}.pdf",
     "figure_claims": "claims/{fig}.json",
     "claims": "claims.md",
@@ -40,6 +46,12 @@ ARTIFACT_KINDS: dict[str, str] = {
     "gradstats": "gradstats",
     "crosstrain": "crosstrain",
     "sweep": "dynamics",
+    "score_replicate": "scores",
+    "estimators": "estimators",
+    "truth_shard": "truth_shard",
+    "truth": "truth",
+    "influence": "influence",
+    "validation": "validation",
 }
 
 
@@ -61,6 +73,8 @@ class Paths:
         """The path of ``artifact`` of experiment ``exp`` (a list for the sweep)."""
         if artifact == "dataset":
             return self.pattern("dataset").format(dataset=dict(self.datasets)[exp])
+        if artifact == "validation":  # one per run, whatever the experiment
+            return self.pattern("validation")
         if artifact == "sweep" and "level" not in wildcards:
             return [
                 self.pattern("sweep").format(exp=exp, level=level)

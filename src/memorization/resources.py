@@ -163,10 +163,41 @@ def model_cost(exp: Experiment | Mapping) -> ModelCost:
     return _model_cost(exp.model, tuple(info.shape), len(info.classes), options)
 
 
-def _score(exp: Experiment, n: int) -> list[Pass]:
+def _score(exp: Experiment, n: int, merge: bool = False) -> list[Pass]:
+    """One turn-over run (train, both sub-networks scored every epoch); with R > 1
+    replicates the score job only merges their files."""
+    if merge and exp.replicates > 1:
+        return []
     opt = exp.optim
-    one_run = [Pass(n, opt.epochs, TRAIN, opt.batch_size), Pass(n, opt.epochs, SCORE, EVAL_BATCH)]
-    return one_run * int(getattr(exp, "replicates", 1) or 1)  # independent turn-over runs
+    return [Pass(n, opt.epochs, TRAIN, opt.batch_size), Pass(n, opt.epochs, SCORE, EVAL_BATCH)]
+
+
+def _estimators(exp: Experiment, info) -> list[Pass]:
+    """One plain run, every example's exact gradient norm recorded after every epoch."""
+    opt = exp.optim
+    return [
+        Pass(info.n_train, opt.epochs, TRAIN, opt.batch_size),
+        Pass(info.n_train, opt.epochs, TRAIN * GRADSTATS_FACTOR, GRADSTATS_CHUNK),
+    ]
+
+
+def _truth_shard(exp: Experiment, info) -> list[Pass]:
+    """This shard's models, each on its fraction of the training set, then evaluated on
+    both splits."""
+    truth, opt = exp.truth, exp.optim
+    models = -(-truth.models // truth.shards)
+    trained = int(round(truth.fraction * info.n_train))
+    return [
+        Pass(trained * models, opt.epochs, TRAIN, opt.batch_size),
+        Pass((info.n_train + info.n_test) * models, 1, EVAL, EVAL_BATCH),
+    ]
+
+
+def _influence(exp: Experiment, info) -> list[Pass]:
+    """One turn-over run, then both sub-networks of every training example on every test
+    example (the MLP's fast path costs far less: an upper bound)."""
+    pairs = info.n_train * info.n_test if exp.model != "mlp" else info.n_test * 64
+    return _score(exp, info.n_train) + [Pass(pairs, 1, SCORE, EVAL_BATCH)]
 
 
 def _plain_run(exp: Experiment, study: str, trained: int, evaluated: int) -> list[Pass]:
@@ -205,7 +236,9 @@ def _sweep_level(exp: Experiment, info) -> list[Pass]:
 
 STAGE_PASSES: dict[str, Callable[[Experiment, object], list[Pass]]] = {
     # turn-over training on the training split, both sub-networks scored every epoch
-    "score": lambda exp, info: _score(exp, info.n_train),
+    "score": lambda exp, info: _score(exp, info.n_train, merge=True),
+    # one of R > 1 independent turn-over replicates
+    "score_replicate": lambda exp, info: _score(exp, info.n_train),
     # the same on the test split
     "score_test": lambda exp, info: _score(exp, info.n_test),
     # plain training on all examples (and, with `control`, without the difficult
@@ -217,6 +250,12 @@ STAGE_PASSES: dict[str, Callable[[Experiment, object], list[Pass]]] = {
     "crosstrain": _crosstrain,
     # one plain run at one corruption level, train and test evaluated
     "sweep_level": _sweep_level,
+    # one plain run recording every example's loss, correctness and gradient norm
+    "estimators": _estimators,
+    # a shard of the Feldman-Zhang models
+    "truth_shard": _truth_shard,
+    # one turn-over run and the influence of every training example on every test one
+    "influence": _influence,
 }
 """Each training rule's passes over examples, from its experiment and dataset; a new
 training rule adds its entry here (``rule -> f(Experiment, DatasetInfo) -> [Pass, ...]``)."""

@@ -55,7 +55,20 @@ def score_examples(
             out[f"pred_{subnet}"].append(logits.argmax(1).cpu())
     res = {k: torch.cat(v).numpy() for k, v in out.items()}
     res["memorization"] = res["loss_muted"] - res["loss_unmuted"]
+    res.update(score_forms(res, split.y.cpu().numpy()))
     return res
+
+
+def score_forms(res: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
+    """The two other forms of the memorization score, from both sub-networks' outputs:
+    probability difference p_unmuted(y) - p_muted(y) and 0/1 difference
+    1[unmuted right] - 1[muted right] (the loss difference is ``memorization``)."""
+    right_u = (res["pred_unmuted"] == y).astype(np.float32)
+    right_m = (res["pred_muted"] == y).astype(np.float32)
+    return {
+        "probability_memorization": res["prob_unmuted"] - res["prob_muted"],
+        "zero_one_memorization": right_u - right_m,
+    }
 
 
 @torch.inference_mode()
@@ -103,8 +116,12 @@ def score_split(
     score_batch_size: int = 1024,
     checkpoint: Checkpoint | None = None,
     progress: bool = True,
+    return_model: bool = False,
 ) -> xr.Dataset:
     """Train a turn-over model on ``split`` and return its scores as an xarray Dataset.
+
+    ``return_model``: return ``(scores, model, masks)`` (e.g. for the influence of the
+    training examples on other targets, eq. 5).
 
     ``split`` must already be on the device to train on. ``subnet_accuracy`` and
     ``subnet_loss`` record both sub-networks on the training labels after every
@@ -196,4 +213,6 @@ def score_split(
     ds.attrs["masked_layers"] = len(model.mask_units)
     ds.attrs["mask_units"] = list(model.mask_units)
     ds.attrs["shared_parameters"] = ", ".join(model.shared_parameter_names()) or "none"
+    if return_model:
+        return ds, model, masks
     return ds

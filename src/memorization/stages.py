@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -130,23 +131,36 @@ def score(
     expect=None,
     experiment: str = "",
     labels=None,
+    replicates=(),
     split="train",
     device="auto",
     threads=1,
     checkpoint_every=5,
 ):
-    """Turn-over training and memorization scores of a split (``train`` or ``test``)."""
+    """Turn-over training and memorization scores of a split (``train`` or ``test``).
+
+    With ``replicates`` (the artifacts of R > 1 replicate trainings), merges them
+    instead of training (:func:`memorization.replicates.merge_replicates`). A config
+    slice with a ``replicate`` trains that replicate, with its derived seed.
+    """
+    if isinstance(replicates, str):
+        replicates = [replicates]
+    if replicates:
+        return _merge_replicates(list(replicates), output, config, expect, experiment)
     from .checkpoint import Checkpoint
     from .data import to_tensors
     from .device import lease_device, resolve_threads
+    from .experiment import replicate_seed
     from .scoring import score_split
     from .training import OptimConfig
 
     threads = resolve_threads(threads)
     ds, lab, tensors = _load_split(data, expect, labels, split)
     heldout = to_tensors(ds, "test") if split == "train" else None
-    preflight(output, _bytes_estimate(len(tensors), 80))
+    preflight(output, _bytes_estimate(len(tensors), 100))
     checkpoint = Checkpoint.for_output(output, "score", config, checkpoint_every, split=split)
+    seed = replicate_seed(int(config["seed"]), int(config.get("replicate", 0)))
+    start = time.perf_counter()
     with lease_device(device) as dev:
         ds_scores = score_split(
             config["model"],
@@ -154,32 +168,81 @@ def score(
             tensors.to(dev),
             ds.sizes["class"],
             OptimConfig.from_config(config),
-            int(config["seed"]),
+            seed,
             true_labels=None if lab is None else lab["true_label"].values,
             corrupted=None if lab is None else lab["corrupted"].values,
             heldout=None if heldout is None else heldout.to(dev),
             checkpoint=checkpoint,
         )
-        attrs = provenance(config, experiment=experiment, device=dev, threads=threads, split=split)
+        attrs = provenance(
+            config,
+            experiment=experiment,
+            device=dev,
+            threads=threads,
+            split=split,
+            turnover_seed=seed,
+            seconds=round(time.perf_counter() - start, 3),
+        )
     acc = ds_scores["subnet_accuracy"].isel(epoch=-1).values
     log.info("final training accuracy: unmuted %.4f, muted %.4f", *acc)
-    wrong = ds_scores["mislabeled"].values
-    if wrong.any() and not wrong.all():
-        from sklearn.metrics import roc_auc_score
-
-        auc = roc_auc_score(wrong, ds_scores["memorization"].values)
-        ds_scores.attrs["mislabeled_auc"] = float(auc)
-        log.info("ROC AUC of the memorization score for the wrong labels: %.4f", auc)
+    _log_auc(ds_scores)
     write_artifact(ds_scores, output, "scores", attrs)
     checkpoint.remove()
 
 
+def _log_auc(ds_scores) -> None:
+    wrong = ds_scores["mislabeled"].values
+    if wrong.any() and not wrong.all():
+        from .validation import roc_auc
+
+        auc = roc_auc(ds_scores["memorization"].values, wrong)
+        ds_scores.attrs["mislabeled_auc"] = float(auc)
+        log.info("ROC AUC of the memorization score for the wrong labels: %.4f", auc)
+
+
+def _merge_replicates(paths, output, config, expect, experiment):
+    from .experiment import replicate_seed
+    from .replicates import merge_replicates
+
+    runs = []
+    for r, path in enumerate(paths):
+        run = open_artifact(path, "scores")
+        if expect is not None and "replicates" in expect:
+            check_origin(run, path, expect["replicates"][r])
+        runs.append(run)
+    preflight(output, _bytes_estimate(runs[0].sizes["example"], 100 * len(runs)))
+    seeds = [replicate_seed(int(config["seed"]), r) for r in range(len(runs))]
+    merged = merge_replicates(runs, seeds)
+    merged["replicate_seconds"] = (
+        "replicate",
+        [float(r.attrs.get("seconds", float("nan"))) for r in runs],
+    )
+    _log_auc(merged)
+    seconds = sum(float(r.attrs.get("seconds", 0.0)) for r in runs)
+    attrs = provenance(
+        config,
+        experiment=experiment,
+        device=runs[0].attrs.get("device", "cpu"),
+        threads=int(runs[0].attrs.get("threads", 1)),
+        split="train",
+        seconds=round(seconds, 3),
+    )
+    log.info(
+        "merged %d replicates; mean standard error of the memorization score %.4f",
+        len(runs),
+        float(merged["memorization_se"].mean()),
+    )
+    write_artifact(merged, output, "scores", attrs)
+
+
 def subsets(scores, output, config: Mapping, expect=None, experiment: str = ""):
+    from .experiment import SCORE_FORMS
     from .subsets import easy_difficult
 
     sc = _open(scores, "scores", expect, "scores")
     preflight(output)
-    out = easy_difficult(sc["memorization"], int(config["subset_size"]))
+    score = SCORE_FORMS[config.get("score_form", "loss")]
+    out = easy_difficult(sc[score], int(config["subset_size"]))
     write_artifact(out, output, "subsets", provenance(config, experiment=experiment))
 
 
@@ -215,9 +278,13 @@ def _plain_study(
         "seed": int(config["seed"]),
         "checkpoint": Checkpoint.for_output(output, kind, config, every),
     }
+    start = time.perf_counter()
     with lease_device(device) as dev:
         ds = study(dev, model)
-        attrs = provenance(config, experiment=experiment, device=dev, threads=threads)
+        seconds = round(time.perf_counter() - start, 3)
+        attrs = provenance(
+            config, experiment=experiment, device=dev, threads=threads, seconds=seconds
+        )
     write_artifact(ds, output, kind, attrs)
     model["checkpoint"].remove()
     return ds
@@ -392,6 +459,208 @@ def sweep_level(
     )
 
 
+def estimators(
+    data,
+    labels,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
+    """The peer estimators (TracIn self-influence, final loss, slow learning, forgetting
+    events) from one plain run with the experiment's own settings."""
+    from .estimators import peer_estimators
+
+    ds, _, train = _load_split(data, expect, labels)
+
+    def study(dev, model):
+        kwargs = {k: v for k, v in model.items() if k != "checkpoint"}  # not resumable yet
+        return peer_estimators(train=train.to(dev), **kwargs)
+
+    out = _plain_study(
+        "estimators",
+        output,
+        config,
+        experiment,
+        ds.sizes["class"],
+        device,
+        threads,
+        study,
+        len(train),
+        checkpoint_every,
+    )
+    log.info("final training accuracy %.4f", float(out["accuracy"].values[-1]))
+
+
+def truth_shard(
+    data,
+    labels,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
+    """Models [k0, k1) of the Feldman-Zhang ground truth, trained as one ensemble."""
+    from .data import to_tensors
+    from .device import lease_device, resolve_threads
+    from .experiment import TruthConfig
+    from .training import OptimConfig
+    from .truth import train_shard
+
+    threads = resolve_threads(threads)
+    ds, _, train = _load_split(data, expect, labels)
+    test = to_tensors(ds, "test")
+    truth = TruthConfig(**config["truth"])
+    k0, k1 = truth.shard_range(int(config["shard"]))
+    preflight(output, _bytes_estimate((k1 - k0) * (len(train) + len(test)), 8))
+    start = time.perf_counter()
+    with lease_device(device) as dev:
+        out = train_shard(
+            config["model"],
+            model_options(config),
+            train.to(dev),
+            test.to(dev),
+            ds.sizes["class"],
+            OptimConfig.from_config(config["study"]),
+            n_models=truth.models,
+            fraction=truth.fraction,
+            seed=int(config["seed"]),
+            k0=k0,
+            k1=k1,
+        )
+        attrs = provenance(
+            config,
+            experiment=experiment,
+            device=dev,
+            threads=threads,
+            seconds=round(time.perf_counter() - start, 3),
+            models=f"{k0}-{k1 - 1}",
+        )
+    write_artifact(out, output, "truth_shard", attrs)
+
+
+def truth(shards, output, config: Mapping, expect=None, experiment: str = ""):
+    """Merge the shards into the Feldman-Zhang memorization and influence estimates."""
+    from .truth import merge_shards, truth_dataset
+
+    paths = [shards] if isinstance(shards, str) else list(shards)
+    loaded = []
+    for k, path in enumerate(paths):
+        ds = open_artifact(path, "truth_shard")
+        if expect is not None and "shards" in expect:
+            check_origin(ds, path, expect["shards"][k])
+        loaded.append(ds)
+    preflight(output)
+    merged = merge_shards(loaded)
+    out = truth_dataset(merged, top_k=int(config["top_k"]))
+    seconds = sum(float(ds.attrs.get("seconds", 0.0)) for ds in loaded)
+    memorized = int((out["memorization"].values > 0.25).sum())
+    log.info("%d models; %d examples with memorization > 0.25", len(merged["model"]), memorized)
+    attrs = provenance(config, experiment=experiment, seconds=round(seconds, 3))
+    write_artifact(out, output, "truth", attrs)
+
+
+def influence(
+    data,
+    labels,
+    output,
+    config: Mapping,
+    expect=None,
+    experiment: str = "",
+    device="auto",
+    threads=1,
+    checkpoint_every=5,
+):
+    """Turn-over influence (eq. 5) of the training examples on every test example: the
+    top-k pairs. Trains the turn-over model again (the same as the scores' replicate 0)."""
+    from .data import to_tensors
+    from .device import lease_device, resolve_threads
+    from .influence import top_influence
+    from .scoring import score_split
+    from .training import OptimConfig
+
+    threads = resolve_threads(threads)
+    ds, lab, train = _load_split(data, expect, labels)
+    test = to_tensors(ds, "test")
+    top_k = int(config["top_k"])
+    preflight(output, _bytes_estimate(len(test) * top_k, 16))
+    start = time.perf_counter()
+    with lease_device(device) as dev:
+        _, model, masks = score_split(
+            config["model"],
+            model_options(config),
+            train.to(dev),
+            ds.sizes["class"],
+            OptimConfig.from_config(config),
+            int(config["seed"]),
+            return_model=True,
+        )
+        rows, values = top_influence(model, masks, test.to(dev), top_k)
+        attrs = provenance(
+            config,
+            experiment=experiment,
+            device=dev,
+            threads=threads,
+            seconds=round(time.perf_counter() - start, 3),
+        )
+    out = xr.Dataset(
+        {
+            "influence": (("test_example", "rank"), values),
+            "influence_example": (("test_example", "rank"), train.examples[rows]),
+        },
+        coords={"test_example": test.examples, "rank": np.arange(rows.shape[1])},
+    )
+    write_artifact(out, output, "influence", attrs)
+
+
+def validation(
+    output,
+    config: Mapping,
+    clean_scores=None,
+    clean_estimators=None,
+    clean_truth=None,
+    clean_influence=None,
+    noisy_scores=None,
+    noisy_estimators=None,
+    experiment: str = "",
+):
+    """The quality and cost of every memorization estimator (validation.nc)."""
+    from .validation_table import estimator_table, influence_agreement
+
+    def load(path, kind):
+        return None if not path else open_artifact(path, kind)
+
+    truth_ds = load(clean_truth, "truth")
+    table = estimator_table(
+        truth=truth_ds,
+        clean_scores=load(clean_scores, "scores"),
+        clean_estimators=load(clean_estimators, "estimators"),
+        noisy_scores=load(noisy_scores, "scores"),
+        noisy_estimators=load(noisy_estimators, "estimators"),
+        replicates=tuple(config.get("replicates", (1, 2, 4, 8))),
+        threshold=float(config.get("threshold", 0.25)),
+    )
+    if clean_influence and truth_ds is not None and "influence" in truth_ds:
+        table.attrs.update(influence_agreement(load(clean_influence, "influence"), truth_ds))
+    for name in table["estimator"].values:
+        row = table.sel(estimator=name)
+        log.info(
+            "%-28s AUC %.3f  top-10%% %.3f  Spearman %.3f  random-label AUC %.3f  cost %.1f runs",
+            name,
+            *(float(row[m]) for m in ("auc_memorized", "top_overlap", "spearman")),
+            float(row["random_label_auc"]),
+            float(row["cost_runs"]),
+        )
+    preflight(output)
+    write_artifact(table, output, "validation", provenance(config, experiment=experiment))
+
+
 def figure(output, claims, figure: str, inputs: Mapping[str, str | list], options: Mapping, **_):
     """Draw one figure from its artifacts and write the claims it supports."""
     from .figures import run_figure
@@ -429,12 +698,26 @@ STAGES = {
     "gradstats": gradstats,
     "crosstrain": crosstrain,
     "sweep_level": sweep_level,
+    "estimators": estimators,
+    "truth_shard": truth_shard,
+    "truth": truth,
+    "influence": influence,
+    "validation": validation,
     "figure": figure,
     "claims": claims,
 }
 
 #: stages that train: they take the execution settings
-TRAINING = ("score", "dynamics", "gradstats", "crosstrain", "sweep_level")
+TRAINING = (
+    "score",
+    "dynamics",
+    "gradstats",
+    "crosstrain",
+    "sweep_level",
+    "estimators",
+    "truth_shard",
+    "influence",
+)
 
 
 @contextlib.contextmanager

@@ -64,6 +64,9 @@ class Figure:
     draw: Callable
     claims: Callable
     required: tuple[str, ...] = field(default=())
+    #: when set, the figure draws these run-wide artifacts (e.g. ``validation``) instead
+    #: of the experiments' own; ``experiments`` then says what those are made from
+    reads: tuple[str, ...] = field(default=())
 
     def schema(self) -> dict:
         """JSON schema of this figure's options (unknown options are refused)."""
@@ -95,6 +98,8 @@ class Figure:
 
     def inputs(self, options: Mapping, paths: Paths) -> dict[str, str | list[str]]:
         """Snakemake named inputs: ``<option>__<artifact>`` -> path(s)."""
+        if self.reads:
+            return {artifact: paths.of(artifact) for artifact in self.reads}
         out: dict[str, str | list[str]] = {}
         for key, artifacts in self.experiments.items():
             value = options[key]
@@ -113,14 +118,22 @@ def _as_list(value) -> list:
 
 
 def _load(artifact: str, path):
+    """Open an artifact; scores with replicates are seen as one run (their mean scores,
+    replicate 0's predictions, the mean per-epoch accuracies)."""
+    from ..replicates import first_replicate
+
     kind = ARTIFACT_KINDS[artifact]
-    if isinstance(path, str):
-        return open_artifact(path, kind)
-    return [open_artifact(p, kind) for p in path]
+    if not isinstance(path, str):
+        return [_load(artifact, p) for p in path]
+    ds = open_artifact(path, kind)
+    return first_replicate(ds) if kind == "scores" else ds
 
 
 def load_inputs(fig: Figure, options: Mapping, inputs: Mapping[str, str | list]) -> dict:
-    """Open every input artifact, arranged as ``artifacts[option][artifact]``."""
+    """Open every input artifact, arranged as ``artifacts[option][artifact]`` (or
+    ``artifacts[artifact]`` for a figure that ``reads`` run-wide artifacts)."""
+    if fig.reads:
+        return {a: _load(a, inputs[a]) for a in fig.reads}
     arts: dict = {}
     for key, artifacts in fig.experiments.items():
         value = options[key]

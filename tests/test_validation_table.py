@@ -1,0 +1,125 @@
+"""The validation table: estimators against a known truth, costs, fitted shares."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from memorization.validation_table import estimator_table, influence_agreement
+
+N = 400
+
+
+def _scores(mem_by_replicate, wrong=None, seconds=(10.0, 12.0)):
+    r = len(mem_by_replicate)
+    stack = np.asarray(mem_by_replicate, float)
+    wrong = np.zeros(N, bool) if wrong is None else wrong
+    label = np.arange(N) % 10
+    ds = xr.Dataset(
+        {
+            "label": ("example", label),
+            "mislabeled": ("example", wrong),
+            "pred_unmuted": (("replicate", "example"), np.tile(label, (r, 1))),
+            "replicate_seconds": ("replicate", np.asarray(seconds[:r])),
+        },
+        coords={"example": np.arange(N), "replicate": np.arange(r)},
+    )
+    for score in ("memorization", "probability_memorization", "zero_one_memorization"):
+        ds[f"{score}_by_replicate"] = (("replicate", "example"), stack)
+        ds[score] = ("example", stack.mean(0))
+    return ds
+
+
+def _truth(mem):
+    rng = np.random.default_rng(1)
+    half = np.stack([mem + rng.normal(0, 0.05, N), mem + rng.normal(0, 0.05, N)])
+    return xr.Dataset(
+        {"memorization": ("example", mem), "memorization_half": (("half", "example"), half)},
+        coords={"example": np.arange(N)},
+        attrs={"n_models_merged": 20, "fraction": 0.7, "seconds": 99.0},
+    )
+
+
+def _estimators(values, correct_last):
+    ds = xr.Dataset(
+        {
+            name: ("example", values)
+            for name in (
+                "tracin_self_influence",
+                "final_loss",
+                "slow_learning",
+                "forgetting_events",
+            )
+        },  # fmt: skip
+        coords={"example": np.arange(N)[::-1]},  # another order than the scores'
+        attrs={"seconds": 7.0},
+    )
+    ds["correct"] = (("epoch", "example"), np.stack([correct_last, correct_last]))
+    return ds
+
+
+def test_a_perfect_estimator_and_a_noisy_one():
+    rng = np.random.default_rng(0)
+    truth_mem = np.where(np.arange(N) < 40, 0.6, 0.0) + rng.uniform(0, 0.1, N)
+    perfect = truth_mem + 0  # replicate 0 is exact, replicate 1 pure noise
+    noise = rng.normal(0, 1, N)
+    clean = _scores([perfect, noise])
+    peers = _estimators(truth_mem[::-1], np.ones(N, bool))  # aligned by example id
+    table = estimator_table(
+        truth=_truth(truth_mem), clean_scores=clean, clean_estimators=peers, replicates=(1, 2)
+    )
+    r1 = table.sel(estimator="turnover_loss_R1")
+    assert float(r1["auc_memorized"]) == pytest.approx(1.0)
+    assert float(r1["spearman"]) == pytest.approx(1.0)
+    assert float(r1["cost_runs"]) == 1 and float(r1["cost_seconds"]) == 10.0
+    r2 = table.sel(estimator="turnover_loss_R2")
+    assert float(r2["cost_runs"]) == 2 and float(r2["cost_seconds"]) == 22.0
+    assert float(r2["spearman"]) < 0.9  # the noisy replicate spoils the mean
+    tracin = table.sel(estimator="tracin_self_influence")
+    assert float(tracin["auc_memorized"]) == pytest.approx(1.0)  # aligned despite the order
+    assert tracin["family"].item() == "peer" and float(tracin["cost_seconds"]) == 7.0
+    ceiling = table.sel(estimator="fz_half_vs_half")
+    assert 0.9 < float(ceiling["auc_memorized"]) <= 1.0
+    assert np.isnan(float(r1["random_label_auc"]))
+    assert table.attrs["truth_memorized"] == 40
+
+
+def test_noisy_regime_and_fitted_shares():
+    wrong = np.arange(N) % 4 == 0
+    scores = _scores([np.where(wrong, 2.0, 0.0)], wrong=wrong)
+    correct = ~wrong | (np.arange(N) % 8 == 0)  # half of the wrong labels fitted
+    peers = _estimators(np.zeros(N), correct[::-1])
+    table = estimator_table(
+        truth=None, clean_scores=None, clean_estimators=None,
+        noisy_scores=scores, noisy_estimators=peers, replicates=(1, 2, 4),
+    )  # fmt: skip
+    assert list(table["estimator"].values)[:3] == [
+        "turnover_loss_R1",
+        "turnover_probability_R1",
+        "turnover_zero_one_R1",
+    ]
+    assert "turnover_loss_R2" not in table["estimator"].values  # one replicate held
+    assert float(table.sel(estimator="turnover_loss_R1")["random_label_auc"]) == 1.0
+    assert float(table.sel(estimator="final_loss")["random_label_auc"]) == 0.5  # all tied
+    assert table.attrs["fitted_turnover_unmuted"] == 1.0
+    assert table.attrs["fitted_plain"] == pytest.approx(0.5)
+    assert np.isnan(float(table.sel(estimator="turnover_loss_R1")["auc_memorized"]))
+
+
+def test_influence_agreement():
+    tests = np.arange(3)
+    to = xr.Dataset(
+        {"influence_example": (("test_example", "rank"), [[1, 2], [3, 4], [5, 6]])},
+        coords={"test_example": tests},
+    )
+    fz = xr.Dataset(
+        {
+            "influence_example": (("test_example", "rank"), [[2, 9], [3, 4], [7, 8]]),
+            "influence": (("test_example", "rank"), [[0.5, 0.1], [0.3, 0.2], [0.9, 0.0]]),
+        },
+        coords={"test_example": tests},
+    )
+    out = influence_agreement(to, fz, high=0.15)
+    assert out["influence_top_overlap"] == pytest.approx((0.5 + 1 + 0) / 3)
+    # high pairs: (0,2) hit, (1,3) hit, (1,4) hit, (2,7) miss
+    assert out["influence_high_recall"] == pytest.approx(3 / 4)
+    assert out["influence_high_pairs"] == 4
