@@ -510,3 +510,91 @@ def test_trust_rules_end_to_end(tmp_path):
     }
     for fig in ("validation", "influence"):
         assert (res / f"{fig}.pdf").read_bytes().startswith(b"%PDF")
+
+
+KILL = {
+    "device": "cpu",
+    "threads": 1,
+    "checkpoint_every": 1,
+    "experiments": {
+        "e": {
+            "dataset": "digits",
+            "model": "mlp",
+            "hidden": 256,
+            "seed": 0,
+            "epochs": 12,
+            "lr": 0.1,
+            "batch_size": 32,
+            "subset_size": 100,
+            "corruption_levels": [0, 500],
+        }
+    },
+    "figures": {"fig7": {"experiment": "e"}, "fig10": {"experiment": "e"}},
+}
+
+
+def _all_artifacts_readable(workdir):
+    from memorization.artifacts import open_artifact
+
+    for path in (workdir / "results").rglob("*.nc"):
+        open_artifact(path)  # raises on a truncated or partial file
+
+
+def _rerun(workdir):
+    """A plain rerun; or, when it fails, the one command its error names."""
+    res = snakemake(workdir, check=False)
+    text = res.stdout + res.stderr
+    if res.returncode == 0:
+        return "plain rerun"
+    if "--unlock" in text:
+        snakemake(workdir, "--unlock")
+        return _rerun(workdir)
+    if "--rerun-incomplete" in text:
+        snakemake(workdir, "--rerun-incomplete")
+        return "--rerun-incomplete"
+    raise AssertionError(f"the rerun failed without naming a fix:\n{text[-3000:]}")
+
+
+def test_kills_at_random_points_never_leave_a_broken_artifact(tmp_path):
+    import random
+    import signal
+    import time
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    snakemake(reference, config=KILL)
+    work = tmp_path / "killed"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(KILL))
+    rng = random.Random(7)
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "2",
+    ]  # fmt: skip
+    fixes = []
+    for kill in (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        time.sleep(rng.uniform(4, 14))
+        if proc.poll() is None:
+            os.killpg(proc.pid, kill)  # the whole group: Snakemake and its jobs
+        proc.wait(timeout=120)
+        _all_artifacts_readable(work)
+        fixes.append(_rerun(work) if kill == signal.SIGKILL else "next kill")
+        if proc.returncode == 0:
+            break
+    _rerun(work)
+    _all_artifacts_readable(work)
+    assert not list((work / "results").rglob("*.part"))
+    assert not list((work / "results").rglob(".*.checkpoint"))
+    # the resumed and rerun results equal an uninterrupted run's, bit for bit
+    for name in ("e/scores.nc", "e/sweep/corrupt500.nc"):
+        with (
+            xr.open_dataset(work / "results" / name, engine="netcdf4") as a,
+            xr.open_dataset(reference / "results" / name, engine="netcdf4") as b,
+        ):
+            for var in a.data_vars:
+                assert np.array_equal(a[var].values, b[var].values), (name, var)
+    assert set(fixes) <= {"plain rerun", "--rerun-incomplete", "next kill"}
