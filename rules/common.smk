@@ -118,10 +118,13 @@ def validation_inputs(wildcards=None):
     options = FIGURE_OPTIONS.get("validation")
     if options is None:
         return {}
-    return {
-        f"{option}_{artifact}": PATHS.of(artifact, name)
-        for option, name, artifact in FIGURES["validation"].needs(options)
-    }
+    inputs = {}
+    for option, name, artifact in FIGURES["validation"].needs(options):
+        if option in ("variants", "noisy_variants"):
+            inputs.setdefault(option, []).append(PATHS.of(artifact, name))
+        else:
+            inputs[f"{option}_{artifact}"] = PATHS.of(artifact, name)
+    return inputs
 
 
 def gpu_count():

@@ -42,6 +42,7 @@ def dynamics(train: dict, test: dict | None = None, control: dict | None = None,
     return xr.Dataset(
         {
             "accuracy": (("run", "epoch", "split", "subset"), acc),
+            "loss": (("run", "epoch", "split", "subset"), 1 - acc),
             "subset_size": (("split", "subset"), np.array([[600, 100, 100], [100, 20, 20]])),
         },
         coords={"run": runs, "epoch": e, "split": ["train", "test"], "subset": SUBSETS},
@@ -384,3 +385,21 @@ def test_claims_round_trip_and_markdown(tmp_path):
     assert to_markdown(claims).count("\n| fig") == 3  # the header and two rows
     with pytest.raises(ValueError, match="verdict must be one of"):
         Claim("fig3", "a", "s", "maybe", "e")
+
+
+def test_simultaneity_seen_in_the_loss_of_random_labels():
+    """Random labels lose their chance accuracy first, while their loss already falls."""
+    ds = dynamics(
+        train={"full": lambda e: 0.6 + 0 * e, "easy": lambda e: 1 + 0 * e,
+               "difficult": lambda e: np.where(e == 0, 0.1, 0.0)},
+        epochs=40,
+    )  # fmt: skip
+    loss = ds["loss"].values.copy()
+    epochs = ds["epoch"].values
+    # rises to 3.5 at epoch 2, then falls: 3.1 at epoch 4 (the end of the first tenth)
+    loss[0, :, 0, 2] = np.interp(epochs, [0, 2, 4, 40], [2.3, 3.5, 3.1, 0.8])
+    claim = _claim(_fig3(ds.assign(loss=(ds["loss"].dims, loss))), "learnt_simultaneously")
+    assert claim.verdict == SUPPORTED
+    assert claim.values["difficult_gain"] == 0
+    assert claim.values["difficult_loss_fall"] == pytest.approx(0.4 / 3.5)
+    assert claim.values["early_epoch"] == 4

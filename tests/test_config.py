@@ -155,8 +155,8 @@ def test_numbers_in_any_yaml_spelling(text, value):
 
 
 def test_experiment_resolves_study_overrides_in_one_place():
-    exp = Experiment.from_config("noisy", {**DEFAULT["experiments"]["mnist_mlp_noisy"]})
-    raw = DEFAULT["experiments"]["mnist_mlp_noisy"]
+    raw = {**DEFAULT["experiments"]["mnist_mlp_noisy"], "dynamics_lr": 0.01, "crosstrain_lr": 0.2}
+    exp = Experiment.from_config("noisy", raw)
     assert exp.study_optim("dynamics").lr == raw["dynamics_lr"]
     assert exp.study_optim("dynamics").epochs == raw.get("dynamics_epochs", raw["epochs"])
     # figure 4 trains at the experiment's own lr unless gradstats_lr says otherwise

@@ -15,8 +15,10 @@ def test_every_figure_of_the_paper_is_a_module():
         assert fig.name == name and fig.caption and fig.title
         schema = fig.schema()
         assert schema["additionalProperties"] is False
-        # every option that names experiments is required
-        assert set(fig.experiments) <= set(schema["required"])
+        # every option that names experiments is required, unless it has a default
+        optional = {k for k, v in fig.options.items() if "default" in v}
+        assert set(fig.experiments) - optional <= set(schema["required"])
+        assert set(schema["required"]) <= set(fig.options)
     with pytest.raises(ValueError, match="unknown figure 'fig11'"):
         figure("fig11")
 

@@ -254,7 +254,7 @@ class Experiment:
                 "split": "test",
                 "seed": self.seed,
                 **self._model(),
-                **_optim_dict(self.optim),
+                **_optim_dict(self.test_optim()),
             }
         if stage == "subsets":
             out = {"scores": self.slice("score"), "subset_size": self.subset_size}
@@ -286,6 +286,24 @@ class Experiment:
                 )
             return out
         raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
+
+    def test_optim(self) -> OptimConfig:
+        """The turn-over training that scores the test split: as many optimizer steps as
+        the training split's (epochs and milestones scaled by n_train / n_test), so the
+        smaller split's model is trained as far."""
+        from dataclasses import replace
+
+        from .data import DATASETS
+
+        info = DATASETS.get(self.dataset)
+        if info is None:
+            return self.optim
+        ratio = info.n_train / info.n_test
+        return replace(
+            self.optim,
+            epochs=max(1, round(self.optim.epochs * ratio)),
+            milestones=tuple(max(1, round(m * ratio)) for m in self.optim.milestones),
+        )
 
     def study(self, study: str) -> dict:
         """The resolved optimizer settings of a plain-training study, with its name.

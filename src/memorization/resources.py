@@ -163,12 +163,13 @@ def model_cost(exp: Experiment | Mapping) -> ModelCost:
     return _model_cost(exp.model, tuple(info.shape), len(info.classes), options)
 
 
-def _score(exp: Experiment, n: int, merge: bool = False) -> list[Pass]:
+def _score(exp: Experiment, n: int, merge: bool = False, test: bool = False) -> list[Pass]:
     """One turn-over run (train, both sub-networks scored every epoch); with R > 1
-    replicates the score job only merges their files."""
+    replicates the score job only merges their files. The test split's run takes as many
+    steps as the training split's (``Experiment.test_optim``)."""
     if merge and exp.replicates > 1:
         return []
-    opt = exp.optim
+    opt = exp.test_optim() if test else exp.optim
     return [Pass(n, opt.epochs, TRAIN, opt.batch_size), Pass(n, opt.epochs, SCORE, EVAL_BATCH)]
 
 
@@ -240,7 +241,7 @@ STAGE_PASSES: dict[str, Callable[[Experiment, object], list[Pass]]] = {
     # one of R > 1 independent turn-over replicates
     "score_replicate": lambda exp, info: _score(exp, info.n_train),
     # the same on the test split
-    "score_test": lambda exp, info: _score(exp, info.n_test),
+    "score_test": lambda exp, info: _score(exp, info.n_test, test=True),
     # plain training on all examples (and, with `control`, without the difficult
     # subset), train and test splits evaluated before training and after every epoch
     "dynamics": _dynamics,

@@ -628,6 +628,8 @@ def validation(
     clean_influence=None,
     noisy_scores=None,
     noisy_estimators=None,
+    variants=(),
+    noisy_variants=(),
     experiment: str = "",
 ):
     """The quality and cost of every memorization estimator (validation.nc)."""
@@ -636,6 +638,10 @@ def validation(
     def load(path, kind):
         return None if not path else open_artifact(path, kind)
 
+    def named(paths):
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        return {Path(p).parent.name: open_artifact(p, "scores") for p in paths}
+
     truth_ds = load(clean_truth, "truth")
     table = estimator_table(
         truth=truth_ds,
@@ -643,6 +649,8 @@ def validation(
         clean_estimators=load(clean_estimators, "estimators"),
         noisy_scores=load(noisy_scores, "scores"),
         noisy_estimators=load(noisy_estimators, "estimators"),
+        variants=named(variants),
+        noisy_variants=named(noisy_variants),
         replicates=tuple(config.get("replicates", (1, 2, 4, 8))),
         threshold=float(config.get("threshold", 0.25)),
     )

@@ -15,15 +15,17 @@ Two regimes:
 
 Estimators: the turn-over scores of the first R replicates (each R of ``replicates``
 up to the replicates the scores hold) in each score form (loss, probability and 0/1
-difference), and the peers of :mod:`memorization.estimators` (TracIn self-influence,
-final loss, slow learning, forgetting events) from one plain run. Cost: training-run
+difference), also for the ``variants`` (other turn-over experiments on the same data and
+labels, named ``turnover_<form>_R<r>[<experiment>]``), and the peers of
+:mod:`memorization.estimators` (TracIn self-influence, final loss, slow learning, forgetting
+events) from one plain run. Cost: training-run
 equivalents (turn-over: R runs; peers: one run; FZ: K models on a fraction of the data)
 and the seconds the artifacts' provenance recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -64,6 +66,8 @@ def estimator_table(
     clean_estimators: xr.Dataset | None,
     noisy_scores: xr.Dataset | None = None,
     noisy_estimators: xr.Dataset | None = None,
+    variants: Mapping[str, xr.Dataset] | None = None,
+    noisy_variants: Mapping[str, xr.Dataset] | None = None,
     replicates: Sequence[int] = (1, 2, 4, 8),
     threshold: float = 0.25,
     top: float = 0.1,
@@ -87,13 +91,16 @@ def estimator_table(
     def noisy_metrics(entry, values, ds):
         entry["random_label_auc"] = random_label_auc(values, ds["mislabeled"].values)
 
-    for scores, regime in ((clean_scores, "clean"), (noisy_scores, "noisy")):
+    runs = [(clean_scores, "clean", ""), (noisy_scores, "noisy", "")]
+    runs += [(ds, "clean", f"[{n}]") for n, ds in (variants or {}).items()]
+    runs += [(ds, "noisy", f"[{n}]") for n, ds in (noisy_variants or {}).items()]
+    for scores, regime, tag in runs:
         if scores is None:
             continue
         held = int(scores.sizes.get("replicate", 1))
         for r in [r for r in replicates if r <= held]:
             for form, var in SCORE_FORMS.items():
-                name = f"turnover_{form}_R{r}"
+                name = f"turnover_{form}_R{r}{tag}"
                 entry = row(name, "turn-over", float(r), _replicate_seconds(scores, r))
                 values = subset_means(scores, var, r)
                 if regime == "clean":

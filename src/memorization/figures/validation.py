@@ -182,11 +182,27 @@ FIGURE = Figure(
             "default": [1, 2, 4, 8],
         },
         "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.25},
+        "variants": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": [],
+            "description": "more turn-over experiments on the clean experiment's data and "
+            "labels (e.g. another keep_fraction), scored against the same truth",
+        },
+        "noisy_variants": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": [],
+            "description": "more turn-over experiments on the noisy experiment's labels",
+        },
     },
     experiments={
         "clean": ("scores", "estimators", "truth", "influence"),
         "noisy": ("scores", "estimators"),
+        "variants": ("scores",),
+        "noisy_variants": ("scores",),
     },
+    required=("clean", "noisy"),
     reads=("validation",),
     draw=draw,
     claims=claims,
