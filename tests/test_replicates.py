@@ -17,7 +17,12 @@ def runs():
     train = to_tensors(ds, "train")
     opt = OptimConfig(epochs=2, lr=0.1, batch_size=128)
     seeds = [replicate_seed(5, r) for r in range(3)]
-    out = [score_split("mlp", {"hidden": 32}, train, 10, opt, s, progress=False) for s in seeds]
+    out = [
+        score_split(
+            "mlp", {"hidden": 32}, train, 10, opt, s, progress=False, sharpen_temperature=0.5
+        )
+        for s in seeds
+    ]
     return out, seeds
 
 

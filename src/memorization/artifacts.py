@@ -163,6 +163,7 @@ _SCORE_UNITS = {
     "memorization": _NATS,
     "probability_memorization": _FRACTION,
     "zero_one_memorization": _FRACTION,
+    "sharpened_memorization": _FRACTION,
 }
 
 #: kind -> optional variables: written when a stage computes them
@@ -176,6 +177,11 @@ OPTIONAL: dict[str, dict[str, tuple[str, str]]] = {
             f"{v}_by_replicate": (f"{v} of each turn-over replicate", u)
             for v, u in _SCORE_UNITS.items()
         },
+        "sharpened_memorization": (
+            "memorization score, sharpened form: p_unmuted(label) - p_muted(label) at softmax "
+            "temperature score_temperature",
+            _FRACTION,
+        ),
         "replicate_seed": ("seed of the turn-over replicate", ""),
         "replicate_seconds": ("compute time of the turn-over replicate", "s"),
         "heldout_accuracy": (

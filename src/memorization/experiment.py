@@ -60,6 +60,7 @@ SCORE_FORMS = {
     "loss": "memorization",
     "probability": "probability_memorization",
     "zero_one": "zero_one_memorization",
+    "sharpened": "sharpened_memorization",
 }
 
 _OPTIM = ("epochs", "lr", "momentum", "batch_size", "milestones", "gamma", "weight_decay")
@@ -134,6 +135,7 @@ class Experiment:
     corruption_levels: tuple[int, ...] = ()
     replicates: int = 1
     score_form: str = "loss"
+    score_temperature: float = 0.5
     truth: TruthConfig | None = None
     studies: dict[str, OptimConfig] = field(default_factory=dict)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -179,6 +181,7 @@ class Experiment:
             corruption_levels=tuple(exp.get("corruption_levels") or ()),
             replicates=int(exp.get("replicates", 1)),
             score_form=exp.get("score_form", "loss"),
+            score_temperature=float(exp.get("score_temperature", 0.5)),
             truth=None if exp.get("truth") is None else TruthConfig(**exp["truth"]),
             studies=studies,
             raw=dict(exp),
@@ -198,7 +201,12 @@ class Experiment:
         return {"model": self.model, **self.model_options}
 
     def _turnover(self) -> dict:
-        return {**self._labels(), **self._model(), **_optim_dict(self.optim)}
+        return {
+            **self._labels(),
+            **self._model(),
+            **_optim_dict(self.optim),
+            "score_temperature": self.score_temperature,
+        }
 
     def slice(
         self,
@@ -255,6 +263,7 @@ class Experiment:
                 "seed": self.seed,
                 **self._model(),
                 **_optim_dict(self.test_optim()),
+                "score_temperature": self.score_temperature,
             }
         if stage == "subsets":
             out = {"scores": self.slice("score"), "subset_size": self.subset_size}

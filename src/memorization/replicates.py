@@ -25,7 +25,12 @@ import xarray as xr
 __all__ = ["SCORES", "first_replicate", "merge_replicates", "subset_means"]
 
 #: the score forms, each averaged over replicates
-SCORES = ("memorization", "probability_memorization", "zero_one_memorization")
+SCORES = (
+    "memorization",
+    "probability_memorization",
+    "zero_one_memorization",
+    "sharpened_memorization",
+)
 #: per-example variables every replicate shares (the labels)
 SHARED = ("label", "true_label", "corrupted", "mislabeled")
 
@@ -44,12 +49,13 @@ def merge_replicates(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Dat
     per_run = [n for n in first.data_vars if n not in SHARED]
     stacked = xr.concat([r[per_run] for r in runs], dim="replicate", join="exact")
     stacked = stacked.assign_coords(replicate=np.arange(len(runs)))
-    out = stacked.drop_vars(list(SCORES))
+    scores = [s for s in SCORES if s in stacked]
+    out = stacked.drop_vars(scores)
     for name in SHARED:
         if name in first:
             out[name] = first[name]
     r = len(runs)
-    for score in SCORES:
+    for score in scores:
         values = stacked[score]
         out[score] = values.mean("replicate")
         out[f"{score}_se"] = values.std("replicate", ddof=1) / np.sqrt(r)

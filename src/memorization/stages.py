@@ -173,6 +173,7 @@ def score(
             corrupted=None if lab is None else lab["corrupted"].values,
             heldout=None if heldout is None else heldout.to(dev),
             checkpoint=checkpoint,
+            sharpen_temperature=float(config.get("score_temperature", 0.5)),
         )
         attrs = provenance(
             config,

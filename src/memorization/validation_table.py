@@ -100,6 +100,8 @@ def estimator_table(
         held = int(scores.sizes.get("replicate", 1))
         for r in [r for r in replicates if r <= held]:
             for form, var in SCORE_FORMS.items():
+                if var not in scores:
+                    continue
                 name = f"turnover_{form}_R{r}{tag}"
                 entry = row(name, "turn-over", float(r), _replicate_seconds(scores, r))
                 values = subset_means(scores, var, r)
