@@ -68,7 +68,7 @@ BAD = [
     ("experiments.mnist_mlp.epoch", 3, "experiments.mnist_mlp.epoch: unknown key (did you mean"),
     ("experiments.mnist_mlp.hiden", 64, "experiments.mnist_mlp.hiden: unknown key (did you mean"),
     ("experiments.mnist_mlp.hidden", 1, "experiments.mnist_mlp.hidden: 1 is less than"),
-    ("experiments.mnist_mlp.hidden", 8, "experiments.mnist_mlp: the masked layers (units [8])"),
+    ("experiments.mnist_mlp.hidden", 8, "mnist_mlp: the masked layers (units [8], keep"),
     ("experiments.mnist_mlp.width", 0.5, "experiments.mnist_mlp.width: is an option of model"),
     ("experiments.mnist_mlp.seed", _DELETE, "experiments.mnist_mlp: 'seed' is a required"),
     ("experiments.mnist_mlp.control", "maybe", "experiments.mnist_mlp.control: 'maybe' is a str"),

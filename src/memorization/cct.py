@@ -84,7 +84,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import MODEL_OPTIONS, MODELS, TurnOverNet, complement
+from .masks import check_keep_fraction
+from .models import MODEL_OPTIONS, MODELS, PrefixSharingNet
 
 __all__ = [
     "CCT",
@@ -104,7 +105,8 @@ CCT_DEFAULTS: dict = {
     "tokenizer_layers": 2,
     "kernel_size": 3,
     "positional_embedding": "learnable",
-    "activation": "gelu",
+    "activation": "relu",  # the paper: "all the models use the ReLU activation"
+    "keep_fraction": 0.5,
 }
 
 #: a tiny variant that trains a few epochs on 4,000 digits on a CPU quickly
@@ -191,14 +193,15 @@ class _Block(nn.Module):
         return x + self.mlp(self.norm2(x), mlp_mask)
 
 
-class CCT(TurnOverNet):
+class CCT(PrefixSharingNet):
     """Compact convolutional transformer with turn-over masks (see the module docstring).
 
     ``in_shape`` is (channels, height, width). ``tokenizer_layers`` convolutions
     (``kernel_size``, stride 1, same padding), each followed by ReLU and a 3x3
     stride-2 max-pool; all but the last have ``tokenizer_channels`` maps, the
     last ``embed_dim``. ``positional_embedding`` is ``"learnable"``, ``"sine"``
-    or ``"none"``; ``activation`` (of the encoder MLPs) ``"gelu"`` or ``"relu"``.
+    or ``"none"``; ``activation`` (of the encoder MLPs) ``"gelu"`` or ``"relu"``;
+    ``keep_fraction`` the share of every masked layer the unmuted sub-network keeps.
     """
 
     def __init__(
@@ -213,9 +216,11 @@ class CCT(TurnOverNet):
         tokenizer_layers: int = 2,
         kernel_size: int = 3,
         positional_embedding: str = "learnable",
-        activation: str = "gelu",
+        activation: str = "relu",
+        keep_fraction: float = 0.5,
     ) -> None:
         super().__init__()
+        self.keep_fraction = check_keep_fraction(keep_fraction)
         channels, height, width = (int(s) for s in in_shape)
         depth, heads, embed_dim = int(depth), int(heads), int(embed_dim)
         tokenizer_channels, tokenizer_layers = int(tokenizer_channels), int(tokenizer_layers)
@@ -297,7 +302,7 @@ class CCT(TurnOverNet):
 
     # -- forward -------------------------------------------------------------------------
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+    def _shared(self, x: torch.Tensor) -> torch.Tensor:
         """The first tokenizer layer up to (excluding) its mask: the same for both sub-networks."""
         return F.max_pool2d(F.relu(self.tokenizer[0](x)), 3, stride=2, padding=1)
 
@@ -325,18 +330,6 @@ class CCT(TurnOverNet):
         weights = torch.softmax(self.pool(x), dim=1)  # [B, tokens, 1]
         pooled = (weights * x).sum(dim=1)
         return self.head(pooled)
-
-    def forward(self, x, masks=None):
-        self._check_masks(masks)
-        return self._rest(self._stem(x), masks)
-
-    def forward_pair(self, x, unmuted, muted=None):
-        # The first tokenizer layer precedes every mask: computed once.
-        muted = complement(unmuted) if muted is None else muted
-        self._check_masks(unmuted)
-        self._check_masks(muted)
-        h = self._stem(x)
-        return self._rest(h, unmuted), self._rest(h, muted)
 
     # -- shared parameters -----------------------------------------------------------------
 

@@ -264,34 +264,40 @@ def _check_model(where: str, exp: Mapping, info) -> list[str]:
 def mask_collisions(model, n: int, seed: int, info=None) -> list[str]:
     """Problems with the turn-over masks of ``n`` examples: too few distinct masks.
 
-    The number of distinct masks is the product over masked layers of C(units, kept).
-    When the birthday bound says a collision among ``n`` examples is not negligible,
-    the masks of the dataset's examples are computed and checked exactly.
+    The number of distinct masks is the product over masked layers of C(units, kept)
+    (:func:`memorization.masks.distinct_masks`, with the model's keep fraction). When the
+    birthday bound says a collision among ``n`` examples is not negligible, the masks of
+    every example id of the dataset are computed and checked exactly.
     """
-    from .masks import MaskCollisionError, TurnOverMasks
+    from .masks import MaskCollisionError, distinct_masks, keep_count
 
     units = list(getattr(model, "mask_units", []))
     if not units:
         return []
-    log_distinct = sum(_log_choose(u, u // 2) for u in units)
-    log_bound = 2 * math.log(max(n, 2)) - math.log(2) - log_distinct
-    if log_bound < math.log(COLLISION_CHECK_ABOVE):
-        return []
-    if log_distinct < math.log(max(n, 2)):
+    keep = float(getattr(model, "keep_fraction", 0.5))
+    try:
+        log_distinct = sum(_log_choose(u, keep_count(u, keep)) for u in units)
+    except ValueError as err:  # e.g. a layer of one unit
+        return [f"turn-over masks impossible: {err}"]
+    log_pairs = math.log(max(n, 2)) * 2 - math.log(2)
+    if log_pairs - log_distinct < math.log(COLLISION_CHECK_ABOVE):
+        return []  # the birthday bound: a collision is negligible
+    distinct = distinct_masks(units, keep)
+    if distinct < n:
         return [
-            f"the masked layers (units {units}) allow only {math.exp(log_distinct):.0f} distinct "
-            f"turn-over masks for {n} examples; use more units per layer"
+            f"the masked layers (units {units}, keep fraction {keep}) allow only {distinct} "
+            f"distinct turn-over masks for {n} examples; use more units per layer"
         ]
     total = info.n_train + info.n_test if info else n
     try:  # every example id of the dataset (0 .. N-1): a superset of each split's
-        TurnOverMasks(seed, units, range(total))
+        model.turnover_masks(seed, range(total))
     except MaskCollisionError as err:
         return [f"turn-over masks collide among the dataset's examples (units {units}): {err}"]
     return []
 
 
 def _log_choose(n: int, k: int) -> float:
-    """log C(n, k)."""
+    """log C(n, k), without forming the (possibly huge) integer."""
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 

@@ -16,8 +16,13 @@ import numpy as np
 from ..claims import Claim, verdict
 from .base import EXPERIMENT, Figure, save
 
-MARKERS = {"turn-over": "o", "peer": "s", "ground truth": "*"}
-FORM_COLORS = {"loss": "tab:blue", "probability": "tab:purple", "zero_one": "tab:cyan"}
+MARKERS = {"turn-over": "o", "variant": "^", "peer": "s", "ground truth": "*"}
+FORM_COLORS = {
+    "loss": "tab:blue",
+    "probability": "tab:purple",
+    "zero_one": "tab:cyan",
+    "sharpened": "tab:olive",
+}
 PEER_COLORS = {
     "tracin_self_influence": "tab:red",
     "final_loss": "tab:orange",
@@ -63,7 +68,8 @@ def draw(arts, options, output) -> None:
                 ax.axhline(y, color="grey", ls="--", lw=1)
                 ax.text(1, y, " FZ half vs half (ceiling)", fontsize=6, va="bottom", color="grey")
                 continue
-            ax.scatter(x, y, marker=MARKERS[family], color=_color(name), s=22, zorder=3)
+            marker = MARKERS["variant" if "[" in name else family]
+            ax.scatter(x, y, marker=marker, color=_color(name), s=22, zorder=3)
             if family == "peer" or name.endswith("_R1") or name.endswith("_R8"):
                 ax.annotate(
                     name.replace("turnover_", "").replace("_self_influence", ""),
@@ -76,6 +82,14 @@ def draw(arts, options, output) -> None:
         ax.set_xlabel("cost (training runs)")
         ax.set_title(title, fontsize=8)
     axes[0].set_ylabel("quality")
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", ls="", label=f"turn-over, {form}")
+        for form, c in FORM_COLORS.items()
+    ] + [
+        plt.Line2D([], [], color="grey", marker="^", ls="", label="turn-over variant"),
+        plt.Line2D([], [], color="grey", marker="s", ls="", label="peer (one plain run)"),
+    ]
+    axes[-1].legend(handles=handles, fontsize=6, frameon=False, loc="lower right")
     fitted = {k: v for k, v in ds.attrs.items() if k.startswith("fitted_")}
     note = ", ".join(f"{k[7:]} {v:.3f}" for k, v in fitted.items())
     fig.suptitle(
