@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 
 from ..claims import Claim, verdict
@@ -21,7 +23,8 @@ def draw(arts, options, output) -> None:
         ds = art["dynamics"]
         for j, split in enumerate(("train", "test")):
             dynamics_panel(axes[i, j], ds, split, w)
-            axes[i, j].set_title(f"({chr(97 + 2 * i + j)}) {split}: {title_of(ds)}", fontsize=7)
+            title = textwrap.fill(f"({chr(97 + 2 * i + j)}) {split}: {title_of(ds)}", 60)
+            axes[i, j].set_title(title, fontsize=7)
     fig.suptitle(
         "Figure 5: dynamics on easy and difficult subsets; dotted: trained without "
         f"the difficult subset (control); sliding window {w}",
