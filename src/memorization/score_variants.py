@@ -264,10 +264,6 @@ def sharpened_scores(
     batch_size: int = 1024,
 ) -> np.ndarray:
     """:func:`sharpened_memorization` of every example of ``split`` (its own masks)."""
-    model.eval()
-    out = []
-    for start in range(0, len(split), batch_size):
-        rows = torch.arange(start, min(start + batch_size, len(split)), device=split.x.device)
-        logits_u, logits_m = model.forward_pair(split.x[rows], masks.unmuted(rows))
-        out.append(sharpened_memorization(logits_u, logits_m, split.y[rows], temperature).cpu())
-    return torch.cat(out).numpy()
+    from .scoring import score_examples  # scoring imports this module
+
+    return score_examples(model, split, masks, batch_size, temperature)["sharpened_memorization"]

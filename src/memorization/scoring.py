@@ -21,7 +21,7 @@ from .checkpoint import Checkpoint, Records
 from .data import TensorSplit
 from .masks import TurnOverMasks
 from .models import TurnOverNet, build_model
-from .score_variants import sharpened_scores
+from .score_variants import sharpened_memorization
 from .training import OptimConfig, fit, seed_everything
 
 __all__ = ["SUBNETS", "influence", "score_examples", "score_split"]
@@ -33,27 +33,38 @@ SUBNETS = ("unmuted", "muted")
 
 @torch.inference_mode()
 def score_examples(
-    model: TurnOverNet, split: TensorSplit, masks: TurnOverMasks, batch_size: int = 1024
+    model: TurnOverNet,
+    split: TensorSplit,
+    masks: TurnOverMasks,
+    batch_size: int = 1024,
+    sharpen_temperature: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Losses, label probabilities and predictions of both sub-networks for every example.
 
     ``masks`` addresses the examples of ``split`` by position. Work the two
-    sub-networks share (e.g. the MLP's unmasked first layer) is done once.
+    sub-networks share (e.g. the MLP's unmasked first layer) is done once. With
+    ``sharpen_temperature``, also ``sharpened_memorization`` from the same logits
+    (:func:`memorization.score_variants.sharpened_memorization`).
     """
     model.eval()
-    out: dict[str, list[torch.Tensor]] = {
-        f"{k}_{s}": [] for k in ("loss", "prob", "pred") for s in SUBNETS
-    }
+    keys = [f"{k}_{s}" for k in ("loss", "prob", "pred") for s in SUBNETS]
+    if sharpen_temperature is not None:
+        keys.append("sharpened_memorization")
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     device = split.x.device
     for start in range(0, len(split), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(split)), device=device)
         x, y = split.x[rows], split.y[rows]
-        for subnet, logits in zip(SUBNETS, model.forward_pair(x, masks.unmuted(rows)), strict=True):
+        pair = model.forward_pair(x, masks.unmuted(rows))
+        for subnet, logits in zip(SUBNETS, pair, strict=True):
             logp = F.log_softmax(logits.float(), dim=1)
             nll = -logp.gather(1, y[:, None])[:, 0]
             out[f"loss_{subnet}"].append(nll.cpu())
             out[f"prob_{subnet}"].append(nll.neg().exp().cpu())
             out[f"pred_{subnet}"].append(logits.argmax(1).cpu())
+        if sharpen_temperature is not None:
+            sharp = sharpened_memorization(*pair, y, sharpen_temperature)
+            out["sharpened_memorization"].append(sharp.cpu())
     res = {k: torch.cat(v).numpy() for k, v in out.items()}
     res["memorization"] = res["loss_muted"] - res["loss_unmuted"]
     res.update(score_forms(res, split.y.cpu().numpy()))
@@ -157,7 +168,7 @@ def score_split(
 
     def after_epoch(epoch: int) -> dict[str, float]:
         final.clear()
-        final.update(score_examples(model, split, masks, score_batch_size))
+        final.update(score_examples(model, split, masks, score_batch_size, sharpen_temperature))
         for s in SUBNETS:
             history[f"acc_{s}"].append(float((final[f"pred_{s}"] == y).mean()))
             history[f"loss_{s}"].append(float(final[f"loss_{s}"].mean()))
@@ -221,10 +232,6 @@ def score_split(
     ds.attrs["mask_units"] = list(model.mask_units)
     ds.attrs["shared_parameters"] = ", ".join(model.shared_parameter_names()) or "none"
     if sharpen_temperature is not None:
-        ds["sharpened_memorization"] = (
-            ex,
-            sharpened_scores(model, split, masks, sharpen_temperature, score_batch_size),
-        )
         ds["sharpened_memorization"].attrs.update(
             long_name="p_unmuted(y) - p_muted(y) at softmax temperature "
             f"{float(sharpen_temperature):g}",
