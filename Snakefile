@@ -8,10 +8,8 @@ the embedded default; `--configfile config/paper.yaml` runs the paper's settings
 import os
 import sys
 
-# The library in src/ is imported by this process (rules/common.smk) and by every job.
-# A `script:` job appends this process's sys.path to its own, so a job in the conda env
-# of envs/memorization.yaml (the dependencies, not the library) imports it from here
-# too. PYTHONPATH would not do: Snakemake removes it from the environment of conda jobs.
+# The library in src/ is imported by this process (rules/common.smk) and by every job
+# (scripts/stage.py puts the same src/ first on its path and checks it).
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 # The embedded default, unless --configfile names another config, which then stands
@@ -26,10 +24,10 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
-include: "rules/score.smk"
-include: "rules/dynamics.smk"
+include: "rules/scores.smk"
+include: "rules/studies.smk"
 include: "rules/trust.smk"
-include: "rules/figures.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -1,30 +1,28 @@
-rule prepare_dataset:
-    """A dataset by name, as one NetCDF file (images, labels, split)."""
+rule dataset:
+    """A dataset by name, as one NetCDF file (images or image files, labels, split)."""
     output:
-        output=out("dataset"),
+        output=path("dataset"),
     log:
-        log_of("data/{dataset}"),
+        R.log("dataset"),
     conda:
-        "../envs/memorization.yaml"
+        ENV
     params:
-        config=lambda wc: {"dataset": wc.dataset},
+        **R.params("dataset"),
     script:
-        "../scripts/prepare_dataset.py"
+        STAGE
 
 
-rule corrupt_labels:
+rule labels:
     """The training labels, `corrupt` of them replaced by random labels."""
     input:
-        data=dataset_of,
+        dataset=dataset_of,
     output:
-        output=out("labels"),
+        output=path("labels"),
     log:
-        log_of("{exp}/labels"),
+        R.log("labels"),
     conda:
-        "../envs/memorization.yaml"
+        ENV
     params:
-        config=config_slice("labels"),
-        expect=lambda wc: {"data": {"dataset": EXPERIMENTS[wc.exp].dataset}},
-        experiment="{exp}",
+        **R.params("labels", "dataset"),
     script:
-        "../scripts/corrupt_labels.py"
+        STAGE

@@ -1,102 +1,88 @@
 # Scores you can trust: peer estimators, ground truth by retraining, influence pairs and
 # the validation table. None of these is part of the default target (`all`): build them
-# by name, e.g. `snakemake --configfile config/validation.yaml`.
+# by name, e.g. `snakemake --cores 2 --configfile config/validation.yaml`.
 
 
-rule estimators:
+rule peers:
     """Peer estimators (TracIn self-influence, final loss, learning speed, forgetting)."""
     input:
-        data=dataset_of,
-        labels=out("labels"),
+        dataset=dataset_of,
+        labels=path("labels"),
     output:
-        output=out("estimators"),
+        output=path("peers"),
     log:
-        log_of("{exp}/estimators"),
+        R.log("peers"),
     benchmark:
-        f"{RESULTS}/benchmarks/{{exp}}/estimators.tsv"
+        R.benchmark("peers")
     conda:
-        "../envs/memorization.yaml"
+        ENV
     threads: W.threads
     resources:
-        gpu=gpu_count(),
-        runtime=train_runtime("estimators"),
-        mem_mb=train_mem_mb("estimators"),
+        **R.resources("peers"),
     params:
-        config=config_slice("estimators"),
-        expect=expected(labels="labels"),
-        experiment="{exp}",
+        **R.params("peers", "dataset", "labels"),
     script:
-        "../scripts/estimators.py"
+        STAGE
 
 
 rule truth_shard:
     """Models [k0, k1) of the Feldman-Zhang ground truth, trained together."""
     input:
-        data=dataset_of,
-        labels=out("labels"),
+        dataset=dataset_of,
+        labels=path("labels"),
     output:
-        output=out("truth_shard"),
+        output=path("truth_shard"),
     log:
-        log_of("{exp}/truth_shard{shard}"),
+        R.log("truth_shard"),
     benchmark:
-        f"{RESULTS}/benchmarks/{{exp}}/truth_shard{{shard}}.tsv"
+        R.benchmark("truth_shard")
     conda:
-        "../envs/memorization.yaml"
+        ENV
     threads: W.threads
     resources:
-        gpu=gpu_count(),
-        runtime=train_runtime("truth_shard"),
-        mem_mb=train_mem_mb("truth_shard"),
+        **R.resources("truth_shard"),
     params:
-        config=config_slice("truth_shard"),
-        expect=expected(labels="labels"),
-        experiment="{exp}",
+        **R.params("truth_shard", "dataset", "labels"),
     script:
-        "../scripts/truth_shard.py"
+        STAGE
 
 
 rule truth:
     """Feldman-Zhang memorization and influence from every shard's models."""
     input:
-        shards=truth_shards,
+        truth_shard=all_of("truth_shard"),
     output:
-        output=out("truth"),
+        output=path("truth"),
     log:
-        log_of("{exp}/truth"),
+        R.log("truth"),
     conda:
-        "../envs/memorization.yaml"
+        ENV
     params:
-        config=config_slice("truth"),
-        expect=lambda wc: {"shards": truth_shard_slices(wc)},
-        experiment="{exp}",
+        **R.params("truth", "truth_shard"),
     script:
-        "../scripts/truth.py"
+        STAGE
 
 
 rule influence:
     """Turn-over influence (eq. 5): the top training examples of every test example."""
     input:
-        data=dataset_of,
-        labels=out("labels"),
+        dataset=dataset_of,
+        labels=path("labels"),
     output:
-        output=out("influence"),
+        output=path("influence"),
     log:
-        log_of("{exp}/influence"),
+        R.log("influence"),
     benchmark:
-        f"{RESULTS}/benchmarks/{{exp}}/influence.tsv"
+        R.benchmark("influence")
     conda:
-        "../envs/memorization.yaml"
+        ENV
     threads: W.threads
     resources:
-        gpu=gpu_count(),
-        runtime=train_runtime("influence"),
-        mem_mb=train_mem_mb("influence"),
+        **R.resources("influence"),
     params:
-        config=config_slice("influence"),
-        expect=expected(labels="labels"),
-        experiment="{exp}",
+        **R.params("influence", "dataset", "labels"),
     script:
-        "../scripts/influence.py"
+        STAGE
 
 
 rule validation:
@@ -104,12 +90,12 @@ rule validation:
     input:
         unpack(validation_inputs),
     output:
-        output=out("validation"),
+        output=path("validation"),
     log:
-        log_of("validation"),
+        R.log("validation"),
     conda:
-        "../envs/memorization.yaml"
+        ENV
     params:
-        config=lambda wc: FIGURE_OPTIONS["validation"],
+        slice=lambda wc: {"options": W.figures["validation"]},
     script:
-        "../scripts/validation.py"
+        STAGE

@@ -1,0 +1,215 @@
+"""The ``memorization`` command line: check a config, plan and run the workflow, read
+a finished run (claims, headline numbers, the most memorized examples).
+
+Every command has ``--help``. The commands that read results take the results folder
+of the config that made them (``results`` by default, ``results/paper`` for
+``config/paper.yaml``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from .report.claims import README_END, update_readme
+from .report.summary import summarize
+from .report.top import load, ranked, table, write_grid
+from .workflow.check import check
+from .workflow.config import ConfigError, WorkflowConfig, coerce_overrides, load_yaml
+from .workflow.plan import plan_seconds, planned_jobs
+from .workflow.registry import STAGES
+from .workflow.schema import schema
+
+app = typer.Typer(
+    help="Memorization scores with turn-over dropout: check, plan, run and read the workflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Results = Annotated[Path, typer.Argument(help="the results folder of a finished run")]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
+@app.command("check")
+def check_files(
+    files: Annotated[list[Path], typer.Argument(help="config files")] = None,
+) -> None:
+    """Check config files as the workflow does, listing every problem by file:line or key."""
+    status = 0
+    for path in files or [Path("config/config.yaml")]:
+        try:
+            cfg = coerce_overrides(load_yaml(path))
+        except ConfigError as err:
+            typer.echo(str(err), err=True)
+            status = 1
+            continue
+        errors, _ = check(cfg, local=True)
+        if errors:
+            typer.echo(f"{path}: {len(errors)} problem(s)\n  " + "\n  ".join(errors), err=True)
+            status = 1
+        else:
+            typer.echo(f"{path}: valid")
+    raise typer.Exit(status)
+
+
+@app.command("claims")
+def claims(
+    results: Results = Path("results"),
+    readme: Annotated[Path | None, typer.Option(help="copy the table into this README")] = None,
+) -> None:
+    """Print the table of the paper's claims of a finished run (or copy it into a README)."""
+    md = results / "claims.md"
+    if not md.exists():
+        _fail(f"{md} does not exist: build it with `snakemake --cores 2 {md}`")
+    if readme is not None:
+        try:
+            update_readme(readme, md)
+        except ValueError as err:
+            _fail(f"{err} (add the markers where the table goes; the end marker: {README_END})")
+        typer.echo(f"{readme}: claims table updated from {md}")
+    else:
+        typer.echo(md.read_text())
+
+
+@app.command("summary")
+def summary(results: Results = Path("results")) -> None:
+    """Print the claims table and the headline numbers of every experiment of a run."""
+    if not results.is_dir():
+        _fail(f"{results} is not a folder of results (run the workflow first)")
+    typer.echo(summarize(results))
+
+
+@app.command("top")
+def top(
+    experiment: Annotated[str, typer.Argument(help="the experiment's name in the config")],
+    results: Annotated[Path, typer.Option(help="the run's results folder")] = Path("results"),
+    n: Annotated[int, typer.Option("-n", min=1, help="how many examples")] = 20,
+    least: Annotated[bool, typer.Option(help="the least memorized instead")] = False,
+    form: Annotated[str, typer.Option(help="score form: loss, probability, ...")] = "loss",
+    grid: Annotated[Path | None, typer.Option(help="write an image grid here (.png)")] = None,
+) -> None:
+    """List the most (or least) memorized training examples, with their labels."""
+    try:
+        scores, data = load(results, experiment)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    rows = ranked(scores, n, least, form)
+    typer.echo(table(scores, data, rows, form))
+    if grid is not None:
+        write_grid(scores, data, rows, grid, form)
+        typer.echo(f"image grid: {grid}")
+
+
+def _config_of(configfile: Path | None) -> dict:
+    path = configfile or ROOT / "config" / "config.yaml"
+    try:
+        return coerce_overrides(load_yaml(path))
+    except ConfigError as err:
+        _fail(str(err))
+
+
+def _snakemake_args(targets, configfile, cores, gpus, profile) -> list[str]:
+    args = [*map(str, targets)]
+    if configfile is not None:
+        args.append(f"--configfile={configfile}")
+    if profile is not None:
+        args.append(f"--profile={profile}")
+    args.append(f"--cores={cores}")
+    if gpus:
+        args.append(f"--resources=gpu={gpus}")
+    return args
+
+
+@app.command("plan")
+def plan(
+    targets: Annotated[list[str], typer.Argument(help="files to build (default: all)")] = None,
+    configfile: Annotated[Path | None, typer.Option(help="the config file")] = None,
+) -> None:
+    """Estimate the time of the training jobs a run would do (from Snakemake's dry run)."""
+    cfg = _config_of(configfile)
+    errors, infos = check(cfg, local=False)
+    if errors:
+        _fail("invalid config:\n  " + "\n  ".join(errors))
+    config = WorkflowConfig.from_config(cfg, infos)
+    try:
+        jobs = planned_jobs(_snakemake_args(targets or [], configfile, 1, 0, None))
+    except RuntimeError as err:
+        _fail(str(err))
+    costs = plan_seconds(jobs, config)
+    typer.echo(f"{len(jobs)} jobs planned, {costs['jobs']} of them train:")
+    for stage_name, (count, gpu, cpu) in costs["by_stage"].items():
+        typer.echo(f"  {stage_name:<18} {count:>3} job(s)  one GPU {_hours(gpu)}  "
+                   f"CPU ({config.threads} thread(s)) {_hours(cpu)}")  # fmt: skip
+    typer.echo(f"total, one after another: one GPU {_hours(costs['gpu'])}, CPU "
+               f"{_hours(costs['cpu'])} (estimates of memorization.workflow.resources)")  # fmt: skip
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(help="files to build (default: all)")] = None,
+    configfile: Annotated[Path | None, typer.Option(help="the config file")] = None,
+    cores: Annotated[int, typer.Option(help="CPU cores Snakemake may use")] = 2,
+    gpus: Annotated[int, typer.Option(help="GPUs of this machine (0: none)")] = 0,
+    profile: Annotated[Path | None, typer.Option(help="a Snakemake profile")] = None,
+) -> None:
+    """Run the workflow: Snakemake with the arguments in an order it parses right.
+
+    Other options are passed on to Snakemake after these (e.g. ``-n``)."""
+    args = _snakemake_args(targets or [], configfile, cores, gpus, profile) + list(ctx.args)
+    typer.echo("snakemake " + " ".join(args))
+    os.chdir(ROOT)
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "snakemake", *args]))
+
+
+@app.command("schema")
+def show_schema(
+    write: Annotated[Path | None, typer.Option(help="write it to this file")] = None,
+) -> None:
+    """Print the config's JSON schema (generated from the declared options)."""
+    text = schema_text()
+    if write is None:
+        typer.echo(text)
+    else:
+        write.write_text(text)
+        typer.echo(f"{write}: written")
+
+
+def schema_text() -> str:
+    header = "# Generated by `memorization schema --write config/schema/config.schema.yaml`: do\n"
+    header += "# not edit; the options are declared in the library (memorization.workflow.schema)\n"
+    return header + yaml.safe_dump(schema(), sort_keys=False, width=100)
+
+
+@app.command("stages")
+def stages() -> None:
+    """List the workflow's stages: name (= rule), artifact path, whether it trains."""
+    for record in STAGES.values():
+        flag = "trains" if record.trains else ""
+        typer.echo(f"{record.name:<17} {record.path:<36} {flag:<6}  {record.doc}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The typed form of a model choice: name, options and number of classes; it builds the model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ...infra.options import Option, resolve
+from ..seeding import seed_everything
+from . import MODELS, build_model, external
+from .base import TurnOverNet
+
+__all__ = ["ModelSpec", "is_external"]
+
+
+def is_external(name: str) -> bool:
+    """``torchvision:NAME``, ``timm:NAME`` or ``package.module:function``."""
+    return ":" in str(name)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: its config name, every option (defaults applied) and its classes.
+
+    ``n_classes`` comes from the data (:meth:`with_classes`); the options are the
+    built-in model's (:data:`memorization.method.models.MODELS`) or, for a
+    torchvision, timm or factory model, those of :mod:`.external`.
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    n_classes: int | None = None
+
+    @classmethod
+    def from_config(cls, name: str, given: Mapping[str, Any]) -> ModelSpec:
+        """The spec of model ``name`` from a mapping holding (at least) its options."""
+        return cls(str(name), resolve(model_option_table(name), given))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ModelSpec:
+        """The inverse of :meth:`params`."""
+        params = dict(params)
+        return cls(params.pop("model"), params)
+
+    def with_classes(self, n_classes: int) -> ModelSpec:
+        return replace(self, n_classes=int(n_classes))
+
+    def params(self) -> dict:
+        """The YAML-able form a config slice records: ``{"model": name, **options}``."""
+        return {"model": self.name, **{k: _yaml(v) for k, v in self.options.items()}}
+
+    def build(
+        self, in_shape: Sequence[int], *, turnover: bool = True, seed: int | None = None
+    ) -> TurnOverNet:
+        """The model for inputs of ``in_shape`` (C, H, W); with ``seed``, seeded first.
+
+        ``turnover=False`` initialises it for plain training (no masks).
+        """
+        if self.n_classes is None:
+            raise ValueError(f"model {self.name!r}: the number of classes is not set")
+        if seed is not None:
+            seed_everything(seed)
+        if is_external(self.name):
+            return external.build_external(
+                self.name, tuple(in_shape), self.n_classes, plain=not turnover, **self.options
+            )
+        return build_model(
+            self.name, tuple(in_shape), self.n_classes, turnover=turnover, **self.options
+        )
+
+
+def model_option_table(name: str) -> Mapping[str, Option]:
+    """The options a model takes: a built-in's own, or those of every external model."""
+    if is_external(name):
+        return external.OPTIONS
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name].options
+
+
+def _yaml(value):
+    return list(value) if isinstance(value, tuple) else value

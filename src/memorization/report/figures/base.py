@@ -1,0 +1,190 @@
+"""What every figure module shares: the :class:`Figure` record, loading, drawing helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from ...infra.files import atomic_write  # noqa: E402
+from ...trust.replicates import first_replicate  # noqa: E402
+from ...workflow.artifacts import config_of, open_artifact  # noqa: E402
+from ...workflow.slices import summary  # noqa: E402
+from ...workflow.specs import describe  # noqa: E402
+
+__all__ = [
+    "COLORS",
+    "Figure",
+    "epoch_axis",
+    "load_inputs",
+    "save",
+    "smooth",
+    "title_of",
+]
+
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "pdf.fonttype": 42})
+
+COLORS = {"easy": "tab:blue", "difficult": "tab:red", "full": "black", "test": "tab:green"}
+
+#: the option every figure with curves takes
+WINDOW = {"type": "integer", "minimum": 1, "default": 1, "description": "sliding-window width"}
+EXPERIMENT = {"type": "string", "description": "experiment drawn"}
+EXPERIMENT_LIST = {
+    "type": "array",
+    "items": {"type": "string"},
+    "minItems": 1,
+    "description": "experiments drawn, one panel (row) each",
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the paper: options, inputs, drawing and claims.
+
+    ``experiments`` maps each option that names an experiment (a string) or a list
+    of experiments to the artifacts (stage names of :mod:`memorization.workflow.registry`) the
+    figure reads from each. ``draw(artifacts, options, output)`` and
+    ``claims(artifacts, options)`` get the loaded artifacts as
+    ``artifacts[option][artifact]`` (a Dataset, or a list of them for the sweep), or
+    for a list option a list of such mappings, one per experiment.
+    """
+
+    name: str
+    title: str
+    caption: str
+    options: Mapping[str, dict]
+    experiments: Mapping[str, tuple[str, ...]]
+    draw: Callable
+    claims: Callable
+    required: tuple[str, ...] = field(default=())
+    #: when set, the figure draws these run-wide artifacts (e.g. ``validation``) instead
+    #: of the experiments' own; ``experiments`` then says what those are made from
+    reads: tuple[str, ...] = field(default=())
+
+    @property
+    def heading(self) -> str:
+        """``Figure N: title`` for the paper's figures, the title for the others."""
+        number = self.name[3:] if re.fullmatch(r"fig\d+", self.name) else None
+        return f"Figure {number}: {self.title}" if number else self.title
+
+    def schema(self) -> dict:
+        """JSON schema of this figure's options (unknown options are refused)."""
+        return {
+            "type": "object",
+            "properties": dict(self.options),
+            "required": list(self.required or self.experiments),
+            "additionalProperties": False,
+        }
+
+    def needs(self, options: Mapping) -> list[tuple[str, str, str]]:
+        """(option, experiment, artifact) for every artifact the figure reads."""
+        out = []
+        for key, artifacts in self.experiments.items():
+            value = options.get(key)
+            names = [value] if isinstance(value, str) else list(value or [])
+            out.extend((key, name, a) for name in names for a in artifacts)
+        return out
+
+    def inputs(self, options: Mapping, paths) -> dict[str, str | list[str]]:
+        """Snakemake named inputs: ``<option>__<artifact>`` -> path(s)."""
+        if self.reads:
+            return {artifact: paths.of(artifact) for artifact in self.reads}
+        out: dict[str, str | list[str]] = {}
+        for key, artifacts in self.experiments.items():
+            value = options[key]
+            for artifact in artifacts:
+                name = f"{key}__{artifact}"
+                if isinstance(value, str):
+                    out[name] = paths.of(artifact, value)
+                else:
+                    found = [paths.of(artifact, v) for v in value]
+                    out[name] = [p for item in found for p in _as_list(item)]
+        return out
+
+
+def _as_list(value) -> list:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _load(artifact: str, path):
+    """Open an artifact; scores with replicates are seen as one run (their mean scores,
+    replicate 0's predictions, the mean per-epoch accuracies)."""
+    kind = artifact
+    if not isinstance(path, str):
+        return [_load(artifact, p) for p in path]
+    ds = open_artifact(path, kind)
+    return first_replicate(ds) if kind == "scores" else ds
+
+
+def load_inputs(fig: Figure, options: Mapping, inputs: Mapping[str, str | list]) -> dict:
+    """Open every input artifact, arranged as ``artifacts[option][artifact]`` (or
+    ``artifacts[artifact]`` for a figure that ``reads`` run-wide artifacts)."""
+    if fig.reads:
+        return {a: _load(a, inputs[a]) for a in fig.reads}
+    arts: dict = {}
+    for key, artifacts in fig.experiments.items():
+        value = options[key]
+        if isinstance(value, str):
+            arts[key] = {a: _load(a, inputs[f"{key}__{a}"]) for a in artifacts}
+        else:
+            per = [{} for _ in value]
+            for a in artifacts:
+                paths = _as_list(inputs[f"{key}__{a}"])
+                if a == "sweep":  # every experiment's levels, in order
+                    chunks = _split_sweep(paths, value)
+                else:
+                    chunks = [[p] for p in paths]
+                for i, chunk in enumerate(chunks):
+                    per[i][a] = _load(a, chunk if a == "sweep" else chunk[0])
+            arts[key] = per
+    return arts
+
+
+def _split_sweep(paths: list[str], names: list[str]) -> list[list[str]]:
+    return [[p for p in paths if f"/{name}/sweep/" in p] for name in names]
+
+
+# --- drawing helpers ---------------------------------------------------------------------
+
+
+def smooth(values, window: int) -> np.ndarray:
+    """Centred sliding-window mean (the window shrinks at the edges); window<=1: unchanged."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or values.size == 0:
+        return values
+    half = window // 2
+    out = np.empty_like(values)
+    for i in range(values.size):
+        lo, hi = max(0, i - half), min(values.size, i + half + 1)
+        out[i] = values[lo:hi].mean()
+    return out
+
+
+def epoch_axis(ax) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def save(fig, output: str | os.PathLike) -> None:
+    try:
+        atomic_write(output, lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def title_of(ds, with_study: bool = True, labels: bool = True) -> str:
+    """``<experiment>: <dataset, model, labels>[, lr L, E epochs]`` from provenance."""
+    cfg = summary(config_of(ds))
+    text = f"{ds.attrs.get('experiment', '?')}: {describe(cfg, labels)}"
+    if with_study and cfg.get("lr") is not None:
+        text += f", lr {cfg['lr']:g}, {cfg['epochs']} epochs"
+    return text

@@ -1,0 +1,183 @@
+"""Peer estimators of memorization from one plain training run.
+
+The experiment's model is trained once, plainly (no turn-over masks), with
+:func:`memorization.training.fit`. At the end of every epoch (a checkpoint, as
+in the TracIn paper) the model is evaluated, in eval mode, on every training
+example: its loss, whether it is classified correctly, and the squared norm of
+its loss gradient ``||∇_θ ℓ_i||²`` over all trainable parameters, exact and
+without materialising per-example gradients (the gradient-statistics fast path,
+:func:`memorization.gradstats.batch_statistics`). From these records, every
+estimator is oriented so that **higher means more memorized**:
+
+- ``tracin_self_influence``: TracIn self-influence (Pruthi et al. 2020),
+  ``Σ_e lr_e ||∇ℓ_i(θ_e)||²`` over the checkpoints ``θ_e`` after epochs
+  ``e = 1..E``, ``lr_e`` the learning rate of epoch ``e``;
+- ``final_loss``: the training loss of the example after the last epoch;
+- ``slow_learning``: 1 - learning speed, the learning speed being the mean
+  training accuracy of the example over the E checkpoints (Jiang et al. 2021's
+  cheap proxy of the C-score, which is high for easy examples);
+- ``forgetting_events``: forgetting events (Toneva et al. 2019), the number of
+  transitions from correct to incorrect between consecutive checkpoints; an
+  example that is never classified correctly at any checkpoint ("never
+  learnt", ranked above every forgotten one by Toneva et al.) gets ``E``, more
+  than any learnt example can have (at most ``E // 2``).
+
+Toneva et al. record correctness at every mini-batch presentation; here it is
+recorded at the end-of-epoch checkpoints, on all training examples at once.
+
+Cost: recording a checkpoint (one forward/backward over the training set with the
+per-example statistics, ``batch_size`` 256) took about 2 training epochs of CPU time
+on the MLP-4096 (mnist5k, one thread), so a recorded run costs about 3 plain runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from ..data.tensors import TensorSplit
+from ..method.models.spec import ModelSpec
+from ..method.optim import OptimSpec, epoch_lr
+from ..method.training import fit
+from ..studies.gradstats import batch_statistics
+
+__all__ = [
+    "ESTIMATORS",
+    "checkpoint_records",
+    "estimators_from_records",
+    "forgetting_events",
+    "peer_estimators",
+    "record_plain_run",
+    "slow_learning",
+    "tracin_self_influence",
+]
+
+log = logging.getLogger("memorization.trust.peers")
+
+#: the estimators' variable names, each higher = more memorized
+ESTIMATORS = ("tracin_self_influence", "final_loss", "slow_learning", "forgetting_events")
+
+
+def forgetting_events(correct: np.ndarray) -> np.ndarray:
+    """Forgetting events per example from a correctness history [E, N] (bool).
+
+    Counts t with correct[t-1] and not correct[t]; examples never correct get E.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    events = (correct[:-1] & ~correct[1:]).sum(0)
+    return np.where(correct.any(0), events, correct.shape[0]).astype(np.int64)
+
+
+def slow_learning(correct: np.ndarray) -> np.ndarray:
+    """1 - learning speed: 1 - mean correctness over the epochs, from [E, N] bools."""
+    return 1.0 - np.asarray(correct, dtype=np.float64).mean(0)
+
+
+def tracin_self_influence(sq_norms: np.ndarray, lrs: np.ndarray) -> np.ndarray:
+    """Σ_e lr_e · ||∇ℓ_i(θ_e)||² from squared gradient norms [E, N] and rates [E]."""
+    return np.asarray(lrs, dtype=np.float64) @ np.asarray(sq_norms, dtype=np.float64)
+
+
+def checkpoint_records(
+    model: nn.Module, split: TensorSplit, method: str = "auto", batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """Loss, correctness and exact squared gradient norm of every example, in eval mode.
+
+    Leaves the model's ``.grad`` cleared and its train/eval mode as it found it.
+    """
+    was_training = model.training
+    model.eval()
+    loss, correct, sq = [], [], []
+    for s in range(0, len(split), batch_size):
+        x, y = split.x[s : s + batch_size], split.y[s : s + batch_size]
+        with torch.no_grad():
+            logits = model(x)
+        # (the squared norms come with the cosine statistics only)
+        stats = batch_statistics(model, x, y, method, cosine=True)
+        correct.append((logits.argmax(1) == y).cpu())
+        loss.append(stats.losses.float().cpu())
+        sq.append(stats.sq_norms.cpu())
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return {
+        "loss": torch.cat(loss).numpy(),
+        "correct": torch.cat(correct).numpy(),
+        "grad_sq_norm": torch.cat(sq).numpy(),
+    }
+
+
+def record_plain_run(
+    model: nn.Module,
+    train: TensorSplit,
+    opt: OptimSpec,
+    *,
+    seed: int,
+    method: str = "auto",
+    batch_size: int = 256,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Train ``model`` in place with ``fit`` and record every checkpoint (epochs 1..E).
+
+    Returns ``loss``, ``correct`` and ``grad_sq_norm`` over (``epoch``, ``example``),
+    ``lr`` (the learning rate of each epoch) and ``accuracy`` (training accuracy) per
+    epoch.
+    """
+    records: list[dict[str, np.ndarray]] = []
+
+    def after_epoch(epoch: int) -> dict[str, float]:
+        records.append(checkpoint_records(model, train, method, batch_size))
+        return {"train_acc": float(records[-1]["correct"].mean())}
+
+    fit(model, train, opt, seed=seed, after_epoch=after_epoch, desc="plain run", progress=progress)
+    epochs = np.arange(1, opt.epochs + 1)
+    ds = xr.Dataset(
+        {
+            name: (("epoch", "example"), np.stack([r[name] for r in records]))
+            for name in ("loss", "correct", "grad_sq_norm")
+        },
+        coords={"epoch": epochs, "example": train.examples},
+    )
+    ds["lr"] = ("epoch", np.array([epoch_lr(opt, e - 1) for e in epochs]))
+    ds["accuracy"] = ds["correct"].mean("example")
+    return ds
+
+
+def estimators_from_records(records: xr.Dataset) -> xr.Dataset:
+    """The four estimators (see the module docstring) from :func:`record_plain_run`'s records."""
+    correct = records["correct"].values
+    values = {
+        "tracin_self_influence": tracin_self_influence(
+            records["grad_sq_norm"].values, records["lr"].values
+        ),
+        "final_loss": records["loss"].values[-1].astype(np.float64),
+        "slow_learning": slow_learning(correct),
+        "forgetting_events": forgetting_events(correct),
+    }
+    ds = records.copy()
+    for name, v in values.items():
+        ds[name] = ("example", v)
+    ds.attrs["estimators"] = list(ESTIMATORS)
+    return ds
+
+
+def peer_estimators(
+    model: ModelSpec,
+    train: TensorSplit,
+    opt: OptimSpec,
+    seed: int,
+    *,
+    method: str = "auto",
+    batch_size: int = 256,
+    progress: bool = False,
+) -> xr.Dataset:
+    """One plain run of the experiment's model (seeded, built plain, trained with
+    ``fit``) and every peer estimator."""
+    net = model.build(tuple(train.x.shape[1:]), turnover=False, seed=seed).to(train.x.device)
+    records = record_plain_run(
+        net, train, opt, seed=seed, method=method, batch_size=batch_size, progress=progress
+    )
+    return estimators_from_records(records)

@@ -1,0 +1,338 @@
+"""Ground truth by retraining: Feldman & Zhang's subsampled estimator (2020).
+
+K models of the experiment's architecture are trained, model ``k`` on a random
+subset of the training set holding exactly ``round(fraction * N)`` examples
+(default fraction 0.7). From every model's correctness on every example:
+
+- memorization of training example ``i``:
+  ``mem_i = P[correct_i | i in the subset] - P[correct_i | i not in it]``,
+  each probability the fraction of the models (with ``i`` in, resp. out) that
+  classify ``i`` correctly, with the standard error of the difference of two
+  independent proportions, ``sqrt(p_in (1 - p_in) / n_in + p_out (1 - p_out) / n_out)``;
+- the same from each half of the models (models ``[0, K/2)`` and ``[K/2, K)``):
+  how well the two half-estimates agree is the most any estimator can agree
+  with the full one;
+- influence of training example ``i`` on test example ``j``:
+  ``infl(i, j) = P[correct_j | i in] - P[correct_j | i out]``, computed blockwise
+  as products of the [K, N] in/out indicator matrix and the [K, M] correctness
+  matrix, kept as the ``top_k`` largest per test example.
+
+Model ``k``'s subset and its initialisation seed are pure functions of
+``(seed, k)``, so the K models can be trained in shards (:func:`train_shard`
+trains models ``[k0, k1)``) by separate jobs and merged (:func:`merge_shards`).
+Each shard trains its models together as one vectorised ensemble
+(:mod:`memorization.ensemble`). An example that is in (or out of) every
+model's subset has no estimate (NaN).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ..data.tensors import TensorSplit
+from ..method.models.spec import ModelSpec
+from ..method.optim import OptimSpec
+from .ensemble import Ensemble, train_in_chunks
+
+__all__ = [
+    "draw_subsets",
+    "influence_matrix",
+    "memorization_estimate",
+    "merge_shards",
+    "model_seeds",
+    "top_fz_influence",
+    "train_shard",
+    "truth_dataset",
+]
+
+log = logging.getLogger("memorization.truth")
+
+
+def _model_range(n_models: int, k0: int, k1: int | None) -> range:
+    k1 = n_models if k1 is None else k1
+    if not 0 <= k0 <= k1 <= n_models:
+        raise ValueError(f"need 0 <= k0 <= k1 <= n_models, got k0={k0}, k1={k1}, n={n_models}")
+    return range(k0, k1)
+
+
+def draw_subsets(
+    n_train: int,
+    n_models: int,
+    fraction: float = 0.7,
+    seed: int = 0,
+    k0: int = 0,
+    k1: int | None = None,
+) -> np.ndarray:
+    """Training subsets of models ``[k0, k1)``: [k1 - k0, n_train] bool, each row with
+    exactly ``round(fraction * n_train)`` true entries, drawn from ``(seed, k)``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    size = int(round(fraction * n_train))
+    if not 0 < size < n_train:
+        raise ValueError(f"fraction {fraction} of {n_train} examples leaves no example in or out")
+    models = _model_range(n_models, k0, k1)
+    out = np.zeros((len(models), n_train), dtype=bool)
+    for row, k in enumerate(models):
+        rng = np.random.default_rng([int(seed), k, 0])
+        out[row, rng.choice(n_train, size, replace=False)] = True
+    return out
+
+
+def model_seeds(n_models: int, seed: int = 0, k0: int = 0, k1: int | None = None) -> np.ndarray:
+    """Initialisation (and batch-order) seeds of models ``[k0, k1)``, drawn from ``(seed, k)``."""
+    models = _model_range(n_models, k0, k1)
+    return np.array(
+        [np.random.SeedSequence([int(seed), k, 1]).generate_state(1)[0] >> 1 for k in models],
+        dtype=np.int64,
+    )
+
+
+def train_shard(
+    model: ModelSpec,
+    train: TensorSplit,
+    test: TensorSplit | None,
+    opt: OptimSpec,
+    *,
+    n_models: int,
+    fraction: float = 0.7,
+    seed: int = 0,
+    k0: int = 0,
+    k1: int | None = None,
+    chunk_size: int | None = None,
+    path: str = "auto",
+    progress: bool = False,
+) -> xr.Dataset:
+    """Train models ``[k0, k1)`` of the K and record their predictions.
+
+    Returns a Dataset over ``model`` and ``example`` (the training examples' ids) with
+    ``in_train`` (the subsets), ``correct`` and ``prob`` (label probability) on the
+    training examples, and ``correct_test`` / ``prob_test`` over ``test_example``
+    (when ``test`` is given).
+    """
+    models = _model_range(n_models, k0, k1)
+    seeds = model_seeds(n_models, seed, models.start, models.stop)
+    subsets = draw_subsets(len(train), n_models, fraction, seed, models.start, models.stop)
+    splits = {"": train} if test is None else {"": train, "_test": test}
+    out = {
+        f"{what}{tag}": np.zeros((len(models), len(split)), dtype=dtype)
+        for tag, split in splits.items()
+        for what, dtype in (("correct", bool), ("prob", np.float32))
+    }
+
+    def evaluate(ens: Ensemble, j0: int) -> None:
+        rows = slice(j0, j0 + len(ens))
+        for tag, split in splits.items():
+            pred = ens.predict(split)
+            out[f"correct{tag}"][rows], out[f"prob{tag}"][rows] = pred.correct, pred.prob
+        log.info(
+            "models %d-%d of %d trained", models.start + j0, models.start + rows.stop - 1, n_models
+        )
+
+    start = time.perf_counter()
+    train_in_chunks(
+        model, train, opt, seeds, subsets, evaluate,
+        chunk_size=chunk_size, path=path, progress=progress,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    ds = xr.Dataset(
+        {
+            "in_train": (("model", "example"), subsets),
+            "correct": (("model", "example"), out["correct"]),
+            "prob": (("model", "example"), out["prob"]),
+            "model_seed": ("model", seeds),
+        },
+        coords={"model": np.arange(models.start, models.stop), "example": train.examples},
+    )
+    if test is not None:
+        ds["correct_test"] = (("model", "test_example"), out["correct_test"])
+        ds["prob_test"] = (("model", "test_example"), out["prob_test"])
+        ds = ds.assign_coords(test_example=test.examples)
+    ds.attrs.update(
+        n_models=int(n_models), fraction=float(fraction), seed=int(seed), seconds=float(seconds)
+    )
+    return ds
+
+
+def merge_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Concatenate shards over ``model`` (sorted); refuses overlaps, gaps and mismatches."""
+    if not shards:
+        raise ValueError("no shards to merge")
+    first = shards[0]
+    for key in ("n_models", "fraction", "seed"):
+        values = {s.attrs.get(key) for s in shards}
+        if len(values) != 1:
+            raise ValueError(f"shards disagree on {key}: {sorted(values, key=str)}")
+    for s in shards[1:]:
+        for dim in ("example", "test_example"):
+            if (dim in s.coords) != (dim in first.coords) or (
+                dim in s.coords and not np.array_equal(s[dim].values, first[dim].values)
+            ):
+                raise ValueError(f"shards have different {dim} coordinates")
+    merged = xr.concat(shards, dim="model", data_vars="minimal", coords="minimal").sortby("model")
+    models = merged["model"].values
+    if len(np.unique(models)) != len(models):
+        raise ValueError("shards overlap: some models appear twice")
+    n_models = int(first.attrs["n_models"])
+    if not np.array_equal(models, np.arange(n_models)):
+        missing = sorted(set(range(n_models)) - set(models.tolist()))
+        raise ValueError(f"shards miss models {missing[:10]}{'...' if len(missing) > 10 else ''}")
+    merged.attrs.update(first.attrs)
+    merged.attrs["seconds"] = float(sum(s.attrs.get("seconds", 0.0) for s in shards))
+    return merged
+
+
+def memorization_estimate(in_train: np.ndarray, metric: np.ndarray) -> dict[str, np.ndarray]:
+    """Feldman–Zhang estimate from ``in_train`` [K, N] bool and a per-model ``metric``
+    [K, N] (correctness for FZ's memorization; a label probability works too).
+
+    Returns ``memorization`` = mean metric over the models that trained on the example
+    minus over those that did not, ``se`` (its standard error: binomial for a 0/1
+    metric, else from the sample variances), ``p_in``, ``p_out``, ``n_in``, ``n_out``;
+    NaN where n_in or n_out is 0.
+    """
+    in_train = np.asarray(in_train, dtype=bool)
+    metric = np.asarray(metric, dtype=np.float64)
+    if in_train.shape != metric.shape:
+        raise ValueError(f"in_train {in_train.shape} and metric {metric.shape} differ")
+    n_in = in_train.sum(0)
+    n_out = len(in_train) - n_in
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_in = np.where(in_train, metric, 0).sum(0) / n_in
+        p_out = np.where(~in_train, metric, 0).sum(0) / n_out
+        binary = np.isin(metric, (0.0, 1.0)).all()
+        if binary:
+            var_in, var_out = p_in * (1 - p_in), p_out * (1 - p_out)
+        else:
+            var_in = np.where(in_train, (metric - p_in) ** 2, 0).sum(0) / np.maximum(n_in - 1, 1)
+            var_out = np.where(~in_train, (metric - p_out) ** 2, 0).sum(0) / np.maximum(
+                n_out - 1, 1
+            )
+        se = np.sqrt(var_in / n_in + var_out / n_out)
+    bad = (n_in == 0) | (n_out == 0)
+    mem = p_in - p_out
+    for a in (mem, se, p_in, p_out):
+        a[bad] = np.nan
+    return {
+        "memorization": mem,
+        "se": se,
+        "p_in": p_in,
+        "p_out": p_out,
+        "n_in": n_in,
+        "n_out": n_out,
+    }
+
+
+def _influence_block(in_f: np.ndarray, n_in, n_out, c: np.ndarray) -> np.ndarray:
+    """infl [N, m] of all training examples on a block of test examples (c: [K, m])."""
+    both = in_f.T @ c  # models with i in that got j right: [N, m]
+    total = c.sum(0)  # models that got j right
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return both / n_in[:, None] - (total[None, :] - both) / n_out[:, None]
+
+
+def influence_matrix(in_train: np.ndarray, correct_test: np.ndarray) -> np.ndarray:
+    """The full influence matrix infl(i, j) [N, M] (float32), FZ's estimator."""
+    in_f = np.asarray(in_train, dtype=np.float32)
+    n_in = in_f.sum(0)
+    return _influence_block(
+        in_f, n_in, len(in_f) - n_in, np.asarray(correct_test, dtype=np.float32)
+    ).astype(np.float32)
+
+
+def top_fz_influence(
+    in_train: np.ndarray,
+    correct_test: np.ndarray,
+    top_k: int = 10,
+    block_elements: int = 2**24,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top_k`` most influential training rows of every test example.
+
+    Returns ``(rows, influence)``, both [M, top_k], in decreasing influence (ties: the
+    lower row first); rows are positions in the training set. Computed a block of test
+    examples at a time, at most ``block_elements`` matrix entries per block. Training
+    examples without an estimate (in or out of every subset) are never listed.
+    """
+    in_f = np.asarray(in_train, dtype=np.float32)
+    c_all = np.asarray(correct_test, dtype=np.float32)
+    n_train, n_test = in_f.shape[1], c_all.shape[1]
+    top_k = min(int(top_k), n_train)
+    n_in = in_f.sum(0)
+    n_out = len(in_f) - n_in
+    block = max(1, block_elements // max(n_train, 1))
+    rows = np.zeros((n_test, top_k), dtype=np.int64)
+    values = np.zeros((n_test, top_k), dtype=np.float32)
+    for j0 in range(0, n_test, block):
+        infl = _influence_block(in_f, n_in, n_out, c_all[:, j0 : j0 + block]).T  # [m, N]
+        infl = np.where(np.isnan(infl), -np.inf, infl)
+        # stable sort of -infl: decreasing influence, lower row first among ties
+        order = np.argsort(-infl, axis=1, kind="stable")[:, :top_k]
+        rows[j0 : j0 + block] = order
+        values[j0 : j0 + block] = np.take_along_axis(infl, order, axis=1)
+    values[np.isinf(values)] = np.nan
+    return rows, values
+
+
+def truth_dataset(merged: xr.Dataset, top_k: int = 10) -> xr.Dataset:
+    """Memorization (FZ, with its standard error, half-estimates and counts) and the
+    ``top_k`` influence pairs per test example, from merged shards."""
+    in_train = merged["in_train"].values
+    correct = merged["correct"].values
+    k = len(in_train)
+    est = memorization_estimate(in_train, correct)
+    prob = memorization_estimate(in_train, merged["prob"].values)
+    halves = np.stack(
+        [
+            memorization_estimate(in_train[part], correct[part])["memorization"]
+            for part in (slice(0, k // 2), slice(k // 2, k))
+        ]
+    )
+    ds = xr.Dataset(
+        {
+            "memorization": ("example", est["memorization"]),
+            "memorization_se": ("example", est["se"]),
+            "memorization_half": (("half", "example"), halves),
+            "memorization_prob": ("example", prob["memorization"]),
+            "p_in": ("example", est["p_in"]),
+            "p_out": ("example", est["p_out"]),
+            "n_in": ("example", est["n_in"]),
+            "n_out": ("example", est["n_out"]),
+        },
+        coords={"example": merged["example"].values, "half": [0, 1]},
+    )
+    attrs = {
+        "memorization": ("Feldman-Zhang memorization: P[correct | in] - P[correct | out]", "1"),
+        "memorization_se": ("standard error of the memorization estimate", "1"),
+        "memorization_half": ("memorization from models [0, K/2) and [K/2, K)", "1"),
+        "memorization_prob": (
+            "mean label probability of the models trained on it minus of the others",
+            "1",
+        ),
+        "p_in": ("fraction correct among models trained on the example", "1"),
+        "p_out": ("fraction correct among models not trained on the example", "1"),
+        "n_in": ("models trained on the example", "models"),
+        "n_out": ("models not trained on the example", "models"),
+    }
+    if "correct_test" in merged:
+        rows, values = top_fz_influence(in_train, merged["correct_test"].values, top_k)
+        ds = ds.assign_coords(
+            test_example=merged["test_example"].values, rank=np.arange(rows.shape[1])
+        )
+        ds["influence"] = (("test_example", "rank"), values)
+        ds["influence_example"] = (("test_example", "rank"), merged["example"].values[rows])
+        attrs["influence"] = (
+            "Feldman-Zhang influence on the test example: P[correct | i in] - P[correct | i out]",
+            "1",
+        )
+        attrs["influence_example"] = ("training example of the influence pair", "example id")
+    for name, (long_name, units) in attrs.items():
+        ds[name].attrs.update(long_name=long_name, units=units)
+    ds.attrs.update(
+        {k: merged.attrs[k] for k in ("n_models", "fraction", "seed") if k in merged.attrs}
+    )
+    ds.attrs["n_models_merged"] = int(k)
+    return ds

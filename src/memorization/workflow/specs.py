@@ -1,0 +1,315 @@
+"""The workflow config, parsed once into typed specs.
+
+The config names datasets (optional, ``datasets:``) and experiments
+(``experiments: {name: {dataset, model, ...}}``), each a flat mapping of the keys in
+:data:`EXPERIMENT_OPTIONS` and its model's options. :class:`Experiment` is the
+parsed experiment: a :class:`~memorization.data.spec.DatasetSpec`, a
+:class:`~memorization.method.models.spec.ModelSpec`, the labels, the turn-over
+training (:class:`~memorization.method.optim.OptimSpec`), the subsets and one
+``OptimSpec`` per plain-training study with its overrides resolved
+(``dynamics_lr``, ``crosstrain_milestones``, ...). Every default is an
+:class:`~memorization.infra.options.Option` in the table that declares the key; the
+JSON schema is generated from the same tables (:mod:`.schema`).
+
+What decides each artifact is a typed slice of an experiment (:mod:`.slices`), built
+by the stage's record in the registry (:mod:`.registry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..data.corruption import CORRUPTION_MODES
+from ..data.sources import dataset_info, dataset_spec
+from ..data.spec import DatasetInfo, DatasetSpec
+from ..infra.options import Option, resolve
+from ..method.models.spec import ModelSpec
+from ..method.optim import OPTIONS as OPTIM_OPTIONS
+from ..method.optim import OptimSpec
+from ..method.scoring import SCORE_FORMS, SHARPEN_TEMPERATURE
+from ..studies.gradient_statistics import COSINE_PAIRS
+from ..studies.gradstats import METHODS as GRADSTATS_METHODS
+
+__all__ = [
+    "EXPERIMENT_OPTIONS",
+    "STUDIES",
+    "STUDY_OVERRIDES",
+    "TRUTH_OPTIONS",
+    "Experiment",
+    "GradstatsSpec",
+    "LabelSpec",
+    "TruthSpec",
+    "describe",
+]
+
+#: plain-training studies; each may override the experiment's optimizer settings
+STUDIES = ("dynamics", "gradstats", "crosstrain", "sweep")
+#: what a study may override: ``<study>_<key>``
+STUDY_OVERRIDES = ("lr", "epochs", "milestones")
+
+_STUDY_DOCS = {
+    "dynamics": "the dynamics study (figures 3 and 5)",
+    "gradstats": "the gradient statistics (figure 4)",
+    "crosstrain": "the cross-subset runs (figure 6)",
+    "sweep": "the corruption sweep (figure 10)",
+}
+
+_INT1 = {"type": "integer", "minimum": 1}
+
+#: the Feldman-Zhang ground truth's options (``truth:`` of an experiment)
+TRUTH_OPTIONS = {
+    "models": Option(200, "models (K) trained", {"type": "integer", "minimum": 2}),
+    "fraction": Option(
+        0.7,
+        "share of the training set each model sees",
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    ),
+    "shards": Option(1, "jobs the K models are split over", _INT1),
+    "top_k": Option(10, "influence pairs kept per test example", _INT1),
+}
+
+
+def _study_options() -> dict[str, Option]:
+    out = {}
+    for study in STUDIES:
+        what = _STUDY_DOCS[study]
+        for key in STUDY_OVERRIDES:
+            base = OPTIM_OPTIONS[key]
+            out[f"{study}_{key}"] = Option(None, f"{key} of {what} (default: the experiment's)",
+                                           base.schema)  # fmt: skip
+    return out
+
+
+#: every experiment key but the model's own options, with its default and schema
+EXPERIMENT_OPTIONS: dict[str, Option] = {
+    "dataset": Option(
+        doc="a built-in dataset (mnist5k, digits, mnist, fashion_mnist, cifar10) or one "
+        "defined under datasets:",
+        schema={"type": "string"},
+    ),
+    "model": Option(
+        doc="mlp, vgg11, cct, torchvision:NAME, timm:NAME or package.module:function",
+        schema={"type": "string"},
+    ),
+    # --- labels
+    "corrupt": Option(
+        0, "number of training labels replaced by random labels", {"type": "integer", "minimum": 0}
+    ),
+    "corruption": Option(
+        "uniform",
+        "uniform: drawn from all classes (the paper); different: from the other classes",
+        {"type": "string", "enum": list(CORRUPTION_MODES)},
+    ),
+    "seed": Option(
+        doc="seed of the labels, masks, initialisation and batch order",
+        schema={"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    ),  # fmt: skip
+    # --- turn-over training (scores)
+    **OPTIM_OPTIONS,
+    "replicates": Option(
+        1,
+        "independent turn-over trainings (masks and seeds derived from seed), one job each, "
+        "averaged in scores.nc",
+        {"type": "integer", "minimum": 1, "maximum": 64},
+    ),
+    "score_form": Option(
+        "loss",
+        "the score the subsets rank by: loss difference (eq. 6), probability difference, 0/1 "
+        "difference, or probability difference at softmax temperature score_temperature",
+        {"type": "string", "enum": list(SCORE_FORMS)},
+    ),
+    "score_temperature": Option(
+        SHARPEN_TEMPERATURE,
+        "softmax temperature of the sharpened score form",
+        {"type": "number", "exclusiveMinimum": 0},
+    ),
+    # --- subsets
+    "subset_size": Option(None, "size of the easy and of the difficult subset", _INT1),
+    "test_subset_size": Option(
+        None, "easy/difficult test subsets (default: subset_size scaled to the test split)", _INT1
+    ),
+    # --- plain-training studies
+    **_study_options(),
+    "control": Option(
+        False,
+        "dynamics: also train without the difficult subset (figure 5's dotted lines)",
+        {"type": "boolean"},
+    ),
+    "probe_size": Option(
+        None,
+        "examples per subset for the probe cosine similarity",
+        {"type": "integer", "minimum": 2},
+    ),
+    "cosine_pairs": Option(
+        "probe",
+        "cosine similarity of a fixed probe after each epoch, or of the pairs within each "
+        "training batch (the paper's footnote 2)",
+        {"type": "string", "enum": list(COSINE_PAIRS)},
+    ),
+    "gradstats_method": Option(
+        "auto",
+        "how per-example gradient statistics are computed (auto: hooks where they apply)",
+        {"type": "string", "enum": list(GRADSTATS_METHODS)},
+    ),
+    "corruption_levels": Option(
+        None,
+        "corruption sweep, figure 10: numbers of random labels",
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+    ),
+    # --- ground truth by retraining (never part of the default target)
+    "truth": Option(
+        None,
+        "Feldman-Zhang ground truth: models retrained on random subsets (<exp>/truth.nc)",
+        {"type": "object"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The training labels: ``corrupt`` of them drawn at random (``corruption``), by ``seed``."""
+
+    corrupt: int
+    corruption: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class GradstatsSpec:
+    """How the gradient statistics are taken (figure 4)."""
+
+    probe_size: int | None
+    cosine_pairs: str
+    method: str
+
+
+@dataclass(frozen=True)
+class TruthSpec:
+    """Feldman-Zhang ground truth: ``models`` retrainings on random ``fraction`` subsets,
+    trained by ``shards`` jobs; ``top_k`` influence pairs kept per test example."""
+
+    models: int = TRUTH_OPTIONS["models"].default
+    fraction: float = TRUTH_OPTIONS["fraction"].default
+    shards: int = TRUTH_OPTIONS["shards"].default
+    top_k: int = TRUTH_OPTIONS["top_k"].default
+
+    def shard_range(self, shard: int) -> tuple[int, int]:
+        """Models ``[k0, k1)`` of shard ``shard`` (as even as possible)."""
+        per, extra = divmod(self.models, self.shards)
+        k0 = shard * per + min(shard, extra)
+        return k0, k0 + per + (shard < extra)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: data, labels, model, training and the studies' settings."""
+
+    name: str
+    dataset: DatasetSpec
+    info: DatasetInfo
+    model: ModelSpec
+    labels: LabelSpec
+    optim: OptimSpec
+    replicates: int
+    score_form: str
+    score_temperature: float
+    subset_size: int | None
+    test_subset_size: int | None
+    control: bool
+    gradstats: GradstatsSpec
+    corruption_levels: tuple[int, ...]
+    truth: TruthSpec | None
+    studies: Mapping[str, OptimSpec] = field(default_factory=dict)
+    #: the experiment's keys as given (defaults applied), for the config check
+    given: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_config(
+        cls,
+        name: str,
+        exp: Mapping,
+        datasets: Mapping | None = None,
+        data_root: str | Path = "data",
+        info: DatasetInfo | None = None,
+    ) -> Experiment:
+        """Parse a validated experiment mapping; resolve defaults and study overrides."""
+        values = resolve(EXPERIMENT_OPTIONS, exp)
+        spec = dataset_spec(values["dataset"], datasets)
+        info = info or dataset_info(spec, data_root)
+        optim = OptimSpec.from_config(values)
+        studies = {}
+        for study in STUDIES:
+            overrides = {k: values[f"{study}_{k}"] for k in STUDY_OVERRIDES}
+            given = {k: v for k, v in overrides.items() if v is not None}
+            studies[study] = OptimSpec.from_config({**values, **given})
+        size, test_size = values["subset_size"], values["test_subset_size"]
+        if size is not None and not test_size:
+            # test subsets are as large a share of the test split as the training
+            # subsets are of the training split
+            test_size = max(1, round(size * info.n_test / info.n_train))
+        truth = values["truth"]
+        return cls(
+            name=str(name),
+            dataset=spec,
+            info=info,
+            model=ModelSpec.from_config(values["model"], exp),
+            labels=LabelSpec(int(values["corrupt"]), values["corruption"], int(values["seed"])),
+            optim=optim,
+            replicates=int(values["replicates"]),
+            score_form=values["score_form"],
+            score_temperature=float(values["score_temperature"]),
+            subset_size=size,
+            test_subset_size=test_size,
+            control=bool(values["control"]),
+            gradstats=GradstatsSpec(
+                values["probe_size"], values["cosine_pairs"], values["gradstats_method"]
+            ),
+            corruption_levels=tuple(values["corruption_levels"] or ()),
+            truth=None if truth is None else TruthSpec(**resolve(TRUTH_OPTIONS, truth)),
+            studies=studies,
+            given=values,
+        )
+
+    @property
+    def seed(self) -> int:
+        return self.labels.seed
+
+    def study(self, study: str) -> OptimSpec:
+        """The optimizer settings of a plain-training study (``estimators``: the
+        experiment's own, as the peers and the ground truth train)."""
+        return self.optim if study == "estimators" else self.studies[study]
+
+    def test_optim(self) -> OptimSpec:
+        """The turn-over training that scores the test split: as many optimizer steps as
+        the training split's (epochs and milestones scaled by n_train / n_test), so the
+        smaller split's model is trained as far."""
+        return self.optim.scaled(self.info.n_train / self.info.n_test)
+
+    def with_labels(self, corrupt: int) -> Experiment:
+        """The same experiment with ``corrupt`` random labels (a corruption-sweep level)."""
+        return replace(self, labels=replace(self.labels, corrupt=int(corrupt)))
+
+    def describe(self) -> str:
+        """A short description for titles: dataset, model, labels."""
+        return describe({**self.model.params(), "dataset": self.dataset.name,
+                         "corrupt": self.labels.corrupt, "corruption": self.labels.corruption})  # fmt: skip
+
+
+def describe(cfg: Mapping, labels: bool = True) -> str:
+    """Dataset, model and labels of a flat description, for titles and tables."""
+    model = cfg.get("model", "?")
+    detail = {
+        "mlp": f"hidden {cfg.get('hidden')}",
+        "vgg11": f"width {cfg.get('width')}"
+        + (f", last {cfg['masked_layers']} masked" if cfg.get("masked_layers") else ""),
+        "cct": f"depth {cfg.get('depth')}, heads {cfg.get('heads')}, embed {cfg.get('embed_dim')}",
+    }.get(model)
+    corrupt = int(cfg.get("corrupt", 0) or 0)
+    text = f"{cfg.get('dataset', '?')}, {model}" + (f" ({detail})" if detail else "")
+    if labels:
+        mode = cfg.get("corruption", "uniform")
+        text += f", {corrupt} random labels ({mode})" if corrupt else ", true labels"
+    return text

@@ -1,0 +1,39 @@
+"""The report stages: a ``figure`` of the paper with its claims, and the ``claims`` table."""
+
+from __future__ import annotations
+
+import logging
+
+from ...report.claims import read_claims, subnetwork_check, write_claims
+from ...report.figures import run_figure
+from ..artifacts import open_artifact
+from ..context import StageContext
+
+__all__ = ["claims", "figure"]
+
+log = logging.getLogger("memorization.stages")
+
+
+def figure(ctx: StageContext) -> None:
+    """Draw one figure from its artifacts (never trains) and write the claims it supports."""
+    run_figure(ctx.params["figure"], ctx.inputs, dict(ctx.params["options"]), ctx.output,
+               ctx.outputs.get("claims"))  # fmt: skip
+
+
+def claims(ctx: StageContext) -> None:
+    """Gather every figure's claims and the sub-network check of every scored experiment."""
+    gathered = []
+    for path in ctx.paths("figures"):
+        gathered.extend(read_claims(path))
+    plain = {}
+    for path in ctx.paths("dynamics"):
+        ds = open_artifact(path, "dynamics")
+        plain[ds.attrs.get("experiment")] = float(
+            ds["accuracy"].sel(run="all", split="test", subset="full").isel(epoch=-1)
+        )
+    for path in ctx.paths("scores"):
+        sc = open_artifact(path, "scores")
+        gathered.append(subnetwork_check(sc, plain.get(sc.attrs.get("experiment"))))
+    write_claims(gathered, ctx.output, ctx.outputs["json"])
+    supported = sum(c.verdict == "supported" for c in gathered)
+    log.info("%d of %d claims supported", supported, len(gathered))

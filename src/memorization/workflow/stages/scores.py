@@ -1,0 +1,215 @@
+"""The turn-over stages: ``scores`` (and its replicates), ``scores_test``, and the easy
+and difficult subsets of each (``subsets``, ``subsets_test``)."""
+
+from __future__ import annotations
+
+import logging
+
+from ...data.tensors import to_tensors
+from ...method.scoring import SCORE_FORMS, score_split
+from ...method.subsets import easy_difficult
+from ...trust.metrics import roc_auc
+from ...trust.replicates import merge_replicates, replicate_seed
+from ..artifacts import Schema, Var, flag, label
+from ..context import StageContext
+from ..resources import EVAL_BATCH, SCORE, TRAIN, Pass
+from ..slices import ScoresSlice, SubsetsSlice
+from ..specs import Experiment
+from .common import bytes_estimate, classes_of, load_split
+
+__all__ = [
+    "SCORES",
+    "SUBSETS",
+    "scores",
+    "scores_passes",
+    "scores_slice",
+    "scores_test_slice",
+    "subsets",
+    "subsets_slice",
+    "subsets_test_slice",
+]
+
+log = logging.getLogger("memorization.stages")
+
+_NATS = "nats"
+_SCORE_UNITS = {
+    "memorization": _NATS,
+    "probability_memorization": "1",
+    "zero_one_memorization": "1",
+    "sharpened_memorization": "1",
+}
+
+SCORES = Schema(
+    "Memorization scores from turn-over dropout",
+    required={
+        "memorization": Var("memorization score: loss(muted) - loss(unmuted), eq. 6", _NATS),
+        "probability_memorization": Var(
+            "memorization score, probability form: p_unmuted(label) - p_muted(label)"
+        ),
+        "zero_one_memorization": Var(
+            "memorization score, 0/1 form: 1[unmuted right] - 1[muted right]"
+        ),
+        "loss_muted": Var("cross-entropy loss of the muted sub-network", _NATS),
+        "loss_unmuted": Var("cross-entropy loss of the unmuted sub-network", _NATS),
+        "prob_muted": Var("probability the muted sub-network gives the label"),
+        "prob_unmuted": Var("probability the unmuted sub-network gives the label"),
+        "pred_muted": label("prediction of the muted sub-network"),
+        "pred_unmuted": label("prediction of the unmuted sub-network"),
+        "label": label("label the model was trained on"),
+        "true_label": label("original label"),
+        "corrupted": flag("label drawn at random (it may equal the true label)"),
+        "mislabeled": flag("label differs from the true label"),
+        "subnet_accuracy": Var("accuracy of each sub-network on the training labels"),
+        "subnet_loss": Var("mean loss of each sub-network on the training labels", _NATS),
+    },
+    optional={
+        **{
+            f"{v}_se": Var(f"standard error over the replicates of {v}", u)
+            for v, u in _SCORE_UNITS.items()
+        },
+        **{
+            f"{v}_by_replicate": Var(f"{v} of each turn-over replicate", u)
+            for v, u in _SCORE_UNITS.items()
+        },
+        "sharpened_memorization": Var(
+            "memorization score, sharpened form: p_unmuted(label) - p_muted(label) at softmax "
+            "temperature score_temperature"
+        ),
+        "replicate_seed": Var("seed of the turn-over replicate", ""),
+        "replicate_seconds": Var("compute time of the turn-over replicate", "s"),
+        "heldout_accuracy": Var(
+            "accuracy of each sub-network on the held-out test split, under the test "
+            "examples' own masks (both sub-networks are unseen there)"
+        ),
+    },
+)
+
+
+def subsets_schema(form: str = "loss") -> Schema:
+    """The subsets' schema; ``memorization`` holds the score form they rank by."""
+    var = SCORE_FORMS[form]
+    return Schema(
+        "Easy and difficult subsets: the lowest and highest memorization scores",
+        required={
+            "easy": flag("in the easy subset (lowest memorization scores)"),
+            "difficult": flag("in the difficult subset (highest memorization scores)"),
+            "memorization": Var(f"the score the subsets rank by ({var})", _SCORE_UNITS[var]),
+        },
+    )
+
+
+SUBSETS = subsets_schema()
+
+
+# --- slices and costs ------------------------------------------------------------------------
+
+
+def scores_slice(exp: Experiment, rep: int | None = None) -> ScoresSlice:
+    """Turn-over training on the training split: replicate ``rep``, or the whole score
+    (the merge of ``replicates`` replicates, or the one training)."""
+    return ScoresSlice(
+        "train", exp.dataset, exp.seed, exp.model, exp.optim, exp.score_temperature,
+        labels=exp.labels,
+        replicate=None if rep is None else int(rep),
+        replicates=exp.replicates if rep is None and exp.replicates > 1 else None,
+    )  # fmt: skip
+
+
+def scores_test_slice(exp: Experiment) -> ScoresSlice:
+    """Turn-over training on the test split, as many optimizer steps as the training's."""
+    return ScoresSlice(
+        "test", exp.dataset, exp.seed, exp.model, exp.test_optim(), exp.score_temperature
+    )
+
+
+def subsets_slice(exp: Experiment) -> SubsetsSlice:
+    return SubsetsSlice(scores_slice(exp), exp.subset_size, exp.score_form)
+
+
+def subsets_test_slice(exp: Experiment) -> SubsetsSlice:
+    return SubsetsSlice(scores_test_slice(exp), exp.test_subset_size, exp.score_form)
+
+
+def replicate_wildcards(exp: Experiment) -> list[dict]:
+    return [{"rep": k} for k in range(exp.replicates)] if exp.replicates > 1 else []
+
+
+def scores_passes(exp: Experiment, *, merge: bool = False, test: bool = False) -> list[Pass]:
+    """One turn-over run (train, both sub-networks scored every epoch); with R > 1
+    replicates the score job only merges their files. The test split's run takes as many
+    steps as the training split's."""
+    if merge and exp.replicates > 1:
+        return []
+    opt = exp.test_optim() if test else exp.optim
+    n = exp.info.n_test if test else exp.info.n_train
+    return [Pass(n, opt.epochs, TRAIN, opt.batch_size), Pass(n, opt.epochs, SCORE, EVAL_BATCH)]
+
+
+# --- stages ------------------------------------------------------------------------------------
+
+
+def scores(ctx: StageContext) -> None:
+    """Turn-over training and memorization scores of a split (``train`` or ``test``);
+    with R > 1 replicates, the merge of their artifacts."""
+    spec = ctx.slice(ScoresSlice)
+    if ctx.paths("scores_replicate"):
+        return _merge(ctx, spec)
+    data, lab, tensors = load_split(ctx, spec.split, labels=spec.labels is not None)
+    heldout = to_tensors(data, "test") if spec.split == "train" else None
+    ctx.preflight(bytes_estimate(len(tensors), 100))
+    checkpoint = ctx.checkpoint(split=spec.split)
+    seed = replicate_seed(spec.seed, spec.replicate or 0)
+    with ctx.lease() as dev:
+        out = score_split(
+            spec.model.with_classes(data.sizes["class"]),
+            tensors.to(dev),
+            spec.optim,
+            seed,
+            true_labels=None if lab is None else lab["true_label"].values,
+            corrupted=None if lab is None else lab["corrupted"].values,
+            heldout=None if heldout is None else heldout.to(dev),
+            checkpoint=checkpoint,
+            sharpen_temperature=spec.score_temperature,
+        )
+    acc = out["subnet_accuracy"].isel(epoch=-1).values
+    log.info("final training accuracy: unmuted %.4f, muted %.4f", *acc)
+    _log_auc(out)
+    ctx.write(out, SCORES, classes=classes_of(data), split=spec.split, turnover_seed=seed,
+              seconds=ctx.seconds())  # fmt: skip
+    checkpoint.remove()
+
+
+def _log_auc(scores) -> None:
+    wrong = scores["mislabeled"].values
+    if wrong.any() and not wrong.all():
+        auc = roc_auc(scores["memorization"].values, wrong)
+        scores.attrs["mislabeled_auc"] = float(auc)
+        log.info("ROC AUC of the memorization score for the wrong labels: %.4f", auc)
+
+
+def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
+    runs = ctx.open_all("scores_replicate", "scores_replicate")
+    ctx.preflight(bytes_estimate(runs[0].sizes["example"], 100 * len(runs)))
+    merged = merge_replicates(runs, [replicate_seed(spec.seed, r) for r in range(len(runs))])
+    merged["replicate_seconds"] = (
+        "replicate",
+        [float(r.attrs.get("seconds", float("nan"))) for r in runs],
+    )
+    _log_auc(merged)
+    log.info(
+        "merged %d replicates; mean standard error of the memorization score %.4f",
+        len(runs), float(merged["memorization_se"].mean()),
+    )  # fmt: skip
+    ctx.device = runs[0].attrs.get("device", "cpu")
+    ctx.write(merged, SCORES, split="train",
+              seconds=round(sum(float(r.attrs.get("seconds", 0.0)) for r in runs), 3))  # fmt: skip
+
+
+def subsets(ctx: StageContext) -> None:
+    """The easy and difficult subsets: lowest and highest memorization scores."""
+    spec = ctx.slice(SubsetsSlice)
+    name = "scores" if spec.scores.split == "train" else "scores_test"
+    scores_ds = ctx.open(name)
+    ctx.preflight()
+    out = easy_difficult(scores_ds[SCORE_FORMS[spec.score_form]], int(spec.size))
+    ctx.write(out, subsets_schema(spec.score_form))

@@ -1,0 +1,202 @@
+"""The plain-training studies: ``dynamics`` (figures 3, 5), ``gradstats`` (figure 4),
+``crosstrain`` (figure 6) and ``sweep`` (figure 10, one corruption level a job)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ...data.corruption import corrupt_labels
+from ...data.tensors import TensorSplit, to_tensors
+from ...studies.crosstrain import cross_training
+from ...studies.dynamics import corruption_level, training_dynamics
+from ...studies.gradient_statistics import gradient_statistics
+from ..artifacts import Schema, Var
+from ..context import StageContext
+from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
+from ..slices import StudySlice
+from ..specs import Experiment
+from .common import classes_of, load_split, plain_study, subset_rows
+from .scores import subsets_slice, subsets_test_slice
+
+__all__ = [
+    "CROSSTRAIN",
+    "DYNAMICS",
+    "GRADSTATS",
+    "crosstrain",
+    "dynamics",
+    "gradstats",
+    "sweep",
+]
+
+log = logging.getLogger("memorization.stages")
+
+_NATS = "nats"
+
+DYNAMICS = Schema(
+    "Plain training: accuracy and loss on the easy, difficult and full subsets per epoch",
+    required={
+        "accuracy": Var("accuracy on the subset's labels"),
+        "loss": Var("mean cross-entropy loss on the subset's labels", _NATS),
+        "subset_size": Var("number of examples in the subset", ""),
+    },
+)
+
+GRADSTATS = Schema(
+    "Gradient statistics of easy and difficult examples during plain training",
+    required={
+        "contribution": Var(
+            "mean contribution (v_i . g) / ||g|| of the subset's examples to the update in the "
+            "epoch, eq. 4",
+            "loss gradient units",
+        ),
+        "cosine_similarity": Var(
+            "mean pairwise cosine similarity of per-example gradients (probe after the epoch, or "
+            "pairs within the epoch's batches), eq. 3"
+        ),
+        "probe_size": Var("examples in the cosine-similarity probe", ""),
+    },
+)
+
+CROSSTRAIN = Schema(
+    "Training on the easy subset only and on the difficult subset only",
+    required={
+        "accuracy": Var("accuracy on the evaluated subset"),
+        "loss": Var("mean cross-entropy loss on the evaluated subset", _NATS),
+    },
+)
+
+
+# --- slices and costs ------------------------------------------------------------------------
+
+
+def _study(exp: Experiment, study: str, **extra) -> StudySlice:
+    return StudySlice(exp.dataset, exp.labels, exp.model, exp.study(study), **extra)
+
+
+def dynamics_slice(exp: Experiment) -> StudySlice:
+    return _study(exp, "dynamics", subsets=subsets_slice(exp),
+                  subsets_test=subsets_test_slice(exp), control=exp.control)  # fmt: skip
+
+
+def gradstats_slice(exp: Experiment) -> StudySlice:
+    return _study(exp, "gradstats", subsets=subsets_slice(exp), gradstats=exp.gradstats)
+
+
+def crosstrain_slice(exp: Experiment) -> StudySlice:
+    return _study(exp, "crosstrain", subsets=subsets_slice(exp))
+
+
+def sweep_slice(exp: Experiment, level: int) -> StudySlice:
+    return _study(exp.with_labels(level), "sweep")
+
+
+def sweep_wildcards(exp: Experiment) -> list[dict]:
+    return [{"level": level} for level in exp.corruption_levels]
+
+
+def _plain_run(exp: Experiment, study: str, trained: int, evaluated: int) -> list[Pass]:
+    opt = exp.study(study)
+    return [
+        Pass(trained, opt.epochs, TRAIN, opt.batch_size),
+        Pass(evaluated, opt.epochs + 1, EVAL, EVAL_BATCH),
+    ]
+
+
+def dynamics_passes(exp: Experiment) -> list[Pass]:
+    """Plain training on all examples (and, with ``control``, without the difficult
+    subset), train and test splits evaluated before training and after every epoch."""
+    n, t = exp.info.n_train, exp.info.n_test
+    passes = _plain_run(exp, "dynamics", n, n + t)
+    if exp.control:
+        passes += _plain_run(exp, "dynamics", n - int(exp.subset_size or 0), n + t)
+    return passes
+
+
+def gradstats_passes(exp: Experiment) -> list[Pass]:
+    """Plain training with per-example gradient statistics, three probes per epoch."""
+    opt = exp.study("gradstats")
+    probe = 3 * min(int(exp.gradstats.probe_size or 0), int(exp.subset_size or 0))
+    cost = TRAIN * GRADSTATS_FACTOR
+    return [
+        Pass(exp.info.n_train, opt.epochs, cost, opt.batch_size, per_example=True),
+        Pass(probe, opt.epochs, cost, GRADSTATS_CHUNK, per_example=True),
+    ]
+
+
+def crosstrain_passes(exp: Experiment) -> list[Pass]:
+    """Two runs, on the easy and on the difficult subset, the training split evaluated."""
+    return _plain_run(exp, "crosstrain", int(exp.subset_size or 0), exp.info.n_train) * 2
+
+
+def sweep_passes(exp: Experiment) -> list[Pass]:
+    """One plain run at one corruption level, train and test evaluated."""
+    return _plain_run(exp, "sweep", exp.info.n_train, exp.info.n_train + exp.info.n_test)
+
+
+# --- stages ------------------------------------------------------------------------------------
+
+
+def dynamics(ctx: StageContext) -> None:
+    """Plain training; accuracy on easy/difficult/full train and test examples per epoch."""
+    spec = ctx.slice(StudySlice)
+    data, _, train = load_split(ctx)
+    test = to_tensors(data, "test")
+    train_rows = subset_rows(ctx, "subsets", train.examples)
+    test_rows = subset_rows(ctx, "subsets_test", test.examples)
+
+    def study(dev, kwargs):
+        return training_dynamics(
+            train=train.to(dev), test=test.to(dev), train_subsets=train_rows,
+            test_subsets=test_rows, control=bool(spec.control), **kwargs,
+        )  # fmt: skip
+
+    out = plain_study(ctx, DYNAMICS, study, data.sizes["class"])
+    final = out["accuracy"].sel(run="all").isel(epoch=-1)
+    log.info("final accuracy (all data): %s", final.to_pandas().to_dict())
+
+
+def gradstats(ctx: StageContext) -> None:
+    """Contribution and cosine similarity of per-example gradients during plain training."""
+    spec = ctx.slice(StudySlice).gradstats
+    data, _, train = load_split(ctx)
+    rows = subset_rows(ctx, "subsets", train.examples)
+
+    def study(dev, kwargs):
+        return gradient_statistics(
+            train=train.to(dev), train_subsets=rows, probe_size=spec.probe_size,
+            cosine_pairs=spec.cosine_pairs, method=spec.method, **kwargs,
+        )  # fmt: skip
+
+    plain_study(ctx, GRADSTATS, study, data.sizes["class"])
+
+
+def crosstrain(ctx: StageContext) -> None:
+    """Train on the easy subset only and on the difficult subset only."""
+    data, _, train = load_split(ctx)
+    rows = subset_rows(ctx, "subsets", train.examples)
+
+    def study(dev, kwargs):
+        return cross_training(train=train.to(dev), train_subsets=rows, **kwargs)
+
+    out = plain_study(ctx, CROSSTRAIN, study, data.sizes["class"])
+    log.info("final accuracy: %s", out["accuracy"].isel(epoch=-1).to_pandas().to_dict())
+
+
+def sweep(ctx: StageContext) -> None:
+    """Plain training at one corruption level of the sweep (appendix E)."""
+    spec = ctx.slice(StudySlice)
+    data = ctx.open("dataset")
+    level = spec.labels.corrupt
+    train, test = to_tensors(data, "train"), to_tensors(data, "test")
+    labels, _ = corrupt_labels(
+        train.y.numpy(), level, data.sizes["class"], spec.labels.seed, spec.labels.corruption
+    )
+    train = TensorSplit(train.x, torch.as_tensor(labels, dtype=torch.int64), train.examples)
+
+    def study(dev, kwargs):
+        out = corruption_level(train=train.to(dev), test=test.to(dev), **kwargs)
+        return out.expand_dims(corrupt=[level])
+
+    plain_study(ctx, DYNAMICS, study, data.sizes["class"], classes=classes_of(data))

@@ -1,0 +1,286 @@
+"""The trust stages (never in the default target): peer estimators from one plain run
+(``peers``), the Feldman-Zhang ground truth (``truth_shard``, merged by ``truth``),
+turn-over influence pairs (``influence``) and every estimator against the truth
+(``validation``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ...data.tensors import to_tensors
+from ...method.scoring import train_turnover
+from ...trust.influence import top_turnover_influence
+from ...trust.peers import peer_estimators
+from ...trust.truth import merge_shards, train_shard, truth_dataset
+from ...trust.validation import estimator_table, influence_agreement
+from ..artifacts import Schema, Var, flag, open_artifact
+from ..context import StageContext
+from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
+from ..slices import InfluenceSlice, OptionsSlice, TruthSlice
+from ..specs import Experiment
+from .common import bytes_estimate, load_split, plain_study
+from .scores import scores_passes, scores_slice
+from .studies import _study
+
+__all__ = [
+    "INFLUENCE",
+    "PEERS",
+    "TRUTH",
+    "TRUTH_SHARD",
+    "VALIDATION",
+    "influence",
+    "peers",
+    "truth",
+    "truth_shard",
+    "validation",
+]
+
+log = logging.getLogger("memorization.stages")
+
+_NATS = "nats"
+
+PEERS = Schema(
+    "Peer estimators of memorization from one plain training run",
+    required={
+        "tracin_self_influence": Var(
+            "TracIn self-influence: sum over epochs of lr * ||grad loss||^2",
+            "nats^2 per squared parameter unit",
+        ),
+        "final_loss": Var("training loss after the last epoch", _NATS),
+        "slow_learning": Var("1 - learning speed (mean training accuracy over the epochs)"),
+        "forgetting_events": Var(
+            "forgetting events (correct -> incorrect); never learnt: number of epochs", ""
+        ),
+        "loss": Var("training loss at the end of the epoch", _NATS),
+        "correct": flag("classified correctly at the end of the epoch"),
+        "grad_sq_norm": Var(
+            "squared norm of the example's loss gradient at the end of the epoch",
+            "nats^2 per squared parameter unit",
+        ),
+        "lr": Var("learning rate of the epoch"),
+        "accuracy": Var("training accuracy at the end of the epoch"),
+    },
+)
+
+TRUTH_SHARD = Schema(
+    "Models of the Feldman-Zhang ground truth and their predictions",
+    required={
+        "in_train": flag("example is in the model's training subset"),
+        "correct": flag("model classifies the training example correctly"),
+        "prob": Var("model's probability of the example's label"),
+        "model_seed": Var("initialisation seed of the model", ""),
+    },
+    optional={
+        "correct_test": flag("model classifies the test example correctly"),
+        "prob_test": Var("model's probability of the test example's label"),
+    },
+)
+
+TRUTH = Schema(
+    "Feldman-Zhang memorization and influence by retraining",
+    required={
+        "memorization": Var("Feldman-Zhang memorization: P[correct | in] - P[correct | out]"),
+        "memorization_se": Var("standard error of the Feldman-Zhang memorization"),
+        "memorization_half": Var("Feldman-Zhang memorization from models [0, K/2) and [K/2, K)"),
+    },
+    optional={
+        "memorization_prob": Var(
+            "mean label probability of the models trained on it minus of the others"
+        ),
+        "p_in": Var("fraction correct among models trained on the example"),
+        "p_out": Var("fraction correct among models not trained on the example"),
+        "n_in": Var("models trained on the example", ""),
+        "n_out": Var("models not trained on the example", ""),
+        "influence": Var(
+            "Feldman-Zhang influence on the test example: P[correct | i in] - P[correct | i out]"
+        ),
+        "influence_example": Var("training example of the influence pair (example id)", ""),
+    },
+)
+
+INFLUENCE = Schema(
+    "Turn-over influence of training examples on test examples (eq. 5)",
+    required={
+        "influence": Var(
+            "turn-over influence on the test example: loss(muted) - loss(unmuted), eq. 5", _NATS
+        ),
+        "influence_example": Var("training example of the influence pair (example id)", ""),
+    },
+)
+
+VALIDATION = Schema(
+    "Quality and cost of every memorization estimator against the Feldman-Zhang truth",
+    required={
+        "auc_memorized": Var("ROC AUC for Feldman-Zhang memorization > threshold (clean regime)"),
+        "top_overlap": Var("overlap of the top 10 % with Feldman-Zhang's (clean regime)"),
+        "spearman": Var("Spearman rank correlation with Feldman-Zhang memorization"),
+        "random_label_auc": Var("ROC AUC for the wrong labels, once fitted (noisy regime)"),
+        "cost_runs": Var("cost in training-run equivalents", ""),
+        "cost_seconds": Var("measured compute time (from the artifacts' provenance)", "s"),
+    },
+)
+
+
+# --- slices and costs ------------------------------------------------------------------------
+
+
+def peers_slice(exp: Experiment):
+    return _study(exp, "estimators")
+
+
+def truth_shard_slice(exp: Experiment, shard: int) -> TruthSlice:
+    return TruthSlice(exp.dataset, exp.labels, exp.model, exp.optim, _truth(exp), int(shard))
+
+
+def truth_slice(exp: Experiment) -> TruthSlice:
+    return TruthSlice(exp.dataset, exp.labels, exp.model, exp.optim, _truth(exp))
+
+
+def _truth(exp: Experiment):
+    if exp.truth is None:
+        raise ValueError(f"experiment {exp.name!r} has no truth settings")
+    return exp.truth
+
+
+def truth_wildcards(exp: Experiment) -> list[dict]:
+    return [{"shard": k} for k in range(exp.truth.shards)] if exp.truth else []
+
+
+def influence_slice(exp: Experiment) -> InfluenceSlice:
+    """The turn-over training of the scores' replicate 0, and how many pairs to keep."""
+    return InfluenceSlice(scores_slice(exp, 0), exp.truth.top_k if exp.truth else 10)
+
+
+def peers_passes(exp: Experiment) -> list[Pass]:
+    """One plain run, every example's exact gradient norm recorded after every epoch."""
+    opt, n = exp.optim, exp.info.n_train
+    return [
+        Pass(n, opt.epochs, TRAIN, opt.batch_size),
+        Pass(n, opt.epochs, TRAIN * GRADSTATS_FACTOR, GRADSTATS_CHUNK, per_example=True),
+    ]
+
+
+def truth_shard_passes(exp: Experiment) -> list[Pass]:
+    """This shard's models, each on its fraction of the training set, then evaluated on
+    both splits."""
+    truth, opt, info = _truth(exp), exp.optim, exp.info
+    models = -(-truth.models // truth.shards)
+    trained = int(round(truth.fraction * info.n_train))
+    return [
+        Pass(trained * models, opt.epochs, TRAIN, opt.batch_size),
+        Pass((info.n_train + info.n_test) * models, 1, EVAL, EVAL_BATCH),
+    ]
+
+
+def influence_passes(exp: Experiment) -> list[Pass]:
+    """One turn-over run, then both sub-networks of every training example on every test
+    example (the MLP's fast path costs far less: an upper bound)."""
+    info = exp.info
+    pairs = info.n_train * info.n_test if exp.model.name != "mlp" else info.n_test * 64
+    return scores_passes(exp) + [Pass(pairs, 1, 2.0, EVAL_BATCH)]
+
+
+# --- stages ------------------------------------------------------------------------------------
+
+
+def peers(ctx: StageContext) -> None:
+    """The peer estimators (TracIn self-influence, final loss, slow learning, forgetting
+    events) from one plain run with the experiment's own settings."""
+    data, _, train = load_split(ctx)
+
+    def study(dev, kwargs):
+        return peer_estimators(train=train.to(dev), **kwargs)
+
+    out = plain_study(ctx, PEERS, study, data.sizes["class"], n_examples=len(train),
+                      resumable=False)  # fmt: skip
+    log.info("final training accuracy %.4f", float(out["accuracy"].values[-1]))
+
+
+def truth_shard(ctx: StageContext) -> None:
+    """Models [k0, k1) of the Feldman-Zhang ground truth, trained as one ensemble."""
+    spec = ctx.slice(TruthSlice)
+    data, _, train = load_split(ctx)
+    test = to_tensors(data, "test")
+    k0, k1 = spec.truth.shard_range(spec.shard)
+    ctx.preflight(bytes_estimate((k1 - k0) * (len(train) + len(test)), 8))
+    with ctx.lease() as dev:
+        out = train_shard(
+            spec.model.with_classes(data.sizes["class"]), train.to(dev), test.to(dev), spec.study,
+            n_models=spec.truth.models, fraction=spec.truth.fraction, seed=spec.labels.seed,
+            k0=k0, k1=k1,
+        )  # fmt: skip
+    ctx.write(out, TRUTH_SHARD, seconds=ctx.seconds(), models=f"{k0}-{k1 - 1}")
+
+
+def truth(ctx: StageContext) -> None:
+    """Merge the shards into the Feldman-Zhang memorization and influence estimates."""
+    spec = ctx.slice(TruthSlice)
+    loaded = ctx.open_all("truth_shard")
+    ctx.preflight()
+    merged = merge_shards(loaded)
+    out = truth_dataset(merged, top_k=int(spec.truth.top_k))
+    memorized = int((out["memorization"].values > 0.25).sum())
+    log.info("%d models; %d examples with memorization > 0.25", len(merged["model"]), memorized)
+    seconds = sum(float(ds.attrs.get("seconds", 0.0)) for ds in loaded)
+    ctx.write(out, TRUTH, seconds=round(seconds, 3))
+
+
+def influence(ctx: StageContext) -> None:
+    """Turn-over influence (eq. 5) of the training examples on every test example: the
+    top-k pairs. Trains the turn-over model again (the same as the scores' replicate 0)."""
+    spec = ctx.slice(InfluenceSlice)
+    data, _, train = load_split(ctx)
+    test = to_tensors(data, "test")
+    ctx.preflight(bytes_estimate(len(test) * spec.top_k, 16))
+    with ctx.lease() as dev:
+        model = spec.scores.model.with_classes(data.sizes["class"])
+        run = train_turnover(model, train.to(dev), spec.scores.optim, spec.scores.seed)
+        rows, values = top_turnover_influence(run.model, run.masks, test.to(dev), spec.top_k)
+    out = xr.Dataset(
+        {
+            "influence": (("test_example", "rank"), values),
+            "influence_example": (("test_example", "rank"), train.examples[rows]),
+        },
+        coords={"test_example": test.examples, "rank": np.arange(rows.shape[1])},
+    )
+    ctx.write(out, INFLUENCE, seconds=ctx.seconds())
+
+
+def validation(ctx: StageContext) -> None:
+    """The quality and cost of every memorization estimator (validation.nc)."""
+    options = ctx.slice(OptionsSlice).options
+
+    def load(name, kind):
+        paths = ctx.paths(name)
+        return open_artifact(paths[0], kind) if paths else None
+
+    def named(name):
+        return {Path(p).parent.name: open_artifact(p, "scores") for p in ctx.paths(name)}
+
+    truth_ds = load("clean_truth", "truth")
+    table = estimator_table(
+        truth=truth_ds,
+        clean_scores=load("clean_scores", "scores"),
+        clean_estimators=load("clean_peers", "peers"),
+        noisy_scores=load("noisy_scores", "scores"),
+        noisy_estimators=load("noisy_peers", "peers"),
+        variants=named("variants"),
+        noisy_variants=named("noisy_variants"),
+        replicates=tuple(options.get("replicates", (1, 2, 4, 8))),
+        threshold=float(options.get("threshold", 0.25)),
+    )
+    if ctx.paths("clean_influence") and truth_ds is not None and "influence" in truth_ds:
+        table.attrs.update(influence_agreement(load("clean_influence", "influence"), truth_ds))
+    for name in table["estimator"].values:
+        row = table.sel(estimator=name)
+        log.info(
+            "%-28s AUC %.3f  top-10%% %.3f  Spearman %.3f  random-label AUC %.3f  cost %.1f runs",
+            name, *(float(row[m]) for m in ("auc_memorized", "top_overlap", "spearman")),
+            float(row["random_label_auc"]), float(row["cost_runs"]),
+        )  # fmt: skip
+    ctx.preflight()
+    ctx.write(table, VALIDATION)
