@@ -1,0 +1,282 @@
+"""``source: image_folder``: a folder of image files, one subfolder per class.
+
+Layouts:
+
+- ``path/train/<class>/...`` and ``path/test/<class>/...``: the given split; both
+  trees must have the same class subfolders;
+- ``path/<class>/...`` (no ``train``/``test`` subfolders): a stratified seeded split
+  with ``test_fraction`` (scikit-learn ``train_test_split`` of the example ids with
+  ``stratify=labels, random_state=split_seed``).
+
+Classes are the sorted names of the class subfolders (hidden ones skipped); label
+``k`` is the ``k``-th. Image files are found at any depth under a class folder by
+extension (``.png .jpg .jpeg .bmp .gif .webp``, any case); other files are ignored.
+
+Options:
+
+- ``path`` (required): the root folder.
+- ``size`` (required, ``[H, W]`` or null): every image is resized to ``H x W`` with
+  PIL's bilinear filter; null keeps the images' own size, which must then be the
+  same for all (checked).
+- ``channels`` (null, 1 or 3): null takes the mode of the first image (grey modes
+  such as ``L``: 1, anything else: 3); every image is converted to ``L`` or ``RGB``.
+- ``test_fraction`` (0.2) and ``split_seed`` (0): the split of a single tree.
+- ``lazy`` (true): the ``dataset`` artifact holds the files' absolute paths and
+  training decodes each batch when it is drawn
+  (:class:`memorization.data.lazy.LazyImages`); the channel statistics are computed
+  while streaming once over the images at prepare time. False: the artifact holds
+  the pixels (uint8).
+
+Example ids: the image files are numbered ``0..N-1`` in the sorted order of their
+path relative to the root, as POSIX strings (e.g. ``test/cat/1.png`` <
+``train/cat/1.png``); an id does not change as long as the set of files does not.
+
+:func:`info` only lists the files and opens (not decodes) the first image of each
+class; :func:`load` decodes every image once (an unreadable file is refused by name).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ...infra.options import REQUIRED, Option
+from ..lazy import GREY_MODES, read_image
+from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
+from .arrays import stratified_split
+
+__all__ = ["EXTENSIONS", "OPTIONS", "info", "load", "scan"]
+
+#: image files are found by these extensions (any case)
+EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
+
+OPTIONS: dict[str, Option] = {
+    "path": Option(
+        REQUIRED,
+        "Root folder: train/<class>/ and test/<class>/ subfolders, or one <class>/ tree.",
+        {"type": "string"},
+    ),
+    "size": Option(
+        REQUIRED,
+        "Image size [height, width] every image is resized to; null: all images must have "
+        "one size.",
+        {
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            ]
+        },
+    ),
+    "channels": Option(
+        None,
+        "Channels (1: grey, 3: RGB) every image is converted to; null: from the first image.",
+        {"enum": [None, 1, 3]},
+    ),
+    "test_fraction": Option(
+        0.2,
+        "Fraction held out as a stratified test split when there are no train/ and test/ "
+        "subfolders.",
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    ),
+    "split_seed": Option(
+        0, "Seed of the stratified train/test split.", {"type": "integer", "minimum": 0}
+    ),
+    "lazy": Option(
+        True,
+        "Store the file paths and decode each batch during training (false: store the pixels).",
+        {"type": "boolean"},
+    ),
+}
+
+
+def _classes(tree: Path) -> list[str]:
+    return sorted(d.name for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _files(folder: Path, root: Path) -> list[str]:
+    """Image files under ``folder`` (any depth), as POSIX paths relative to ``root``."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in EXTENSIONS:
+                out.append(Path(dirpath, f).relative_to(root).as_posix())
+    return out
+
+
+def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0):
+    """``(relative paths, labels, is_test, classes)`` of an image folder, in id order."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"image folder {str(root)!r} does not exist or is not a folder")
+    train_dir, test_dir = root / "train", root / "test"
+    trees = [t for t in (train_dir, test_dir) if t.is_dir()]
+    if len(trees) == 1:
+        missing = test_dir if trees[0] == train_dir else train_dir
+        raise DatasetError(
+            f"image folder {str(root)!r} has {trees[0].name}/ but no {missing.name}/: give "
+            "both train/ and test/, or one tree of class folders (split with test_fraction)"
+        )
+    split_given = len(trees) == 2
+    if split_given:
+        classes = _classes(train_dir)
+        test_classes = _classes(test_dir)
+        if classes != test_classes:
+            only_train = sorted(set(classes) - set(test_classes))
+            only_test = sorted(set(test_classes) - set(classes))
+            raise DatasetError(
+                f"image folder {str(root)!r}: train/ and test/ must have the same class "
+                f"folders; only in train/: {only_train}, only in test/: {only_test}"
+            )
+    else:
+        classes = _classes(root)
+    where = f"image folder {str(root)!r}"
+    if len(classes) < 2:
+        raise DatasetError(f"{where}: at least two class folders are needed, found {classes}")
+    paths, labels = [], []
+    for k, name in enumerate(classes):
+        for tree in trees if split_given else [root]:
+            found = _files(tree / name, root)
+            if not found and tree != test_dir:
+                ext = " ".join(sorted(EXTENSIONS))
+                raise DatasetError(
+                    f"{where}: class folder {str(tree / name)!r} has no image files ({ext})"
+                )
+            paths += found
+            labels += [k] * len(found)
+    order = sorted(range(len(paths)), key=paths.__getitem__)
+    paths = np.array([paths[i] for i in order], dtype=object)
+    labels = np.asarray(labels, dtype=np.int64)[order]
+    if split_given:
+        is_test = np.array([p.startswith("test/") for p in paths], dtype=bool)
+    else:
+        is_test = stratified_split(labels, test_fraction, split_seed, where)
+    counts = np.bincount(labels[~is_test], minlength=len(classes))
+    few = [f"{classes[k]} ({c})" for k, c in enumerate(counts) if c < 2]
+    if few:
+        raise DatasetError(
+            f"{where}: every class needs at least 2 training images; too few: {', '.join(few)}"
+        )
+    return paths, labels, is_test, tuple(classes)
+
+
+def _options(spec: DatasetSpec) -> dict:
+    opts = {k: o.default for k, o in OPTIONS.items() if not o.required}
+    opts.update(spec.options)
+    if "path" not in opts:
+        raise DatasetError(f"dataset {spec.name!r} (source: image_folder) needs path")
+    if "size" not in opts:
+        raise DatasetError(
+            f"dataset {spec.name!r} (source: image_folder) needs size: [height, width], or "
+            "null to keep the images' own (one) size"
+        )
+    if opts["size"] is not None:
+        size = list(opts["size"])
+        if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
+            raise DatasetError(f"dataset {spec.name!r}: size must be [height, width], got {size}")
+        opts["size"] = (int(size[0]), int(size[1]))
+    if opts["channels"] not in (None, 1, 3):
+        raise DatasetError(f"dataset {spec.name!r}: channels must be 1, 3 or null")
+    return opts
+
+
+def _peek(path: Path) -> tuple[str, tuple[int, int]]:
+    """Mode and ``(H, W)`` of an image file (its header only)."""
+    from PIL import Image  # PIL is imported only where images are opened (heavy)
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, (im.size[1], im.size[0])
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"image file {str(path)!r} cannot be read: {err}") from err
+
+
+def _scan(spec: DatasetSpec):
+    opts = _options(spec)
+    root = Path(str(opts["path"])).expanduser().resolve()
+    paths, labels, is_test, classes = scan(root, opts["test_fraction"], opts["split_seed"])
+    # the first image of each class (in id order): mode, and size where not given
+    firsts = [int(np.argmax(labels == k)) for k in range(len(classes))]
+    first = min(firsts)
+    mode, own = _peek(root / paths[first])
+    channels = opts["channels"] or (1 if mode in GREY_MODES else 3)
+    size = opts["size"]
+    if size is None:
+        for i in firsts:
+            if i == first:
+                continue
+            other = _peek(root / paths[i])[1]
+            if other != own:
+                raise DatasetError(_size_error(root, paths[first], own, paths[i], other))
+        size = own
+    return opts, root, paths, labels, is_test, classes, channels, size
+
+
+def _size_error(root, first, size, path, other) -> str:
+    return (
+        f"image folder {str(root)!r}: images differ in size ({str(root / first)!r} is "
+        f"{size[0]}x{size[1]}, {str(root / path)!r} is {other[0]}x{other[1]}, height x "
+        "width) and size is null; set size: [height, width] to resize them"
+    )
+
+
+def info(spec: DatasetSpec, data_root: str | Path = "data") -> DatasetInfo:
+    _, root, _, labels, is_test, classes, channels, size = _scan(spec)
+    counts = np.bincount(labels[~is_test], minlength=len(classes))
+    return DatasetInfo(
+        n_train=int((~is_test).sum()),
+        n_test=int(is_test.sum()),
+        shape=(channels, *size),
+        classes=classes,
+        source=f"image_folder {root}",
+        train_class_counts=tuple(int(c) for c in counts),
+    )
+
+
+def _decode_checked(root, rel, size, channels, keep_size, first):
+    img = read_image(root / rel, None if keep_size else size, channels)
+    if keep_size and img.shape[1:] != tuple(size):
+        raise DatasetError(_size_error(root, first, size, rel, img.shape[1:]))
+    return img
+
+
+def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = False) -> RawData:
+    opts, root, paths, labels, is_test, classes, channels, size = _scan(spec)
+    keep_size = opts["size"] is None
+    first = paths[0]
+    attrs = {"image_root": str(root), "image_size": list(size), "image_channels": channels}
+    common = dict(
+        labels=labels,
+        is_test=is_test,
+        ids=np.arange(len(paths), dtype=np.int64),
+        classes=classes,
+        source=f"image_folder {root}",
+        shape=(channels, *size),
+    )
+    if not opts["lazy"]:
+        images = np.empty((len(paths), channels, *size), dtype=np.uint8)
+        for i, rel in enumerate(paths):
+            images[i] = _decode_checked(root, rel, size, channels, keep_size, first)
+        return RawData(images=images, attrs=attrs, **common)
+    # one streaming pass: every image decoded once (checked), training pixels summed exactly
+    total = np.zeros(channels, dtype=np.int64)
+    squares = np.zeros(channels, dtype=np.int64)
+    for rel, test in zip(paths, is_test, strict=True):
+        img = _decode_checked(root, rel, size, channels, keep_size, first)
+        if not test:
+            flat = img.reshape(channels, -1).astype(np.int64)
+            total += flat.sum(axis=1)
+            squares += (flat * flat).sum(axis=1)
+    n = float((~is_test).sum()) * size[0] * size[1]
+    mean = total / (255.0 * n)
+    var = np.maximum(squares / (255.0**2 * n) - mean**2, 0.0)
+    attrs.update(channel_mean=mean.tolist(), channel_std=np.sqrt(var).tolist())
+    abs_paths = np.array([str(root / p) for p in paths], dtype=object)
+    return RawData(paths=abs_paths, attrs=attrs, **common)
