@@ -487,8 +487,46 @@ def test_image_folder_refusals(tmp_path):
         dataset_info(spec("s", "image_folder", path=str(root), size=None))
     with pytest.raises(DatasetError, match="does not exist"):
         dataset_info(spec("n", "image_folder", path=str(tmp_path / "nowhere"), size=None))
-    with pytest.raises(DatasetError, match="needs size"):
-        dataset_info(DatasetSpec("n", "image_folder", {"path": str(root)}))
+    # size defaults to null: the images' own size, which must be one size
+    root = tmp_path / "default_size"
+    _tree(root)
+    shape = dataset_info(DatasetSpec("n", "image_folder", {"path": str(root)})).shape
+    assert shape == dataset_info(spec("n", "image_folder", path=str(root), size=None)).shape
+
+
+def test_image_folder_ids_from_file_names_match_an_arrays_file(tmp_path):
+    """ids: filename numbers each image by its file name: the same ids, split and pixels as
+    the arrays file the images came from, so the prepared tensors are identical bit for bit
+    (the channel statistics come from exact integer sums in both)."""
+    from PIL import Image
+
+    from memorization.data import prepare_dataset, to_tensors
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 8, 8, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(4), 10)
+    np.savez(tmp_path / "a.npz", images=images, labels=labels)
+    arrays = prepare_dataset(spec("a", "arrays", path=str(tmp_path / "a.npz"), test_fraction=0.25))
+    root = tmp_path / "folder"
+    for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
+        split = str(arrays["split"].sel(example=i).values)
+        folder = root / split / f"c{lab}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:05d}.png")
+    for lazy in (True, False):
+        folder = prepare_dataset(spec("f", "image_folder", path=str(root), ids="filename",
+                                      lazy=lazy))  # fmt: skip
+        assert folder["example"].values.tolist() == arrays["example"].values.tolist()
+        assert folder.attrs["channel_mean"] == arrays.attrs["channel_mean"]
+        assert folder.attrs["channel_std"] == arrays.attrs["channel_std"]
+        for split in ("train", "test"):
+            a, f = to_tensors(arrays, split), to_tensors(folder, split)
+            assert np.array_equal(a.examples, f.examples)
+            x = f.x[np.arange(len(f))] if lazy else f.x
+            assert torch.equal(a.x, x) and torch.equal(a.y, f.y)
+    (root / "train" / "c0" / "00000.png").rename(root / "train" / "c0" / "x.png")
+    with pytest.raises(DatasetError, match="must be an id"):
+        dataset_info(spec("g", "image_folder", path=str(root), ids="filename"))
 
 
 # --- torchvision -----------------------------------------------------------------------------

@@ -56,6 +56,9 @@ class RawData:
     paths: np.ndarray | None = None
     shape: tuple[int, int, int] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: channel statistics from exact integer sums (:mod:`memorization.data.stats`); the
+    #: built-in datasets keep the float64 means of earlier versions (same results as before)
+    exact_stats: bool = True
 
 
 @dataclass(frozen=True)

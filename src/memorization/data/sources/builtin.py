@@ -157,4 +157,5 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
         source=known.source,
         images=images,
         shape=known.shape,
+        exact_stats=False,
     )

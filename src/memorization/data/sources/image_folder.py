@@ -15,8 +15,8 @@ extension (``.png .jpg .jpeg .bmp .gif .webp``, any case); other files are ignor
 Options:
 
 - ``path`` (required): the root folder.
-- ``size`` (required, ``[H, W]`` or null): every image is resized to ``H x W`` with
-  PIL's bilinear filter; null keeps the images' own size, which must then be the
+- ``size`` (``[H, W]``, or null: the default): every image is resized to ``H x W``
+  with PIL's bilinear filter; null keeps the images' own size, which must then be the
   same for all (checked).
 - ``channels`` (null, 1 or 3): null takes the mode of the first image (grey modes
   such as ``L``: 1, anything else: 3); every image is converted to ``L`` or ``RGB``.
@@ -27,9 +27,12 @@ Options:
   while streaming once over the images at prepare time. False: the artifact holds
   the pixels (uint8).
 
-Example ids: the image files are numbered ``0..N-1`` in the sorted order of their
-path relative to the root, as POSIX strings (e.g. ``test/cat/1.png`` <
-``train/cat/1.png``); an id does not change as long as the set of files does not.
+Example ids (``ids``): ``sorted`` (the default) numbers the image files ``0..N-1`` in
+the sorted order of their path relative to the root, as POSIX strings (e.g.
+``test/cat/1.png`` < ``train/cat/1.png``), so an id does not change as long as the set
+of files does not; ``filename`` takes each file's name without its extension as its id
+(``train/cat/00042.png`` is example 42: ids you chose, e.g. the rows of an arrays file
+the images came from; they must be distinct non-negative integers).
 
 :func:`info` only lists the files and opens (not decodes) the first image of each
 class; :func:`load` decodes every image once (an unreadable file is refused by name).
@@ -45,6 +48,7 @@ import numpy as np
 from ...infra.options import REQUIRED, Option
 from ..lazy import GREY_MODES, read_image
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
+from ..stats import ChannelSums
 from .arrays import stratified_split
 
 __all__ = ["EXTENSIONS", "OPTIONS", "info", "load", "scan"]
@@ -59,7 +63,7 @@ OPTIONS: dict[str, Option] = {
         {"type": "string"},
     ),
     "size": Option(
-        REQUIRED,
+        None,
         "Image size [height, width] every image is resized to; null: all images must have "
         "one size.",
         {
@@ -88,6 +92,12 @@ OPTIONS: dict[str, Option] = {
     "split_seed": Option(
         0, "Seed of the stratified train/test split.", {"type": "integer", "minimum": 0}
     ),
+    "ids": Option(
+        "sorted",
+        "Example ids: sorted (the files numbered in sorted path order) or filename (each "
+        "file's name without extension is its id).",
+        {"type": "string", "enum": ["sorted", "filename"]},
+    ),
     "lazy": Option(
         True,
         "Store the file paths and decode each batch during training (false: store the pixels).",
@@ -111,8 +121,30 @@ def _files(folder: Path, root: Path) -> list[str]:
     return out
 
 
-def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0):
-    """``(relative paths, labels, is_test, classes)`` of an image folder, in id order."""
+def _numbered(paths: list[str], labels: list[int], ids: str, where: str):
+    """Paths and labels in id order, and the ids (see the module docstring)."""
+    if ids == "sorted":
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        numbers = np.arange(len(paths), dtype=np.int64)
+    else:
+        stems = [Path(p).stem for p in paths]
+        bad = [p for p, s in zip(paths, stems, strict=True) if not s.isdigit()]
+        if bad:
+            raise DatasetError(f"{where}: with ids: filename every file name must be an id "
+                               f"(a non-negative integer), not {bad[0]!r}")  # fmt: skip
+        values = np.array([int(s) for s in stems], dtype=np.int64)
+        order = list(np.argsort(values, kind="stable"))
+        numbers = values[order]
+        dup = numbers[1:][numbers[1:] == numbers[:-1]]
+        if dup.size:
+            raise DatasetError(f"{where}: with ids: filename, id {int(dup[0])} is the name of "
+                               "two files")  # fmt: skip
+    paths = np.array([paths[i] for i in order], dtype=object)
+    return paths, np.asarray(labels, dtype=np.int64)[order], numbers
+
+
+def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0, ids="sorted"):
+    """``(relative paths, labels, is_test, classes, ids)`` of an image folder, in id order."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"image folder {str(root)!r} does not exist or is not a folder")
@@ -151,9 +183,7 @@ def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0):
                 )
             paths += found
             labels += [k] * len(found)
-    order = sorted(range(len(paths)), key=paths.__getitem__)
-    paths = np.array([paths[i] for i in order], dtype=object)
-    labels = np.asarray(labels, dtype=np.int64)[order]
+    paths, labels, ids = _numbered(paths, labels, ids, where)
     if split_given:
         is_test = np.array([p.startswith("test/") for p in paths], dtype=bool)
     else:
@@ -164,7 +194,7 @@ def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0):
         raise DatasetError(
             f"{where}: every class needs at least 2 training images; too few: {', '.join(few)}"
         )
-    return paths, labels, is_test, tuple(classes)
+    return paths, labels, is_test, tuple(classes), ids
 
 
 def _options(spec: DatasetSpec) -> dict:
@@ -172,11 +202,6 @@ def _options(spec: DatasetSpec) -> dict:
     opts.update(spec.options)
     if "path" not in opts:
         raise DatasetError(f"dataset {spec.name!r} (source: image_folder) needs path")
-    if "size" not in opts:
-        raise DatasetError(
-            f"dataset {spec.name!r} (source: image_folder) needs size: [height, width], or "
-            "null to keep the images' own (one) size"
-        )
     if opts["size"] is not None:
         size = list(opts["size"])
         if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
@@ -201,7 +226,9 @@ def _peek(path: Path) -> tuple[str, tuple[int, int]]:
 def _scan(spec: DatasetSpec):
     opts = _options(spec)
     root = Path(str(opts["path"])).expanduser().resolve()
-    paths, labels, is_test, classes = scan(root, opts["test_fraction"], opts["split_seed"])
+    paths, labels, is_test, classes, ids = scan(
+        root, opts["test_fraction"], opts["split_seed"], opts["ids"]
+    )
     # the first image of each class (in id order): mode, and size where not given
     firsts = [int(np.argmax(labels == k)) for k in range(len(classes))]
     first = min(firsts)
@@ -216,7 +243,7 @@ def _scan(spec: DatasetSpec):
             if other != own:
                 raise DatasetError(_size_error(root, paths[first], own, paths[i], other))
         size = own
-    return opts, root, paths, labels, is_test, classes, channels, size
+    return opts, root, paths, labels, is_test, classes, channels, size, ids
 
 
 def _size_error(root, first, size, path, other) -> str:
@@ -228,7 +255,7 @@ def _size_error(root, first, size, path, other) -> str:
 
 
 def info(spec: DatasetSpec, data_root: str | Path = "data") -> DatasetInfo:
-    _, root, _, labels, is_test, classes, channels, size = _scan(spec)
+    _, root, _, labels, is_test, classes, channels, size, _ = _scan(spec)
     counts = np.bincount(labels[~is_test], minlength=len(classes))
     return DatasetInfo(
         n_train=int((~is_test).sum()),
@@ -248,14 +275,14 @@ def _decode_checked(root, rel, size, channels, keep_size, first):
 
 
 def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = False) -> RawData:
-    opts, root, paths, labels, is_test, classes, channels, size = _scan(spec)
+    opts, root, paths, labels, is_test, classes, channels, size, ids = _scan(spec)
     keep_size = opts["size"] is None
     first = paths[0]
     attrs = {"image_root": str(root), "image_size": list(size), "image_channels": channels}
     common = dict(
         labels=labels,
         is_test=is_test,
-        ids=np.arange(len(paths), dtype=np.int64),
+        ids=ids,
         classes=classes,
         source=f"image_folder {root}",
         shape=(channels, *size),
@@ -266,17 +293,12 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
             images[i] = _decode_checked(root, rel, size, channels, keep_size, first)
         return RawData(images=images, attrs=attrs, **common)
     # one streaming pass: every image decoded once (checked), training pixels summed exactly
-    total = np.zeros(channels, dtype=np.int64)
-    squares = np.zeros(channels, dtype=np.int64)
+    sums = ChannelSums(channels)
     for rel, test in zip(paths, is_test, strict=True):
         img = _decode_checked(root, rel, size, channels, keep_size, first)
         if not test:
-            flat = img.reshape(channels, -1).astype(np.int64)
-            total += flat.sum(axis=1)
-            squares += (flat * flat).sum(axis=1)
-    n = float((~is_test).sum()) * size[0] * size[1]
-    mean = total / (255.0 * n)
-    var = np.maximum(squares / (255.0**2 * n) - mean**2, 0.0)
-    attrs.update(channel_mean=mean.tolist(), channel_std=np.sqrt(var).tolist())
+            sums.add(img)
+    mean, std = sums.stats()
+    attrs.update(channel_mean=mean.tolist(), channel_std=std.tolist())
     abs_paths = np.array([str(root / p) for p in paths], dtype=object)
     return RawData(paths=abs_paths, attrs=attrs, **common)
