@@ -20,6 +20,7 @@ coerce_overrides(config)  # --config leaves nested numbers as strings; YAML 1.1 
 INFOS = check_before_jobs(
     config,
     configfiles=[str(f) for f in workflow.configfiles],
+    overrides=workflow.config_settings.config,
     local=workflow.local_exec and workflow.is_main_process,
 )
 W = WorkflowConfig.from_config(config, INFOS)
@@ -83,15 +84,19 @@ def validation_inputs(wildcards=None):
 
 
 def all_figures():
-    figures = [R.paths.of("figure", fig=fig) for fig in W.figures]
+    """Every figure of the config; without figures, every experiment's overview page."""
+    if W.figures:
+        figures = [R.paths.of("figure", fig=fig) for fig in W.figures]
+    else:
+        figures = [R.paths.of("overview", exp) for exp in W.experiments]
     if REPORTING:
         return [f for f in figures if os.path.exists(f)]
     return figures
 
 
 def all_claims():
-    claims = R.paths.of("claims") if W.figures else None
-    if claims is None or (REPORTING and not os.path.exists(claims)):
+    claims = R.paths.of("claims")
+    if REPORTING and not os.path.exists(claims):
         return []
     return [claims]
 
@@ -99,7 +104,8 @@ def all_claims():
 def claims_inputs(wildcards=None):
     """Each figure's claims, and the artifacts of the sub-network check: the scores of
     every experiment a figure scores, and its plain model's test accuracy (dynamics)."""
-    scored, dynamics = [], []
+    scored = [] if W.figures else list(W.experiments)
+    dynamics = []
     for fig, options in W.figures.items():
         for _, name, artifact in FIGURES[fig].needs(options):
             if artifact != "sweep" and name not in scored:

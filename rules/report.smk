@@ -35,3 +35,20 @@ rule claims:
         ENV
     script:
         STAGE
+
+
+rule overview:
+    """One page per experiment: score histogram, sub-networks, most and least memorized."""
+    input:
+        dataset=dataset_of,
+        scores=path("scores"),
+    output:
+        output=report(path("overview"), caption="../report/overview.rst", category="Overview"),
+    log:
+        R.log("overview"),
+    conda:
+        ENV
+    params:
+        **R.params("overview", "dataset", "scores"),
+    script:
+        STAGE

@@ -39,7 +39,10 @@ class ChannelSums:
         if n == 0:
             raise ValueError("no training pixels to compute the channel statistics from")
         mean = [s / (255 * n) for s in self.total]
-        var = [(n * q - s * s) / (255 * 255 * n * n) for s, q in zip(self.total, self.squares)]
+        var = [
+            (n * q - s * s) / (255 * 255 * n * n)
+            for s, q in zip(self.total, self.squares, strict=True)
+        ]
         return np.array(mean, dtype=np.float64), np.sqrt(np.array(var, dtype=np.float64))
 
 

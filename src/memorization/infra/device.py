@@ -330,7 +330,6 @@ def _ensure_lock_dir(path: Path) -> None:
 
 def _user_name(uid: int) -> str:
     try:
-
         return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
         return str(uid)

@@ -58,6 +58,7 @@ __all__ = [
     "Records",
     "RunCheckpoint",
     "SignalGuard",
+    "checkpoint_bytes",
     "checkpoint_path",
     "source_hash",
 ]
@@ -77,6 +78,13 @@ def source_hash() -> str:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def checkpoint_bytes(parameters: int, momentum: float = 0.0, records: int = 0) -> int:
+    """Disk a training's checkpoint needs at its peak: weights (and momentum buffers) in
+    float32 plus the records, twice (the new file is written before the old one goes)."""
+    per_copy = 4 * parameters * (2 if momentum else 1) + records + (1 << 20)
+    return 2 * per_copy
 
 
 def checkpoint_path(output: str | os.PathLike) -> Path:

@@ -198,8 +198,17 @@ def train_turnover(
             info["heldout_muted"] = run.history["heldout_muted"][-1]
         return info
 
-    fit(net, split, opt, seed=seed, masks=run.masks, after_epoch=after_epoch,
-        checkpoint=checkpoint, desc="turn-over training", progress=progress)  # fmt: skip
+    fit(
+        net,
+        split,
+        opt,
+        seed=seed,
+        masks=run.masks,
+        after_epoch=after_epoch,
+        checkpoint=checkpoint,
+        desc="turn-over training",
+        progress=progress,
+    )
     if not run.final:  # zero epochs: score the untrained model
         after_epoch(0)
     return run
@@ -282,12 +291,23 @@ def score_split(
     examples (:func:`train_turnover`).
     """
     run = train_turnover(
-        model, split, opt, seed, heldout=heldout, score_batch_size=score_batch_size,
-        checkpoint=checkpoint, progress=progress, sharpen_temperature=sharpen_temperature,
-    )  # fmt: skip
-    ds = scores_dataset(
-        run, split, opt.epochs, true_labels=true_labels, corrupted=corrupted,
+        model,
+        split,
+        opt,
+        seed,
+        heldout=heldout,
+        score_batch_size=score_batch_size,
+        checkpoint=checkpoint,
+        progress=progress,
         sharpen_temperature=sharpen_temperature,
-    )  # fmt: skip
+    )
+    ds = scores_dataset(
+        run,
+        split,
+        opt.epochs,
+        true_labels=true_labels,
+        corrupted=corrupted,
+        sharpen_temperature=sharpen_temperature,
+    )
     ds.attrs["n_classes"] = int(model.n_classes)
     return ds

@@ -79,8 +79,15 @@ def fit(
         checkpoint = checkpoint.run()
     run = _Run(
         (model, optimizer, schedule, generator, augment_generator),
-        train, rows_all, opt, masks, step, augment, checkpoint, desc,
-    )  # fmt: skip
+        train,
+        rows_all,
+        opt,
+        masks,
+        step,
+        augment,
+        checkpoint,
+        desc,
+    )
     first, done_batches = 1, 0
     saved = None if checkpoint is None else checkpoint.resume()
     if saved is not None:

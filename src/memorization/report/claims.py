@@ -17,7 +17,6 @@ with the reason for their value; they are the same for every config.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

@@ -10,7 +10,6 @@ statistics, the mean cosine similarity and contribution per subset.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

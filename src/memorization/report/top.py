@@ -53,16 +53,21 @@ def table(scores: xr.Dataset, data: xr.Dataset, rows: np.ndarray, form: str = "l
     """A plain-text table: rank, example id, class names of label/true label/predictions,
     the score."""
     names = [str(c) for c in data["class_name"].values]
-    head = f"{'rank':>4}  {'example':>8}  {'label':<12} {'true':<12} {'unmuted':<12} " \
-           f"{'muted':<12} {SCORE_FORMS[form]}"  # fmt: skip
+    head = (
+        f"{'rank':>4}  {'example':>8}  {'label':<12} {'true':<12} {'unmuted':<12} "
+        f"{'muted':<12} {SCORE_FORMS[form]}"
+    )
     lines = [head]
     var = scores[SCORE_FORMS[form]].values
     for rank, pos in enumerate(rows, 1):
-        cells = [names[int(scores[v].values[pos])] for v in
-                 ("label", "true_label", "pred_unmuted", "pred_muted")]  # fmt: skip
+        cells = [
+            names[int(scores[v].values[pos])]
+            for v in ("label", "true_label", "pred_unmuted", "pred_muted")
+        ]
         ex = int(scores["example"].values[pos])
-        lines.append(f"{rank:>4}  {ex:>8}  " + " ".join(f"{c:<12}" for c in cells)
-                     + f" {var[pos]:.4f}")  # fmt: skip
+        lines.append(
+            f"{rank:>4}  {ex:>8}  " + " ".join(f"{c:<12}" for c in cells) + f" {var[pos]:.4f}"
+        )
     return "\n".join(lines)
 
 

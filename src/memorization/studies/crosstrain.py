@@ -44,9 +44,16 @@ def cross_training(
         return {f"acc_{n}": acc[epoch, t, e] for e, n in enumerate(SUBSETS)}
 
     train_runs(
-        model, train, opt, seed, [(s, rows[s]) for s in SUBSETS], record,
-        checkpoint=checkpoint, progress=progress, desc="training on the {} subset".format,
-    )  # fmt: skip
+        model,
+        train,
+        opt,
+        seed,
+        [(s, rows[s]) for s in SUBSETS],
+        record,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc="training on the {} subset".format,
+    )
     return xr.Dataset(
         {
             "accuracy": (("epoch", "train_on", "evaluate_on"), acc),

@@ -1,8 +1,8 @@
 """How easy and difficult examples are learnt (section 3.2-3.3, appendix E).
 
-The studies of :mod:`memorization.studies` train the experiment's model *plainly* (no turn-over masks) on
-its (possibly corrupted) training labels and records, after every epoch, what
-the paper plots:
+The studies of :mod:`memorization.studies` train the experiment's model *plainly* (no
+turn-over masks) on its (possibly corrupted) training labels and record, after every
+epoch, what the paper plots:
 
 - :func:`training_dynamics`: accuracy and loss over (``run``, ``epoch``,
   ``split``, ``subset``); ``run`` is ``all`` (the whole training set) and
@@ -108,6 +108,14 @@ def corruption_level(
     :func:`training_dynamics` with one run and the ``full`` subset only.
     """
     return training_dynamics(
-        model, train, test, opt, seed, None, None,
-        control=False, checkpoint=checkpoint, progress=progress,
-    )  # fmt: skip
+        model,
+        train,
+        test,
+        opt,
+        seed,
+        None,
+        None,
+        control=False,
+        checkpoint=checkpoint,
+        progress=progress,
+    )

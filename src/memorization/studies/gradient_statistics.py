@@ -129,8 +129,17 @@ def gradient_statistics(
             )
         return {f"cos_{s}": cosine[epoch - 1, k] for k, s in enumerate(SUBSETS)}
 
-    fit(net, train, opt, seed=seed, step=step, after_epoch=after_epoch, checkpoint=checkpoint,
-        desc="plain training with gradient statistics", progress=progress)  # fmt: skip
+    fit(
+        net,
+        train,
+        opt,
+        seed=seed,
+        step=step,
+        after_epoch=after_epoch,
+        checkpoint=checkpoint,
+        desc="plain training with gradient statistics",
+        progress=progress,
+    )
     ds = xr.Dataset(
         {
             "contribution": (("epoch", "subset"), contribution),

@@ -135,9 +135,16 @@ def train_shard(
 
     start = time.perf_counter()
     train_in_chunks(
-        model, train, opt, seeds, subsets, evaluate,
-        chunk_size=chunk_size, path=path, progress=progress,
-    )  # fmt: skip
+        model,
+        train,
+        opt,
+        seeds,
+        subsets,
+        evaluate,
+        chunk_size=chunk_size,
+        path=path,
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
     ds = xr.Dataset(
         {

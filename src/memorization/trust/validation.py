@@ -89,8 +89,12 @@ class _Rows:
             for form, var in SCORE_FORMS.items():
                 if var not in scores:
                     continue
-                entry = self.row(f"turnover_{form}_R{r}{tag}", "turn-over", float(r),
-                                 _replicate_seconds(scores, r))  # fmt: skip
+                entry = self.row(
+                    f"turnover_{form}_R{r}{tag}",
+                    "turn-over",
+                    float(r),
+                    _replicate_seconds(scores, r),
+                )
                 values = subset_means(scores, var, r)
                 if regime == "clean":
                     self.clean(entry, values, scores["example"].values)

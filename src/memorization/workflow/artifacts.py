@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 import yaml  # noqa: E402
 
-from ..infra.files import atomic_write  # noqa: E402
+from ..infra.files import atomic_write, free_bytes  # noqa: E402
 from .provenance import slice_hash  # noqa: E402
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "ENGINE",
     "ArtifactError",
     "Schema",
+    "annotate",
     "Var",
     "check_origin",
     "config_of",
@@ -57,8 +58,11 @@ class Var:
 
     def attrs(self, classes: Sequence[str] | None = None) -> dict:
         if self.kind == "flag":
-            return {"long_name": self.long_name, "flag_values": np.array([0, 1], np.int8),
-                    "flag_meanings": "false true"}  # fmt: skip
+            return {
+                "long_name": self.long_name,
+                "flag_values": np.array([0, 1], np.int8),
+                "flag_meanings": "false true",
+            }
         if self.kind == "class":
             out = {"long_name": self.long_name}
             if classes is not None:
@@ -119,18 +123,16 @@ class ArtifactError(ValueError):
     """An input artifact is unreadable, of the wrong kind, or made from another config."""
 
 
-def write_artifact(
+def annotate(
     ds: xr.Dataset,
-    path: str | os.PathLike,
     kind: str,
     schema: Schema,
     attrs: Mapping,
     classes: Sequence[str] | None = None,
-) -> Path:
-    """Check ``ds`` against ``schema``, annotate it, write it atomically as ``kind``.
-
-    ``classes`` (the dataset's class names) describe class-index variables.
-    """
+) -> xr.Dataset:
+    """A copy of ``ds`` checked against ``schema``, every variable with its ``long_name``
+    and ``units`` (or flags), and the global attributes (``attrs``, kind, CF conventions,
+    title). ``classes`` (the dataset's class names) describe class-index variables."""
     missing = [v for v in schema.required if v not in ds.variables]
     if missing:
         raise ValueError(f"{kind} artifact is missing variables {missing}")
@@ -144,12 +146,34 @@ def write_artifact(
         raise ValueError(f"{kind} artifact: variables without long_name/units: {unnamed}")
     ds.attrs.update(attrs)
     ds.attrs.update(kind=kind, Conventions=CONVENTIONS, title=_title(schema, attrs))
+    return ds
+
+
+def write_artifact(
+    ds: xr.Dataset,
+    path: str | os.PathLike,
+    kind: str,
+    schema: Schema,
+    attrs: Mapping,
+    classes: Sequence[str] | None = None,
+) -> Path:
+    """Check ``ds`` against ``schema``, annotate it (:func:`annotate`), write it atomically."""
+    ds = annotate(ds, kind, schema, attrs, classes)
     encoding = {
         name: {"zlib": True, "complevel": 4}
         for name, var in ds.data_vars.items()
         if var.dtype.kind in "biuf" and var.size > 1000
     }
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
+    try:
+        return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
+    except (OSError, RuntimeError) as err:
+        folder = Path(path).parent
+        free = free_bytes(folder) / 2**20
+        raise OSError(
+            f"could not write {path} ({type(err).__name__}: {err}); its filesystem has "
+            f"{free:.0f} MiB free: free some space, make {folder} writable, or set results: "
+            "to another folder, then run again"
+        ) from err
 
 
 def _title(schema: Schema, attrs: Mapping) -> str:

@@ -32,7 +32,9 @@ from ..method.models.spec import ModelSpec, is_external, model_option_table
 from ..report.figures import FIGURES
 from .config import ConfigError, results_folder
 from .registry import STAGES
+from .resources import host_bytes, model_cost
 from .schema import schema
+from .specs import Experiment
 
 __all__ = [
     "ConfigError",
@@ -42,6 +44,9 @@ __all__ = [
     "mask_collisions",
     "validate_config",
 ]
+
+#: names of the results folder's own subfolders and files: not experiment names
+RESERVED = ("data", "logs", "benchmarks", "claims", "validation", "figures")
 
 #: a mask collision among n examples is checked exactly when the birthday bound
 #: n² / (2 · distinct masks) exceeds this (else it is negligible and not computed)
@@ -95,8 +100,10 @@ def _describe(err, path) -> list[str]:
         hint = _suggest(err.instance, err.validator_value)
         return [f"{where}: {err.instance!r} is not one of {err.validator_value}{hint}"]
     if err.validator == "propertyNames":
-        return [f"{where}: the name {err.instance!r} must start with a letter and hold only "
-                "letters, digits, _ and -"]  # fmt: skip
+        return [
+            f"{where}: the name {err.instance!r} must start with a letter and hold only "
+            "letters, digits, _ and -"
+        ]
     return [f"{where}: {err.message}"]
 
 
@@ -108,13 +115,14 @@ def dataset_infos(config: Mapping, bad: set[tuple] = frozenset()) -> tuple[dict,
     user = config.get("datasets") or {}
     root = config.get("data_root", "data")
     infos, errors = {}, []
-    for name, entry in user.items():
+    for name in user:
         if name in DATASETS:
             errors.append(f"datasets.{name}: is the name of a built-in dataset; choose another")
     used = {
-        e.get("dataset") for e in (config.get("experiments") or {}).values()
+        e.get("dataset")
+        for e in (config.get("experiments") or {}).values()
         if isinstance(e, Mapping) and isinstance(e.get("dataset"), str)
-    }  # fmt: skip
+    }
     for name in sorted(used):
         if name not in user and name not in DATASETS:
             continue  # the experiment check names it
@@ -151,6 +159,12 @@ def _check_names(where: str, exp: Mapping, config: Mapping) -> list[str]:
     dataset, model = exp["dataset"], exp["model"]
     known = sorted(DATASETS) + sorted(config.get("datasets") or {})
     errors = []
+    name = where.split(".", 1)[1]
+    if name in RESERVED:
+        errors.append(
+            f"{where}: {name!r} is the name of a folder of the results "
+            f"({', '.join(RESERVED)}); give the experiment another name"
+        )
     if dataset not in known:
         errors.append(
             f"{where}.dataset: {dataset!r} is neither a built-in dataset nor one defined under "
@@ -208,18 +222,28 @@ def _check_sizes(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
         n_test // 2,
         f"is more than half of the {n_test} test examples of {dataset} (at most {n_test // 2})",
     )
-    over("batch_size", exp.get("batch_size"), n_train,
-         f"is larger than the {n_train} training examples of {dataset}")  # fmt: skip
+    over(
+        "batch_size",
+        exp.get("batch_size"),
+        n_train,
+        f"is larger than the {n_train} training examples of {dataset}",
+    )
     probe = exp.get("probe_size")
     if _int(probe) and size is None:
         errors.append(f"{where}.probe_size: needs subset_size to be set")
     elif _int(probe) and _int(size) and probe > size:
-        errors.append(f"{where}.probe_size: {probe} is larger than the subsets (subset_size "
-                      f"{size}) it samples from")  # fmt: skip
+        errors.append(
+            f"{where}.probe_size: {probe} is larger than the subsets (subset_size "
+            f"{size}) it samples from"
+        )
     levels = exp.get("corruption_levels") or []
     for level in levels:
-        over("corruption_levels", level, n_train,
-             f"exceeds the {n_train} training examples of {dataset}")  # fmt: skip
+        over(
+            "corruption_levels",
+            level,
+            n_train,
+            f"exceeds the {n_train} training examples of {dataset}",
+        )
     if len(set(levels)) != len(levels):
         errors.append(f"{where}.corruption_levels: levels must be distinct, got {levels}")
     milestones = exp.get("milestones") or []
@@ -238,8 +262,10 @@ def _check_truth(where: str, truth, n_train: int) -> list[str]:
         errors.append(f"{where}.truth.shards: {shards} shards for {models} models")
     fraction = truth.get("fraction", 0.7)
     if round(fraction * n_train) in (0, n_train):
-        errors.append(f"{where}.truth.fraction: {fraction} of {n_train} examples leaves no "
-                      "example in or none out of a subset")  # fmt: skip
+        errors.append(
+            f"{where}.truth.fraction: {fraction} of {n_train} examples leaves no "
+            "example in or none out of a subset"
+        )
     return errors
 
 
@@ -252,10 +278,27 @@ def _check_model(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
             model = spec.build(info.shape)
     except (ValueError, TypeError, AssertionError, RuntimeError, ImportError) as err:
         keys = ", ".join(sorted(k for k in spec.options if k in exp)) or "defaults"
-        return [f"{where}: the {exp['model']} model with these options ({keys}) cannot be "
-                f"built: {err}"]  # fmt: skip
+        return [
+            f"{where}: the {exp['model']} model with these options ({keys}) cannot be built: {err}"
+        ]
     n = max(info.n_train, info.n_test)
-    return [f"{where}: {msg}" for msg in mask_collisions(model, n, int(exp["seed"]), info)]
+    problems = mask_collisions(model, n, int(exp["seed"]), info)
+    keys = [k for k in UNITS_OPTIONS.get(_family(exp["model"]), ()) if k in spec.options]
+    given = [k for k in keys if k in exp] or keys
+    return [f"{where}.{'/'.join(given)}: {msg}" if given else f"{where}: {msg}" for msg in problems]
+
+
+#: the options that decide how many units each model's masked layers have
+UNITS_OPTIONS = {
+    "mlp": ("hidden", "keep_fraction"),
+    "vgg11": ("width", "mask_groups", "masked_layers", "keep_fraction"),
+    "cct": ("embed_dim", "heads", "tokenizer_channels", "mlp_ratio", "keep_fraction"),
+    "external": ("mask_groups", "head_hidden", "turnover", "keep_fraction"),
+}
+
+
+def _family(model: str) -> str:
+    return "external" if is_external(model) else model
 
 
 def mask_collisions(model, n: int, seed: int, info: DatasetInfo | None = None) -> list[str]:
@@ -306,16 +349,17 @@ def _check_figures(config: Mapping, experiments: Mapping, bad: set[tuple]) -> li
         if fig is None or not isinstance(options, Mapping) or ("figures", fig_name) in bad:
             continue  # the schema has said so
         for option, exp_name, artifact in fig.needs(options):
-            errors += _check_figure_need(fig_name, options, option, exp_name, artifact,
-                                         experiments)  # fmt: skip
+            errors += _check_figure_need(fig_name, options, option, exp_name, artifact, experiments)
     return errors
 
 
 def _check_figure_need(fig_name, options, option, exp_name, artifact, experiments) -> list[str]:
     where = f"figures.{fig_name}.{option}"
     if exp_name not in experiments:
-        return [f"{where}: experiment {exp_name!r} is not defined under experiments"
-                f"{_suggest(exp_name, experiments)} (defined: {sorted(experiments)})"]  # fmt: skip
+        return [
+            f"{where}: experiment {exp_name!r} is not defined under experiments"
+            f"{_suggest(exp_name, experiments)} (defined: {sorted(experiments)})"
+        ]
     exp = experiments[exp_name]
     if not isinstance(exp, Mapping):
         return []
@@ -353,13 +397,37 @@ def _check_results(config: Mapping) -> list[str]:
     for parent in [folder, *folder.parents]:
         if parent.exists():
             if not parent.is_dir():
-                return [f"results: {raw!r} lies inside {str(parent)!r}, which is a file, not a "
-                        "folder"]  # fmt: skip
+                return [
+                    f"results: {raw!r} lies inside {str(parent)!r}, which is a file, not a folder"
+                ]
             if not os.access(parent, os.W_OK | os.X_OK):
-                return [f"results: {raw!r} cannot be created or written ({str(parent)!r} is not "
-                        "writable); set results: to a folder you can write"]  # fmt: skip
+                return [
+                    f"results: {raw!r} cannot be created or written ({str(parent)!r} is not "
+                    "writable); set results: to a folder you can write"
+                ]
             break
     return []
+
+
+def _check_memory(config: Mapping, infos: Mapping, valid: list[str]) -> list[str]:
+    """Refuse an experiment whose turn-over training cannot fit in this machine's memory."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    device = "cpu" if config.get("device") == "cpu" or cuda_device_count() == 0 else "cuda"
+    errors = []
+    for name in valid:
+        exp = config["experiments"][name]
+        parsed = Experiment.from_config(
+            name, exp, config.get("datasets"), info=infos[exp["dataset"]]
+        )
+        need = host_bytes(STAGES["scores_replicate"].passes(parsed), parsed, device=device)
+        if need > total:
+            errors.append(
+                f"experiments.{name}: its training needs about {need / 2**30:.0f} GiB of memory "
+                f"(the model: {model_cost(parsed).params:,} parameters), more than the "
+                f"{total / 2**30:.0f} GiB of this machine, where the jobs run; make the model "
+                "smaller or run on a cluster profile"
+            )
+    return errors
 
 
 def _check_device(config: Mapping) -> list[str]:
@@ -380,22 +448,36 @@ def check_config(config: Mapping, *, local: bool = False) -> list[str]:
     return check(config, local=local)[0]
 
 
+#: the top-level keys that hold a mapping of named entries
+_SECTIONS = ("datasets", "experiments", "figures")
+
+
 def check(config: Mapping, *, local: bool = False) -> tuple[list[str], dict[str, DatasetInfo]]:
     """:func:`check_config`'s problems, and the info of every dataset that could be read."""
     if not isinstance(config, Mapping):
         return [f"<top level>: expected a mapping, got {type(config).__name__}"], {}
     errors, bad = _schema_errors(config)
+    # a section of the wrong type (the schema has said so) is not checked further
+    config = {
+        k: {} if k in _SECTIONS and not isinstance(v, Mapping) else v for k, v in config.items()
+    }
     infos, dataset_errors = dataset_infos(config, bad)
     errors += dataset_errors
     experiments = config.get("experiments")
     experiments = experiments if isinstance(experiments, Mapping) else {}
+    valid = []
     for name, exp in experiments.items():
         if isinstance(exp, Mapping) and ("experiments", name) not in bad:
-            errors += _check_experiment(str(name), exp, config, infos)
+            found = _check_experiment(str(name), exp, config, infos)
+            errors += found
+            if not found and exp.get("dataset") in infos:
+                valid.append(name)
     errors += _check_figures(config, experiments, bad)
     errors += _check_results(config)
     if local:
         errors += _check_device(config)
+        if not bad:
+            errors += _check_memory(config, infos, valid)
     return list(dict.fromkeys(errors)), infos
 
 

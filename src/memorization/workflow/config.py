@@ -81,11 +81,12 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None,
+                None,
+                None,
                 f"key {key!r} is given twice (first on line {seen[key] + 1}): the second would "
                 "silently replace the first",
                 key_node.start_mark,
-            )  # fmt: skip
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
@@ -176,10 +177,12 @@ class WorkflowConfig:
     def from_config(cls, config: Mapping, infos: Mapping[str, DatasetInfo] | None = None):
         top = resolve(WORKFLOW_OPTIONS, config)
         execution = Execution(
-            device=top["device"], threads=int(top["threads"]),
-            checkpoint_every=int(top["checkpoint_every"]), data_root=str(top["data_root"]),
+            device=top["device"],
+            threads=int(top["threads"]),
+            checkpoint_every=int(top["checkpoint_every"]),
+            data_root=str(top["data_root"]),
             download=bool(top["download"]),
-        )  # fmt: skip
+        )
         user = config.get("datasets") or {}
         experiments = config["experiments"]
         names = {e["dataset"] for e in experiments.values()}

@@ -47,6 +47,7 @@ def check_before_jobs(
     config: Mapping,
     *,
     configfiles: Sequence[str] = (),
+    overrides: Mapping | None = None,
     local: bool = True,
     argv: Sequence[str] | None = None,
 ) -> dict[str, DatasetInfo]:
@@ -68,6 +69,8 @@ def check_before_jobs(
         problems += target_hints(sys.argv if argv is None else argv, results, figures)
     if problems:
         source = ", ".join(configfiles) or "config/config.yaml"
+        if overrides:
+            source += " with --config " + " ".join(f"{k}=..." for k in overrides)
         print(f"invalid config ({source}): {len(problems)} problem(s)", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)

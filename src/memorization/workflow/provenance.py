@@ -31,8 +31,9 @@ def code_commit() -> str:
     with ``+dirty`` when its files differ from the commit."""
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             check=True, cwd=CODE_ROOT)  # fmt: skip
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, check=True, cwd=CODE_ROOT
+        )
         return out.stdout.strip()
 
     try:

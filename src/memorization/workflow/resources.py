@@ -58,6 +58,7 @@ __all__ = [
     "ModelCost",
     "Pass",
     "compute_seconds",
+    "host_bytes",
     "mem_mb",
     "model_cost",
     "runtime_minutes",
@@ -128,7 +129,7 @@ class ModelCost:
 def _model_cost(name: str, shape: tuple[int, ...], n_classes: int, options: tuple) -> ModelCost:
     spec = ModelSpec(name, dict(options), n_classes)
     with torch.device("meta"):
-        model = spec.build(shape)
+        model = spec.build(shape).eval()  # eval: batch-norm counts one example too
         x = torch.empty(1, *shape)
     outputs: list[int] = []
 
@@ -187,8 +188,8 @@ def runtime_minutes(
     return _ceil_to(SETUP_MINUTES + MARGIN * seconds / 60, 5) * max(1, int(attempt))
 
 
-def mem_mb(passes: list[Pass], exp: Experiment, *, device: str = "auto", attempt: int = 1) -> int:
-    """Host memory to ask for in MB (a multiple of 1000), ``attempt`` times the first's."""
+def host_bytes(passes: list[Pass], exp: Experiment, *, device: str = "auto") -> float:
+    """The host memory a job of these passes needs, without any margin (bytes)."""
     info, cost = exp.info, model_cost(exp)
     pixels = (info.n_train + info.n_test) * math.prod(info.shape)
     total = 16 * pixels + 16 * cost.params
@@ -196,5 +197,10 @@ def mem_mb(passes: list[Pass], exp: Experiment, *, device: str = "auto", attempt
         total += 4 * 3 * exp.optim.batch_size * cost.activations
         if any(p.per_example for p in passes):
             total += 4 * GRADSTATS_CHUNK * cost.params
-    mb = BASE_MB + total / 1e6
+    return BASE_MB * 1e6 + total
+
+
+def mem_mb(passes: list[Pass], exp: Experiment, *, device: str = "auto", attempt: int = 1) -> int:
+    """Host memory to ask for in MB (a multiple of 1000), ``attempt`` times the first's."""
+    mb = host_bytes(passes, exp, device=device) / 1e6
     return _ceil_to(MEM_MARGIN * mb, 1000) * max(1, int(attempt))

@@ -47,8 +47,12 @@ def _experiment() -> dict:
     }
     props.update({k: v for k, v in model_keys().items() if k not in props})
     required = [k for k, opt in EXPERIMENT_OPTIONS.items() if opt.required]
-    return {"type": "object", "additionalProperties": False, "properties": props,
-            "required": required}  # fmt: skip
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+        "required": required,
+    }
 
 
 def _dataset() -> dict:
@@ -59,9 +63,12 @@ def _dataset() -> dict:
             continue
         props = {"source": {"const": name}, **option_schema(module.OPTIONS)}
         required = ["source", *(k for k, o in module.OPTIONS.items() if o.required)]
-        branches.append({"if": {"properties": {"source": {"const": name}}},
-                         "then": {"properties": props, "required": required,
-                                  "additionalProperties": False}})  # fmt: skip
+        branches.append(
+            {
+                "if": {"properties": {"source": {"const": name}}},
+                "then": {"properties": props, "required": required, "additionalProperties": False},
+            }
+        )
     sources = sorted(n for n in SOURCES if n != "builtin")
     return {
         "type": "object",

@@ -51,6 +51,8 @@ class Rules:
 
     def slice_params(self, name: str, wildcards) -> dict:
         record = stage(name)
+        if record.slice is None:
+            return {}
         if record.scope == "dataset":
             return record.slice(self.config.datasets[wildcards.dataset]).params()
         exp = self.config.experiments[wildcards.exp]
@@ -82,7 +84,8 @@ class Rules:
 
     def resources(self, name: str) -> dict:
         """``resources:`` of a training rule: a GPU (unless ``device: cpu`` or the job
-        only merges), its wall time and host memory estimated from its passes."""
+        only merges), its wall time and host memory estimated from its passes, and the
+        CPUs a cluster gives it (the config's threads)."""
         record = stage(name)
         device, threads = self.config.device, self.config.threads
 
@@ -94,14 +97,15 @@ class Rules:
 
         def runtime(wc, attempt):
             exp = self.config.experiments[wc.exp]
-            return runtime_minutes(passes(wc), exp, device=device, threads=threads,
-                                   attempt=attempt)  # fmt: skip
+            return runtime_minutes(passes(wc), exp, device=device, threads=threads, attempt=attempt)
 
         def memory(wc, attempt):
             exp = self.config.experiments[wc.exp]
             return mem_mb(passes(wc), exp, device=device, attempt=attempt)
 
-        return {"gpu": gpu, "runtime": runtime, "mem_mb": memory}
+        # cpus_per_task: the config's threads, not the job's `threads` (which --cores caps,
+        # even in a cluster dry run)
+        return {"gpu": gpu, "runtime": runtime, "mem_mb": memory, "cpus_per_task": threads}
 
 
 def _ints(wildcards, record: Stage) -> dict:
@@ -169,12 +173,18 @@ def _logging_to(path: str | None):
         root = logging.getLogger()
         handler = logging.StreamHandler(fh)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        # warnings (e.g. a resumed checkpoint made with other threads) reach the terminal too
+        loud = logging.StreamHandler(terminal)
+        loud.setLevel(logging.WARNING)
+        loud.setFormatter(logging.Formatter(f"{Path(path).stem}: warning: %(message)s"))
         root.addHandler(handler)
+        root.addHandler(loud)
         root.setLevel(logging.INFO)
         try:
             yield terminal
         finally:
             root.removeHandler(handler)
+            root.removeHandler(loud)
             sys.stdout, sys.stderr = old_out, old_err
 
 
@@ -191,23 +201,25 @@ def run_from_snakemake(smk) -> None:
         log.info("stage %s started (pid %d)", smk.rule, os.getpid())
         ctx = context(smk)
         if ctx.execution.threads > smk.threads:
-            _warn_threads(terminal, smk.threads, ctx.execution.threads)
+            _warn_threads(smk.threads, ctx.execution.threads)
         try:
             stage(smk.rule).run(ctx)
         except (KeyboardInterrupt, SystemExit) as stop:
-            log.error("stage stopped (%s); rerun to resume", type(stop).__name__)
+            log.info("stage stopped (%s); rerun to resume", type(stop).__name__)
+            print(f"{smk.rule} stopped ({type(stop).__name__}); run again to resume", file=terminal)
             raise
         except Exception as err:  # noqa: BLE001 - every failure: its message, not a traceback
-            log.error("stage failed:\n%s", traceback.format_exc())
+            log.info("stage failed:\n%s", traceback.format_exc())
             where = f" (traceback in {log_path})" if log_path else ""
             print(f"{smk.rule} failed: {err}{where}", file=terminal)
             raise SystemExit(1) from None
 
 
-def _warn_threads(terminal, given: int, wanted: int) -> None:
-    message = (
-        f"Snakemake gave this job {given} thread(s) (--cores caps it) but the config asks for "
-        f"threads: {wanted}; using {wanted} so that the results do not depend on --cores"
+def _warn_threads(given: int, wanted: int) -> None:
+    log.warning(
+        "Snakemake gave this job %d thread(s) (--cores caps it) but the config asks for "
+        "threads: %d; using %d so that the results do not depend on --cores",
+        given,
+        wanted,
+        wanted,
     )
-    log.warning(message)
-    print(f"warning: {message}", file=terminal)

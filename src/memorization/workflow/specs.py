@@ -78,8 +78,9 @@ def _study_options() -> dict[str, Option]:
         what = _STUDY_DOCS[study]
         for key in STUDY_OVERRIDES:
             base = OPTIM_OPTIONS[key]
-            out[f"{study}_{key}"] = Option(None, f"{key} of {what} (default: the experiment's)",
-                                           base.schema)  # fmt: skip
+            out[f"{study}_{key}"] = Option(
+                None, f"{key} of {what} (default: the experiment's)", base.schema
+            )
     return out
 
 
@@ -106,7 +107,7 @@ EXPERIMENT_OPTIONS: dict[str, Option] = {
     "seed": Option(
         doc="seed of the labels, masks, initialisation and batch order",
         schema={"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
-    ),  # fmt: skip
+    ),
     # --- turn-over training (scores)
     **OPTIM_OPTIONS,
     "replicates": Option(
@@ -294,8 +295,14 @@ class Experiment:
 
     def describe(self) -> str:
         """A short description for titles: dataset, model, labels."""
-        return describe({**self.model.params(), "dataset": self.dataset.name,
-                         "corrupt": self.labels.corrupt, "corruption": self.labels.corruption})  # fmt: skip
+        return describe(
+            {
+                **self.model.params(),
+                "dataset": self.dataset.name,
+                "corrupt": self.labels.corrupt,
+                "corruption": self.labels.corruption,
+            }
+        )
 
 
 def describe(cfg: Mapping, labels: bool = True) -> str:

@@ -130,15 +130,18 @@ def _numbered(paths: list[str], labels: list[int], ids: str, where: str):
         stems = [Path(p).stem for p in paths]
         bad = [p for p, s in zip(paths, stems, strict=True) if not s.isdigit()]
         if bad:
-            raise DatasetError(f"{where}: with ids: filename every file name must be an id "
-                               f"(a non-negative integer), not {bad[0]!r}")  # fmt: skip
+            raise DatasetError(
+                f"{where}: with ids: filename every file name must be an id "
+                f"(a non-negative integer), not {bad[0]!r}"
+            )
         values = np.array([int(s) for s in stems], dtype=np.int64)
         order = list(np.argsort(values, kind="stable"))
         numbers = values[order]
         dup = numbers[1:][numbers[1:] == numbers[:-1]]
         if dup.size:
-            raise DatasetError(f"{where}: with ids: filename, id {int(dup[0])} is the name of "
-                               "two files")  # fmt: skip
+            raise DatasetError(
+                f"{where}: with ids: filename, id {int(dup[0])} is the name of two files"
+            )
     paths = np.array([paths[i] for i in order], dtype=object)
     return paths, np.asarray(labels, dtype=np.int64)[order], numbers
 

@@ -234,9 +234,16 @@ class CCT(PrefixSharingNet):
         self.keep_fraction = check_keep_fraction(keep_fraction)
         depth, heads, embed_dim = int(depth), int(heads), int(embed_dim)
         hidden = _check_options(
-            depth, heads, embed_dim, int(tokenizer_channels), int(tokenizer_layers),
-            int(kernel_size), positional_embedding, activation, mlp_ratio,
-        )  # fmt: skip
+            depth,
+            heads,
+            embed_dim,
+            int(tokenizer_channels),
+            int(tokenizer_layers),
+            int(kernel_size),
+            positional_embedding,
+            activation,
+            mlp_ratio,
+        )
         self.depth, self.heads, self.embed_dim, self.mlp_hidden = depth, heads, embed_dim, hidden
         self.mask_heads = heads >= 2
         self.mask_units: list[int] = []
@@ -406,9 +413,16 @@ class CCT(PrefixSharingNet):
 
 
 def _check_options(
-    depth, heads, embed_dim, tokenizer_channels, tokenizer_layers, kernel_size,
-    positional_embedding, activation, mlp_ratio,
-) -> int:  # fmt: skip
+    depth,
+    heads,
+    embed_dim,
+    tokenizer_channels,
+    tokenizer_layers,
+    kernel_size,
+    positional_embedding,
+    activation,
+    mlp_ratio,
+) -> int:
     """Refuse impossible options; return the encoder MLP's hidden units."""
     if depth < 1 or heads < 1 or tokenizer_layers < 1:
         raise ValueError("depth, heads and tokenizer_layers must be at least 1")

@@ -220,9 +220,15 @@ def _adapt_channels(net: nn.Module, channels: int) -> None:
     for name, m in net.named_modules():
         if isinstance(m, nn.Conv2d) and m.in_channels == 3 and m.groups == 1:
             new = nn.Conv2d(
-                channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                bias=m.bias is not None, padding_mode=m.padding_mode,
-            )  # fmt: skip
+                channels,
+                m.out_channels,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.dilation,
+                bias=m.bias is not None,
+                padding_mode=m.padding_mode,
+            )
             replace_module(net, name, new.to(device=m.weight.device, dtype=m.weight.dtype))
             return
     raise ValueError(f"found no 3-channel convolution to adapt to {channels} input channels")

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
+
 from ...infra.options import Option, resolve
 from ..seeding import seed_everything
 from . import MODELS, build_model, external
@@ -49,6 +51,12 @@ class ModelSpec:
     def params(self) -> dict:
         """The YAML-able form a config slice records: ``{"model": name, **options}``."""
         return {"model": self.name, **{k: _yaml(v) for k, v in self.options.items()}}
+
+    def parameter_count(self, in_shape: Sequence[int]) -> int:
+        """Trainable parameter entries, counted on the meta device (no memory, no compute)."""
+        with torch.device("meta"):
+            net = self.build(in_shape)
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
     def build(
         self, in_shape: Sequence[int], *, turnover: bool = True, seed: int | None = None

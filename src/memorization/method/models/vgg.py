@@ -17,8 +17,20 @@ from .mlp import OPTIONS as _MLP_OPTIONS
 __all__ = ["MASK_AT", "OPTIONS", "VGG11", "VGG11_CHANNELS"]
 
 VGG11_CHANNELS: tuple[int | str, ...] = (
-    64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M",
-)  # fmt: skip
+    64,
+    "M",
+    128,
+    "M",
+    256,
+    256,
+    "M",
+    512,
+    512,
+    "M",
+    512,
+    512,
+    "M",
+)
 
 #: where VGG-11's turn-over masks go: on convolutions' feature maps, or on the classifier's input
 MASK_AT = ("convs", "classifier")

@@ -4,6 +4,8 @@
 - :mod:`.head`: bias-free classifier heads, optionally with a masked hidden layer.
 - :mod:`.model`: :class:`TurnOverModel`, the wrapper that applies the masks with hooks.
 - :mod:`.proof`: :func:`prove_turnover`, the zero-gradient check and its report.
+- :mod:`.check`: :func:`check_turnover`, the same check for every model, built-in or
+  wrapped, on a batch of real training data.
 - :mod:`.wrap`: :func:`turnover`, wrap a network built elsewhere (e.g. in a notebook).
 
 Config-driven models (``torchvision:NAME``, ``timm:NAME``, ``package.module:function``)
@@ -12,6 +14,7 @@ are built by :mod:`memorization.method.models.external`.
 
 from __future__ import annotations
 
+from .check import TurnoverCheck, check_turnover
 from .errors import TurnoverSiteError
 from .head import HiddenHead
 from .model import TurnOverModel
@@ -24,8 +27,10 @@ __all__ = [
     "HiddenHead",
     "Site",
     "TurnOverModel",
+    "TurnoverCheck",
     "TurnoverProof",
     "TurnoverSiteError",
+    "check_turnover",
     "find_head",
     "prove_turnover",
     "turnover",

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import TurnoverSiteError
 from ..models.base import TurnOverNet
+from .errors import TurnoverSiteError
 from .sites import Trace, trace
 
 __all__ = ["TurnoverProof", "prove_turnover"]

@@ -20,8 +20,9 @@ def draw(arts, options, output) -> None:
     data = arts["experiment"]["dataset"]
     rows, top = options["examples"], options["top"]
     picks = chosen(ds, rows)
-    fig, axes = plt.subplots(len(picks), top + 1, figsize=(1.3 * (top + 1), 1.45 * len(picks)),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(picks), top + 1, figsize=(1.3 * (top + 1), 1.45 * len(picks)), squeeze=False
+    )
     labels = data["label"]
 
     def show(ax, example, text):

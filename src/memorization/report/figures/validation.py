@@ -125,8 +125,10 @@ def claims(arts, options) -> list[Claim]:
     out = []
     name, auc = _best_turnover(ds, "auc_memorized")
     _, overlap = _best_turnover(ds, "top_overlap")
-    tracin = (_value(ds, "tracin_self_influence", "auc_memorized"),
-              _value(ds, "tracin_self_influence", "top_overlap"))  # fmt: skip
+    tracin = (
+        _value(ds, "tracin_self_influence", "auc_memorized"),
+        _value(ds, "tracin_self_influence", "top_overlap"),
+    )
     measured = np.isfinite(auc) and np.isfinite(overlap)
     out.append(
         Claim(

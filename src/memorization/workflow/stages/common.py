@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 
 from ...data.tensors import TensorSplit, to_tensors
+from ...method.checkpoint import checkpoint_bytes
 from ..artifacts import Schema
 from ..context import StageContext
 from ..slices import StudySlice
@@ -54,6 +55,7 @@ def plain_study(
     schema: Schema,
     study: Callable[[torch.device, dict], xr.Dataset],
     n_classes: int,
+    in_shape,
     *,
     classes: list[str] | None = None,
     n_examples: int = 0,
@@ -66,10 +68,14 @@ def plain_study(
     ``seed`` and, when ``resumable``, ``checkpoint``.
     """
     spec = ctx.slice(StudySlice)
-    ctx.preflight(bytes_estimate(n_examples, 8))
+    model = spec.model.with_classes(n_classes)
+    needed = bytes_estimate(n_examples, 8)
+    if resumable:
+        needed += checkpoint_bytes(model.parameter_count(in_shape), spec.study.momentum)
+    ctx.preflight(needed)
     checkpoint = ctx.checkpoint() if resumable else None
     kwargs = {
-        "model": spec.model.with_classes(n_classes),
+        "model": model,
         "opt": spec.study,
         "seed": spec.labels.seed,
     }

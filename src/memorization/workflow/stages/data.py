@@ -80,6 +80,9 @@ def labels(ctx: StageContext) -> None:
     )
     log.info(
         "drew %d of %d training labels at random (%s); %d are now wrong",
-        corrupted.sum(), len(new), spec.corruption, (new != true).sum(),
-    )  # fmt: skip
+        corrupted.sum(),
+        len(new),
+        spec.corruption,
+        (new != true).sum(),
+    )
     ctx.write(out, LABELS, classes=classes_of(data))

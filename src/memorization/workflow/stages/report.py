@@ -6,18 +6,24 @@ import logging
 
 from ...report.claims import read_claims, subnetwork_check, write_claims
 from ...report.figures import run_figure
+from ...report.overview import draw_overview
 from ..artifacts import open_artifact
 from ..context import StageContext
 
-__all__ = ["claims", "figure"]
+__all__ = ["claims", "figure", "overview"]
 
 log = logging.getLogger("memorization.stages")
 
 
 def figure(ctx: StageContext) -> None:
     """Draw one figure from its artifacts (never trains) and write the claims it supports."""
-    run_figure(ctx.params["figure"], ctx.inputs, dict(ctx.params["options"]), ctx.output,
-               ctx.outputs.get("claims"))  # fmt: skip
+    run_figure(
+        ctx.params["figure"],
+        ctx.inputs,
+        dict(ctx.params["options"]),
+        ctx.output,
+        ctx.outputs.get("claims"),
+    )
 
 
 def claims(ctx: StageContext) -> None:
@@ -37,3 +43,8 @@ def claims(ctx: StageContext) -> None:
     write_claims(gathered, ctx.output, ctx.outputs["json"])
     supported = sum(c.verdict == "supported" for c in gathered)
     log.info("%d of %d claims supported", supported, len(gathered))
+
+
+def overview(ctx: StageContext) -> None:
+    """One page per experiment: score histogram, sub-networks, most and least memorized."""
+    draw_overview(ctx.open("scores"), ctx.open("dataset"), ctx.output)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from ...data.tensors import to_tensors
+from ...method.checkpoint import checkpoint_bytes
 from ...method.scoring import SCORE_FORMS, score_split
 from ...method.subsets import easy_difficult
+from ...method.turnover import TurnoverCheck, check_turnover
 from ...trust.metrics import roc_auc
 from ...trust.replicates import merge_replicates, replicate_seed
 from ..artifacts import Schema, Var, flag, label
@@ -30,6 +34,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("memorization.stages")
+
+#: training examples the zero-gradient check runs on before training
+CHECK_EXAMPLES = 8
 
 _NATS = "nats"
 _SCORE_UNITS = {
@@ -108,11 +115,16 @@ def scores_slice(exp: Experiment, rep: int | None = None) -> ScoresSlice:
     """Turn-over training on the training split: replicate ``rep``, or the whole score
     (the merge of ``replicates`` replicates, or the one training)."""
     return ScoresSlice(
-        "train", exp.dataset, exp.seed, exp.model, exp.optim, exp.score_temperature,
+        "train",
+        exp.dataset,
+        exp.seed,
+        exp.model,
+        exp.optim,
+        exp.score_temperature,
         labels=exp.labels,
         replicate=None if rep is None else int(rep),
         replicates=exp.replicates if rep is None and exp.replicates > 1 else None,
-    )  # fmt: skip
+    )
 
 
 def scores_test_slice(exp: Experiment) -> ScoresSlice:
@@ -156,12 +168,18 @@ def scores(ctx: StageContext) -> None:
         return _merge(ctx, spec)
     data, lab, tensors = load_split(ctx, spec.split, labels=spec.labels is not None)
     heldout = to_tensors(data, "test") if spec.split == "train" else None
-    ctx.preflight(bytes_estimate(len(tensors), 100))
-    checkpoint = ctx.checkpoint(split=spec.split)
     seed = replicate_seed(spec.seed, spec.replicate or 0)
+    model = spec.model.with_classes(data.sizes["class"])
+    params = model.parameter_count(tuple(tensors.x.shape[1:]))
+    ctx.preflight(
+        bytes_estimate(len(tensors), 100)
+        + checkpoint_bytes(params, spec.optim.momentum, 64 * len(tensors))
+    )
+    checkpoint = ctx.checkpoint(split=spec.split)
     with ctx.lease() as dev:
+        proof = _check(model, tensors, seed, dev)
         out = score_split(
-            spec.model.with_classes(data.sizes["class"]),
+            model,
             tensors.to(dev),
             spec.optim,
             seed,
@@ -174,9 +192,25 @@ def scores(ctx: StageContext) -> None:
     acc = out["subnet_accuracy"].isel(epoch=-1).values
     log.info("final training accuracy: unmuted %.4f, muted %.4f", *acc)
     _log_auc(out)
-    ctx.write(out, SCORES, classes=classes_of(data), split=spec.split, turnover_seed=seed,
-              seconds=ctx.seconds())  # fmt: skip
+    out.attrs.update(turnover_check=proof.text, shared_fraction=proof.shared_fraction)
+    ctx.write(
+        out,
+        SCORES,
+        classes=classes_of(data),
+        split=spec.split,
+        turnover_seed=seed,
+        seconds=ctx.seconds(),
+    )
     checkpoint.remove()
+
+
+def _check(model, tensors, seed: int, device) -> TurnoverCheck:
+    """The zero-gradient check on the first examples of the split, before any training."""
+    net = model.build(tuple(tensors.x.shape[1:]), seed=seed).to(device)
+    rows = torch.arange(min(CHECK_EXAMPLES, len(tensors)))
+    check = check_turnover(net, tensors.x[rows].to(device), tensors.y[rows].to(device), seed)
+    log.info("%s", check.text)
+    return check
 
 
 def _log_auc(scores) -> None:
@@ -198,11 +232,16 @@ def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
     _log_auc(merged)
     log.info(
         "merged %d replicates; mean standard error of the memorization score %.4f",
-        len(runs), float(merged["memorization_se"].mean()),
-    )  # fmt: skip
+        len(runs),
+        float(merged["memorization_se"].mean()),
+    )
     ctx.device = runs[0].attrs.get("device", "cpu")
-    ctx.write(merged, SCORES, split="train",
-              seconds=round(sum(float(r.attrs.get("seconds", 0.0)) for r in runs), 3))  # fmt: skip
+    ctx.write(
+        merged,
+        SCORES,
+        split="train",
+        seconds=round(sum(float(r.attrs.get("seconds", 0.0)) for r in runs), 3),
+    )
 
 
 def subsets(ctx: StageContext) -> None:

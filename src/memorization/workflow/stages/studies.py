@@ -76,8 +76,13 @@ def _study(exp: Experiment, study: str, **extra) -> StudySlice:
 
 
 def dynamics_slice(exp: Experiment) -> StudySlice:
-    return _study(exp, "dynamics", subsets=subsets_slice(exp),
-                  subsets_test=subsets_test_slice(exp), control=exp.control)  # fmt: skip
+    return _study(
+        exp,
+        "dynamics",
+        subsets=subsets_slice(exp),
+        subsets_test=subsets_test_slice(exp),
+        control=exp.control,
+    )
 
 
 def gradstats_slice(exp: Experiment) -> StudySlice:
@@ -148,11 +153,15 @@ def dynamics(ctx: StageContext) -> None:
 
     def study(dev, kwargs):
         return training_dynamics(
-            train=train.to(dev), test=test.to(dev), train_subsets=train_rows,
-            test_subsets=test_rows, control=bool(spec.control), **kwargs,
-        )  # fmt: skip
+            train=train.to(dev),
+            test=test.to(dev),
+            train_subsets=train_rows,
+            test_subsets=test_rows,
+            control=bool(spec.control),
+            **kwargs,
+        )
 
-    out = plain_study(ctx, DYNAMICS, study, data.sizes["class"])
+    out = plain_study(ctx, DYNAMICS, study, data.sizes["class"], train.x.shape[1:])
     final = out["accuracy"].sel(run="all").isel(epoch=-1)
     log.info("final accuracy (all data): %s", final.to_pandas().to_dict())
 
@@ -165,11 +174,15 @@ def gradstats(ctx: StageContext) -> None:
 
     def study(dev, kwargs):
         return gradient_statistics(
-            train=train.to(dev), train_subsets=rows, probe_size=spec.probe_size,
-            cosine_pairs=spec.cosine_pairs, method=spec.method, **kwargs,
-        )  # fmt: skip
+            train=train.to(dev),
+            train_subsets=rows,
+            probe_size=spec.probe_size,
+            cosine_pairs=spec.cosine_pairs,
+            method=spec.method,
+            **kwargs,
+        )
 
-    plain_study(ctx, GRADSTATS, study, data.sizes["class"])
+    plain_study(ctx, GRADSTATS, study, data.sizes["class"], train.x.shape[1:])
 
 
 def crosstrain(ctx: StageContext) -> None:
@@ -180,7 +193,7 @@ def crosstrain(ctx: StageContext) -> None:
     def study(dev, kwargs):
         return cross_training(train=train.to(dev), train_subsets=rows, **kwargs)
 
-    out = plain_study(ctx, CROSSTRAIN, study, data.sizes["class"])
+    out = plain_study(ctx, CROSSTRAIN, study, data.sizes["class"], train.x.shape[1:])
     log.info("final accuracy: %s", out["accuracy"].isel(epoch=-1).to_pandas().to_dict())
 
 
@@ -199,4 +212,6 @@ def sweep(ctx: StageContext) -> None:
         out = corruption_level(train=train.to(dev), test=test.to(dev), **kwargs)
         return out.expand_dims(corrupt=[level])
 
-    plain_study(ctx, DYNAMICS, study, data.sizes["class"], classes=classes_of(data))
+    plain_study(
+        ctx, DYNAMICS, study, data.sizes["class"], train.x.shape[1:], classes=classes_of(data)
+    )

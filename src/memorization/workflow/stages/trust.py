@@ -195,8 +195,15 @@ def peers(ctx: StageContext) -> None:
     def study(dev, kwargs):
         return peer_estimators(train=train.to(dev), **kwargs)
 
-    out = plain_study(ctx, PEERS, study, data.sizes["class"], n_examples=len(train),
-                      resumable=False)  # fmt: skip
+    out = plain_study(
+        ctx,
+        PEERS,
+        study,
+        data.sizes["class"],
+        train.x.shape[1:],
+        n_examples=len(train),
+        resumable=False,
+    )
     log.info("final training accuracy %.4f", float(out["accuracy"].values[-1]))
 
 
@@ -209,10 +216,16 @@ def truth_shard(ctx: StageContext) -> None:
     ctx.preflight(bytes_estimate((k1 - k0) * (len(train) + len(test)), 8))
     with ctx.lease() as dev:
         out = train_shard(
-            spec.model.with_classes(data.sizes["class"]), train.to(dev), test.to(dev), spec.study,
-            n_models=spec.truth.models, fraction=spec.truth.fraction, seed=spec.labels.seed,
-            k0=k0, k1=k1,
-        )  # fmt: skip
+            spec.model.with_classes(data.sizes["class"]),
+            train.to(dev),
+            test.to(dev),
+            spec.study,
+            n_models=spec.truth.models,
+            fraction=spec.truth.fraction,
+            seed=spec.labels.seed,
+            k0=k0,
+            k1=k1,
+        )
     ctx.write(out, TRUTH_SHARD, seconds=ctx.seconds(), models=f"{k0}-{k1 - 1}")
 
 
@@ -279,8 +292,10 @@ def validation(ctx: StageContext) -> None:
         row = table.sel(estimator=name)
         log.info(
             "%-28s AUC %.3f  top-10%% %.3f  Spearman %.3f  random-label AUC %.3f  cost %.1f runs",
-            name, *(float(row[m]) for m in ("auc_memorized", "top_overlap", "spearman")),
-            float(row["random_label_auc"]), float(row["cost_runs"]),
-        )  # fmt: skip
+            name,
+            *(float(row[m]) for m in ("auc_memorized", "top_overlap", "spearman")),
+            float(row["random_label_auc"]),
+            float(row["cost_runs"]),
+        )
     ctx.preflight()
     ctx.write(table, VALIDATION)
