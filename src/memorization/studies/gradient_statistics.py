@@ -61,6 +61,61 @@ class _EpochSums:
         return value
 
 
+class _Recorder:
+    """What the training steps and the end of every epoch record (see
+    :func:`gradient_statistics`)."""
+
+    def __init__(self, net, train, rows, probes, epochs, cosine_pairs, method) -> None:
+        self.net, self.train, self.probes = net, train, probes
+        self.cosine_pairs, self.method = cosine_pairs, method
+        self.member = {s: torch.from_numpy(m).to(train.x.device) for s, m in rows.items()}
+        self.sums = _EpochSums()
+        self.contribution = np.full((epochs, len(SUBSETS)), np.nan)
+        self.cosine = np.full((epochs, len(SUBSETS)), np.nan)
+
+    def records(self) -> Records:
+        # the within-epoch sums too: a signal saves mid-epoch
+        return Records(contribution=self.contribution, cosine=self.cosine, **self.sums.records())
+
+    def step(self, x, y, batch_rows):
+        """A training step that also records the contributions (and the batch's pairs)."""
+        self.net.train()
+        if self.cosine_pairs == "batch":  # on the parameters this batch's gradient is taken at
+            for s in SUBSETS:
+                sel = self.member[s][batch_rows]
+                n = int(sel.sum())
+                if n >= 2:
+                    mean = cosine_similarity(
+                        self.net, x[sel], y[sel], method=self.method, chunk_size=256
+                    )
+                    self.sums.pair_sum[s] += mean * n * (n - 1)
+                    self.sums.pair_count[s] += n * (n - 1)
+        loss, contrib = contributions(self.net, x, y, method=self.method)
+        contrib = contrib.detach()
+        for s in SUBSETS:
+            sel = self.member[s][batch_rows]
+            self.sums.epoch_sum[s] += float(contrib[sel].double().sum())
+            self.sums.epoch_count[s] += int(sel.sum())
+        return loss
+
+    def after_epoch(self, epoch: int) -> dict[str, float]:
+        self.net.eval()
+        for k, s in enumerate(SUBSETS):
+            self.contribution[epoch - 1, k] = self.sums.contribution(s)
+            if self.cosine_pairs == "batch":
+                self.cosine[epoch - 1, k] = self.sums.pair_cosine(s)
+                continue
+            probe = torch.from_numpy(self.probes[s]).to(self.train.x.device)
+            self.cosine[epoch - 1, k] = cosine_similarity(
+                self.net,
+                self.train.x[probe],
+                self.train.y[probe],
+                method=self.method,
+                chunk_size=256,
+            )
+        return {f"cos_{s}": self.cosine[epoch - 1, k] for k, s in enumerate(SUBSETS)}
+
+
 def gradient_statistics(
     model: ModelSpec,
     train: TensorSplit,
@@ -91,61 +146,25 @@ def gradient_statistics(
     rows = members(train_subsets, len(train))
     probes = _probes(rows, probe_size, seed) if cosine_pairs == "probe" else {}
     net = plain_model(model, train, seed)
-    member_t = {s: torch.from_numpy(m).to(train.x.device) for s, m in rows.items()}
-    sums = _EpochSums()
-    contribution = np.full((opt.epochs, len(SUBSETS)), np.nan)
-    cosine = np.full((opt.epochs, len(SUBSETS)), np.nan)
-    if checkpoint is not None:  # the within-epoch sums too: a signal saves mid-epoch
-        checkpoint.track(Records(contribution=contribution, cosine=cosine, **sums.records()))
-
-    def step(x, y, batch_rows):
-        net.train()
-        if cosine_pairs == "batch":  # on the parameters this batch's gradient is taken at
-            for s in SUBSETS:
-                sel = member_t[s][batch_rows]
-                n = int(sel.sum())
-                if n >= 2:
-                    mean = cosine_similarity(net, x[sel], y[sel], method=method, chunk_size=256)
-                    sums.pair_sum[s] += mean * n * (n - 1)
-                    sums.pair_count[s] += n * (n - 1)
-        loss, contrib = contributions(net, x, y, method=method)
-        contrib = contrib.detach()
-        for s in SUBSETS:
-            sel = member_t[s][batch_rows]
-            sums.epoch_sum[s] += float(contrib[sel].double().sum())
-            sums.epoch_count[s] += int(sel.sum())
-        return loss
-
-    def after_epoch(epoch: int) -> dict[str, float]:
-        net.eval()
-        for k, s in enumerate(SUBSETS):
-            contribution[epoch - 1, k] = sums.contribution(s)
-            if cosine_pairs == "batch":
-                cosine[epoch - 1, k] = sums.pair_cosine(s)
-                continue
-            probe = torch.from_numpy(probes[s]).to(train.x.device)
-            cosine[epoch - 1, k] = cosine_similarity(
-                net, train.x[probe], train.y[probe], method=method, chunk_size=256
-            )
-        return {f"cos_{s}": cosine[epoch - 1, k] for k, s in enumerate(SUBSETS)}
-
+    rec = _Recorder(net, train, rows, probes, opt.epochs, cosine_pairs, method)
+    if checkpoint is not None:
+        checkpoint.track(rec.records())
     fit(
         net,
         train,
         opt,
         seed=seed,
-        step=step,
-        after_epoch=after_epoch,
+        step=rec.step,
+        after_epoch=rec.after_epoch,
         checkpoint=checkpoint,
         desc="plain training with gradient statistics",
         progress=progress,
     )
-    ds = xr.Dataset(
+    return xr.Dataset(
         {
-            "contribution": (("epoch", "subset"), contribution),
-            "cosine_similarity": (("epoch", "subset"), cosine),
+            "contribution": (("epoch", "subset"), rec.contribution),
+            "cosine_similarity": (("epoch", "subset"), rec.cosine),
             "probe_size": (("subset",), np.array([len(probes.get(s, ())) for s in SUBSETS])),
         },
         coords={"epoch": np.arange(1, opt.epochs + 1), "subset": list(SUBSETS)},
     )
-    return ds
