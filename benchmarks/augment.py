@@ -7,7 +7,7 @@ here are already standardised, so the padding is 0, the training set's mean
 colour (torchvision pads the raw image with black before normalising).
 
 An augmentation is a callable ``augment(x, generator) -> x`` on a batch
-``[B, C, H, W]``; :func:`memorization.training.fit` passes it a CPU generator of
+``[B, C, H, W]``; :func:`memorization.method.training.fit` passes it a CPU generator of
 its own, so training stays deterministic for a given seed. The random draws are
 made on the CPU and the indexing runs on the batch's device.
 """

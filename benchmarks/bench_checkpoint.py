@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from memorization import checkpoint as ck
 from memorization.data import prepare_dataset, to_tensors
-from memorization.scoring import score_split
-from memorization.training import OptimConfig
+from memorization.method import checkpoint as ck
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.method.scoring import score_split
 
 
 def main() -> None:
@@ -33,11 +34,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=4096, help="MLP hidden units")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = prepare_dataset("mnist5k")
     train, test = to_tensors(ds, "train"), to_tensors(ds, "test")
-    opt = OptimConfig(epochs=args.epochs, lr=0.06, momentum=args.momentum, batch_size=256)
+    opt = OptimSpec(epochs=args.epochs, lr=0.06, momentum=args.momentum, batch_size=256)
+    model = ModelSpec.from_config("mlp", {"hidden": args.hidden}).with_classes(10)
     saves: list[tuple[float, int]] = []
     save = ck.Checkpoint.save
 
@@ -54,8 +57,7 @@ def main() -> None:
         if with_checkpoint:
             checkpoint = ck.Checkpoint(folder / ".scores.nc.checkpoint", {"b": 1}, args.every)
         start = time.perf_counter()
-        score_split("mlp", {"hidden": 4096}, train, 10, opt, 0, heldout=test,
-                    checkpoint=checkpoint, progress=False)  # fmt: skip
+        score_split(model, train, opt, 0, heldout=test, checkpoint=checkpoint, progress=False)
         seconds = time.perf_counter() - start
         if checkpoint is not None:
             checkpoint.remove()

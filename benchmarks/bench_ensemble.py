@@ -7,13 +7,13 @@ Usage::
 
 The workload of the Feldman-Zhang ground truth on the default experiment: the
 MLP with ``--hidden`` units (1,024) on mnist5k's 4,000 training digits, each model
-on its own 70 % subset (2,800 digits, drawn by :func:`memorization.truth.draw_subsets`)
+on its own 70 % subset (2,800 digits, drawn by :func:`memorization.trust.truth.draw_subsets`)
 with its own seed, SGD lr 0.06, batch 256, ``--epochs`` epochs. Measured, for each
 thread count, in this order and ``--repeats`` times interleaved:
 
-- ``sequential``: :func:`memorization.ensemble.train_sequential` (``fit`` per model)
+- ``sequential``: :func:`memorization.trust.ensemble.train_sequential` (``fit`` per model)
   on ``--sequential`` models;
-- ``ensemble/<path>``: :func:`memorization.ensemble.train_ensemble` on ``--models``
+- ``ensemble/<path>``: :func:`memorization.trust.ensemble.train_ensemble` on ``--models``
   models at once, for each path (``sparse_mlp``: batched products over the inputs'
   nonzeros; ``func``: ``vmap`` over ``torch.func.functional_call``);
 
@@ -35,9 +35,10 @@ import numpy as np
 import torch
 
 from memorization.data import prepare_dataset, to_tensors
-from memorization.ensemble import predict_split, train_ensemble, train_sequential
-from memorization.training import OptimConfig
-from memorization.truth import draw_subsets, model_seeds
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.trust.ensemble import predict_split, train_ensemble, train_sequential
+from memorization.trust.truth import draw_subsets, model_seeds
 
 
 def _timed(fn):
@@ -59,8 +60,8 @@ def main() -> None:
 
     data = prepare_dataset("mnist5k")
     train, test = to_tensors(data, "train"), to_tensors(data, "test")
-    opt = OptimConfig(epochs=args.epochs, lr=0.06, batch_size=256)
-    options = {"hidden": args.hidden}
+    opt = OptimSpec(epochs=args.epochs, lr=0.06, batch_size=256)
+    model = ModelSpec.from_config("mlp", {"hidden": args.hidden}).with_classes(10)
     k = max(args.models, args.sequential)
     seeds = model_seeds(k, seed=0)
     subsets = draw_subsets(len(train), k, 0.7, seed=0)
@@ -73,21 +74,21 @@ def main() -> None:
 
     def sequential():
         return train_sequential(
-            "mlp", options, train, 10, opt, seeds[: args.sequential], subsets[: args.sequential]
+            model, train, opt, seeds[: args.sequential], subsets[: args.sequential]
         )
 
     def ensemble(path):
         return train_ensemble(
-            "mlp", options, train, 10, opt, seeds[: args.models], subsets[: args.models], path=path
+            model, train, opt, seeds[: args.models], subsets[: args.models], path=path
         )
 
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         # warm-up (one-off costs of the first fit / vmap / embedding_bag in the process)
-        warm = OptimConfig(epochs=1, lr=0.06, batch_size=256)
-        train_sequential("mlp", options, train, 10, warm, seeds[:1], subsets[:1])
+        warm = OptimSpec(epochs=1, lr=0.06, batch_size=256)
+        train_sequential(model, train, warm, seeds[:1], subsets[:1])
         for path in paths:
-            train_ensemble("mlp", options, train, 10, warm, seeds[:2], subsets[:2], path=path)
+            train_ensemble(model, train, warm, seeds[:2], subsets[:2], path=path)
         times: dict[str, list[tuple[float, float]]] = {"sequential": []}
         times.update({f"ensemble/{p}": [] for p in paths})
         models, ensembles = None, {}

@@ -71,7 +71,8 @@ def _reset_peak() -> bool:
 def _build(spec: dict):
     import torch
 
-    from memorization.models import MLP, VGG11
+    from memorization.method.models.mlp import MLP
+    from memorization.method.models.vgg import VGG11
 
     torch.manual_seed(0)
     if spec["model"] == "mlp":
@@ -88,7 +89,7 @@ def _build(spec: dict):
 def _operation(spec: dict, model, x, y):
     import torch.nn.functional as F
 
-    from memorization import gradstats
+    from memorization.studies import gradstats
 
     what, method = spec["what"], spec.get("method", "hooks")
     if what == "plain":
@@ -113,7 +114,7 @@ def _operation(spec: dict, model, x, y):
             gradstats.batch_statistics(model, x, y, method, cosine=True)
 
     elif what == "batchgrad":
-        from memorization.gradstats.backpack_reference import batch_gradients
+        from memorization.studies.gradstats.backpack_reference import batch_gradients
 
         def op():
             batch_gradients(model, x, y)  # BackPACK's backward alone, no statistics

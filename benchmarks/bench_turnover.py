@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from memorization.data import TensorSplit
-from memorization.masks import TurnOverMasks
-from memorization.models import MLP
-from memorization.scoring import score_examples
-from memorization.training import OptimConfig, fit
+from memorization.method.masks import TurnOverMasks
+from memorization.method.models.mlp import MLP
+from memorization.method.optim import OptimSpec
+from memorization.method.scoring import score_examples
+from memorization.method.training import fit
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
         torch.randint(0, 10, (n,), generator=g),
         np.arange(n),
     ).to(device)
-    opt = OptimConfig(epochs=1, lr=0.06, batch_size=args.batch_size)
+    opt = OptimSpec(epochs=1, lr=0.06, batch_size=args.batch_size)
     t0 = time.perf_counter()
     masks = TurnOverMasks(0, [args.hidden], split.examples, device)
     bank_s = time.perf_counter() - t0

@@ -29,12 +29,13 @@ import argparse
 
 import numpy as np
 import torch
-import yaml
 
 from memorization.data import TensorSplit
-from memorization.experiment import Experiment
-from memorization.scoring import score_split
-from memorization.stages import _load_split
+from memorization.method.scoring import score_split
+from memorization.workflow.config import WorkflowConfig, load_yaml
+from memorization.workflow.context import StageContext
+from memorization.workflow.registry import Paths
+from memorization.workflow.stages.common import load_split
 
 
 def main() -> None:
@@ -47,23 +48,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with open(args.config) as f:
-        cfg = yaml.safe_load(f)
+    config = WorkflowConfig.from_config(load_yaml(args.config))
+    paths = Paths(args.results, config.experiments)
     for name in args.experiments:
-        exp = Experiment.from_config(name, cfg["experiments"][name])
-        data, labels, split = _load_split(
-            f"{args.results}/data/{exp.dataset}.nc", None, f"{args.results}/{name}/labels.nc"
-        )
+        exp = config.experiments[name]
+        inputs = {"dataset": paths.of("dataset", name), "labels": paths.of("labels", name)}
+        data, labels, split = load_split(StageContext("scores", "", inputs=inputs))
         right = labels["label"].values == labels["true_label"].values
         rng = np.random.default_rng(args.seed)
         out = np.sort(rng.choice(np.flatnonzero(right), args.exclude, replace=False))
         keep = np.setdiff1d(np.arange(len(split)), out)
         train = TensorSplit(split.x[keep], split.y[keep], split.examples[keep])
         held = TensorSplit(split.x[out], split.y[out], split.examples[out])
-        scores = score_split(
-            exp.model, exp.model_options, train, data.sizes["class"],
-            exp.optim, exp.seed, heldout=held, progress=False,
-        )  # fmt: skip
+        model = exp.model.with_classes(data.sizes["class"])
+        scores = score_split(model, train, exp.optim, exp.seed, heldout=held, progress=False)
         y = scores["label"].values
         trained = right[keep]
         muted = scores["pred_muted"].values

@@ -5,7 +5,8 @@ sub-network, and its memorization score (eq. 6) is noisy mostly because of
 which units those are. These scorers spend a little more *evaluation*, never
 more training:
 
-- :func:`sharpened_memorization` (:func:`sharpened_scores` for a split): the
+- :func:`sharpened_memorization` (the library's, :mod:`memorization.method.scoring`;
+  :func:`sharpened_scores` for a split): the
   probability difference ``p_unmuted(y) - p_muted(y)`` with the logits divided
   by a temperature ``T``. ``T = 1`` is the probability form of the score; as
   ``T -> 0`` it becomes the 0/1 form; in between it is a smoothed 0/1
@@ -43,9 +44,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .data import TensorSplit
-from .masks import TurnOverMasks, splitmix64
-from .models import TurnOverNet
+from memorization.data import TensorSplit
+from memorization.method.masks import TurnOverMasks, splitmix64
+from memorization.method.models import TurnOverNet
+from memorization.method.scoring import (
+    SHARPEN_TEMPERATURE,
+    score_examples,
+    sharpened_memorization,
+)
 
 __all__ = [
     "SHARPEN_TEMPERATURE",
@@ -57,9 +63,6 @@ __all__ = [
     "shift_views",
     "view_scores",
 ]
-
-#: default temperature of the sharpened probability difference (measured on mnist5k)
-SHARPEN_TEMPERATURE = 0.5
 
 #: salt of the hash that orders an example's muted units for the partition
 _PARTITION_SALT = np.uint64(0x9A27)
@@ -121,7 +124,7 @@ def view_scores(
     and ``correct_*`` for ``*`` in ``unmuted``/``muted`` (means over the views),
     ``view_memorization`` (mean loss difference), ``view_probability_memorization``
     and ``view_zero_one_memorization``; with the single view ``(0, 0)`` they are
-    :func:`memorization.scoring.score_examples`'s scores.
+    :func:`memorization.method.scoring.score_examples`'s scores.
     """
     views = shift_views() if views is None else list(views)
     if not views:
@@ -236,25 +239,6 @@ def partition_scores(
     return res
 
 
-def sharpened_memorization(
-    logits_unmuted: torch.Tensor,
-    logits_muted: torch.Tensor,
-    y: torch.Tensor,
-    temperature: float = SHARPEN_TEMPERATURE,
-) -> torch.Tensor:
-    """``softmax(z_unmuted / T)[y] - softmax(z_muted / T)[y]`` per example.
-
-    ``T = 1`` gives the probability form of the memorization score; smaller ``T``
-    moves it towards the 0/1 form (``T -> 0``).
-    """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    t = float(temperature)
-    p_u = F.log_softmax(logits_unmuted.float() / t, 1).gather(1, y[:, None])[:, 0].exp()
-    p_m = F.log_softmax(logits_muted.float() / t, 1).gather(1, y[:, None])[:, 0].exp()
-    return p_u - p_m
-
-
 @torch.inference_mode()
 def sharpened_scores(
     model: TurnOverNet,
@@ -264,6 +248,4 @@ def sharpened_scores(
     batch_size: int = 1024,
 ) -> np.ndarray:
     """:func:`sharpened_memorization` of every example of ``split`` (its own masks)."""
-    from .scoring import score_examples  # scoring imports this module
-
     return score_examples(model, split, masks, batch_size, temperature)["sharpened_memorization"]

@@ -44,11 +44,13 @@ import time
 
 import numpy as np
 import torch
+from augment import RandomCropFlip  # benchmarks/augment.py, beside this script
 
-from memorization.augment import RandomCropFlip
 from memorization.data import TensorSplit
-from memorization.models import build_model
-from memorization.training import OptimConfig, fit, seed_everything
+from memorization.method.models import build_model
+from memorization.method.optim import OptimSpec
+from memorization.method.seeding import seed_everything
+from memorization.method.training import fit
 
 #: named schemes: VGG-11 options, plus "aug" for crop-and-flip augmentation
 SCHEMES: dict[str, dict] = {
@@ -229,7 +231,7 @@ def main() -> None:
         if not args.data:
             ap.error("--data is required for the CIFAR-10 npz")
         train, heldout = load_cifar(args.data, args.train, args.heldout, args.seed)
-    opt = OptimConfig(
+    opt = OptimSpec(
         epochs=args.epochs,
         lr=args.lr,
         momentum=args.momentum,

@@ -2,22 +2,25 @@
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import xarray as xr
 import yaml
 
-from memorization.artifacts import (
+from memorization.infra.files import STALE_PART_SECONDS, atomic_write, preflight
+from memorization.workflow.artifacts import (
     ArtifactError,
-    atomic_write,
     check_origin,
     open_artifact,
-    preflight,
-    provenance,
     write_artifact,
 )
-from memorization.experiment import slice_hash
+from memorization.workflow.provenance import provenance, slice_hash
+from memorization.workflow.registry import STAGES
+from memorization.workflow.stages.data import LABELS
 
 SLICE = {"dataset": "digits", "corrupt": 10, "corruption": "uniform", "seed": 3}
 
@@ -35,21 +38,40 @@ def _labels(n=20):
     )
 
 
+CLASSES = [str(c) for c in range(10)]
+
+
 def test_provenance_records_slice_hash_and_execution_settings(tmp_path):
     path = write_artifact(
-        _labels(), tmp_path / "labels.nc", "labels", provenance(SLICE, experiment="a", threads=3)
-    )
+        _labels(), tmp_path / "labels.nc", "labels", LABELS,
+        provenance(SLICE, experiment="a", threads=3), CLASSES,
+    )  # fmt: skip
     ds = open_artifact(path, "labels")
     assert ds.attrs["config_hash"] == slice_hash(SLICE)
     assert yaml.safe_load(ds.attrs["config"]) == SLICE
     assert ds.attrs["experiment"] == "a" and ds.attrs["threads"] == 3
     assert ds.attrs["device"] == "cpu" and ds.attrs["seed"] == 3
+    # CF global attributes; the title names the experiment
+    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["title"] == f"{LABELS.title} (a)"
+    # the code that ran: its folder, its commit (maybe "+dirty") and a hash of its source
+    assert ds.attrs["code"].endswith("memorization") and ds.attrs["git_commit"]
+    assert len(ds.attrs["source_hash"]) == 16
+    # a yes/no variable: flag values and meanings, no units
     assert ds["mislabeled"].attrs["long_name"] == "label differs from the true label"
+    assert ds["mislabeled"].attrs["flag_values"].tolist() == [0, 1]
+    assert ds["mislabeled"].attrs["flag_meanings"] == "false true"
+    assert "units" not in ds["mislabeled"].attrs
+    # a class index: flag values and meanings from the dataset's class names
+    assert ds["label"].attrs["flag_values"].tolist() == list(range(10))
+    assert ds["label"].attrs["flag_meanings"] == " ".join(CLASSES)
+    assert "units" not in ds["label"].attrs
+    assert STAGES["labels"].schema is LABELS
     check_origin(ds, path, SLICE)  # made from this slice: accepted
 
 
 def test_a_foreign_artifact_is_refused_naming_file_and_keys(tmp_path):
-    path = write_artifact(_labels(), tmp_path / "labels.nc", "labels", provenance(SLICE))
+    path = write_artifact(_labels(), tmp_path / "labels.nc", "labels", LABELS, provenance(SLICE))
     ds = open_artifact(path, "labels")
     other = {**SLICE, "seed": 4, "corrupt": 0}
     with pytest.raises(ArtifactError) as err:
@@ -66,7 +88,7 @@ def test_a_foreign_artifact_is_refused_naming_file_and_keys(tmp_path):
 
 
 def test_unreadable_and_wrong_kind_inputs_name_the_file_and_the_fix(tmp_path):
-    path = write_artifact(_labels(), tmp_path / "labels.nc", "labels", provenance(SLICE))
+    path = write_artifact(_labels(), tmp_path / "labels.nc", "labels", LABELS, provenance(SLICE))
     with pytest.raises(ArtifactError, match=r"is a 'labels' artifact, expected 'scores'.*rm "):
         open_artifact(path, "scores")
     truncated = tmp_path / "truncated.nc"
@@ -81,28 +103,52 @@ def test_unreadable_and_wrong_kind_inputs_name_the_file_and_the_fix(tmp_path):
 def test_every_variable_needs_long_name_and_units(tmp_path):
     ds = _labels().assign(extra=("example", np.zeros(20)))
     with pytest.raises(ValueError, match=r"without long_name/units: \['extra'\]"):
-        write_artifact(ds, tmp_path / "x.nc", "labels", provenance(SLICE))
+        write_artifact(ds, tmp_path / "x.nc", "labels", LABELS, provenance(SLICE))
     assert not list(tmp_path.iterdir())
+
+
+def _dead_pid() -> int:
+    """The process id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def test_atomic_write_removes_parts_left_by_killed_writes(tmp_path):
     target = tmp_path / "scores.nc"
-    stale = [tmp_path / ".scores.nc.abc123.part", tmp_path / ".scores.nc.zz.part"]
-    other = tmp_path / ".subsets.nc.q.part"  # another artifact's: not touched
-    for p in [*stale, other]:
-        p.write_text("half")
-    atomic_write(target, lambda tmp: open(tmp, "w").write("done"))
-    assert target.read_text() == "done"
-    assert not any(p.exists() for p in stale) and other.exists()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = _dead_pid()
+        # parts of writers that are gone: removed
+        stale = [tmp_path / f".scores.nc.{dead}.abc123.part"]
+        # a part without a process id, a day old: removed
+        old = tmp_path / ".scores.nc.zz.part"
+        # a live writer's part (another --nolock run), a fresh part without a process id
+        # and another artifact's part: kept
+        kept = [tmp_path / f".scores.nc.{live.pid}.x1.part", tmp_path / ".scores.nc.fresh.part"]
+        other = tmp_path / ".subsets.nc.q.part"
+        for p in [*stale, old, *kept, other]:
+            p.write_text("half")
+        past = time.time() - STALE_PART_SECONDS - 60
+        os.utime(old, (past, past))
+        atomic_write(target, lambda tmp: open(tmp, "w").write("done"))
+        assert target.read_text() == "done"
+        assert not any(p.exists() for p in [*stale, old])
+        assert all(p.exists() for p in [*kept, other])
 
-    def boom(tmp):
-        open(tmp, "w").write("partial")
-        raise KeyboardInterrupt
+        def boom(tmp):
+            open(tmp, "w").write("partial")
+            raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, boom)
-    assert target.read_text() == "done"  # the finished file survives a failed rewrite
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".subsets.nc.q.part", "scores.nc"]
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write(target, boom)
+        assert target.read_text() == "done"  # the finished file survives a failed rewrite
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [p.name for p in [*kept, other]] + ["scores.nc"]
+        )
+    finally:
+        live.kill()
+        live.wait()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -137,7 +183,7 @@ def test_preflight_refuses_a_full_disk(tmp_path, monkeypatch):
 
 
 def test_claims_json_is_written_atomically(tmp_path):
-    from memorization.claims import Claim, write_claims
+    from memorization.report.claims import Claim, write_claims
 
     write_claims(
         [Claim("fig2", "k", "s", "supported", "e")], tmp_path / "c.md", tmp_path / "c.json"

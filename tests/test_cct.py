@@ -1,4 +1,5 @@
-"""The compact convolutional transformer with turn-over dropout (memorization.cct)."""
+"""The compact convolutional transformer with turn-over dropout
+(memorization.method.models.cct)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from memorization.cct import CCT, CCT_DEFAULTS, CCT_TINY, parameter_counts, shared_fraction
-from memorization.masks import TurnOverMasks
-from memorization.models import MODEL_OPTIONS, MODELS, build_model
+from memorization.method.masks import TurnOverMasks
+from memorization.method.models import MODELS, build_model
+from memorization.method.models.base import parameter_counts, shared_fraction
+from memorization.method.models.cct import CCT, CCT_DEFAULTS, CCT_TINY
 
 SEED = 11
 EXAMPLES = [0, 7, 123, 3999, 42]
@@ -206,8 +208,8 @@ def test_default_fraction_is_small():
 
 
 def test_registered_in_models():
-    assert MODELS["cct"] is CCT
-    assert MODEL_OPTIONS["cct"] == CCT_DEFAULTS
+    assert MODELS["cct"].cls is CCT
+    assert {k: opt.default for k, opt in MODELS["cct"].options.items()} == CCT_DEFAULTS
     signature = inspect.signature(CCT.__init__).parameters
     assert {k: signature[k].default for k in CCT_DEFAULTS} == CCT_DEFAULTS
     model = build_model(

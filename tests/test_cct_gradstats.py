@@ -4,8 +4,8 @@ the exact torch.func path runs; it must match a plain loop over examples."""
 import torch
 from torch.nn import functional as F
 
-from memorization.gradstats import contributions, cosine_similarity, resolve_method
-from memorization.models import build_model
+from memorization.method.models import build_model
+from memorization.studies.gradstats import contributions, cosine_similarity, resolve_method
 
 
 def _loop(model, x, y):

@@ -1,11 +1,15 @@
 """Checkpoint and resume: a training stage killed at any point and run again writes the
 bit-identical artifact of an uninterrupted run, and never resumes another config's state.
 
-Interruptions are injected by wrapping ``memorization.training._batches`` (the batch
-order of every epoch): before a chosen batch it either raises (a SIGKILL: nothing is
-saved, the last periodic checkpoint is used) or sends the process a real SIGTERM or
-SIGINT (the training finishes the batch, saves mid-epoch and exits). One test kills a
-separate process with SIGTERM from outside.
+Each stage runs as the workflow runs it: its function in
+:mod:`memorization.workflow.stages`, called with a
+:class:`~memorization.workflow.context.StageContext` whose params are the stage's slice
+of an experiment (``STAGES[stage].slice_of(exp).params()``). Interruptions are injected
+by wrapping ``memorization.method.training._batches`` (the batch order of every epoch):
+before a chosen batch it either raises (a SIGKILL: nothing is saved, the last periodic
+checkpoint is used) or sends the process a real SIGTERM or SIGINT (the training finishes
+the batch, saves mid-epoch and exits). One test kills a separate process with SIGTERM
+from outside.
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from memorization import stages, training
-from memorization.artifacts import ENGINE, provenance, write_artifact
-from memorization.checkpoint import Checkpoint, Records, checkpoint_path
-from memorization.experiment import Experiment
-from memorization.subsets import easy_difficult
+from memorization.method import training
+from memorization.method.checkpoint import Checkpoint, Records, checkpoint_path
+from memorization.method.subsets import easy_difficult
+from memorization.workflow.artifacts import ENGINE, write_artifact
+from memorization.workflow.context import Execution, StageContext
+from memorization.workflow.provenance import provenance
+from memorization.workflow.registry import STAGES
+from memorization.workflow.specs import Experiment
+from memorization.workflow.stages.scores import SUBSETS
 
 EXPERIMENT = {
     "dataset": "digits",
@@ -52,44 +60,66 @@ class Killed(Exception):
     """Stands for SIGKILL: the process ends without saving anything."""
 
 
+def experiment(**overrides) -> Experiment:
+    return Experiment.from_config("t", {**EXPERIMENT, **overrides})
+
+
 def slice_of(stage: str, level: int | None = None, **overrides) -> dict:
-    return Experiment.from_config("t", {**EXPERIMENT, **overrides}).slice(stage, level)
+    """The params of ``stage``'s slice of the experiment (with ``overrides``)."""
+    wildcards = {} if level is None else {"level": level}
+    return STAGES[stage].slice_of(experiment(**overrides), **wildcards).params()
+
+
+def execution(every: int = 2) -> Execution:
+    return Execution(device="cpu", threads=1, checkpoint_every=every)
+
+
+def make_labels(data: str, output: str, **overrides) -> None:
+    """The labels stage's artifact of the experiment (with ``overrides``)."""
+    ctx = StageContext("labels", output, slice_of("labels", **overrides), {"dataset": data},
+                       execution=execution())  # fmt: skip
+    STAGES["labels"].run(ctx)
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, str]:
     """Dataset, labels and easy/difficult subsets (of random scores) of the digits."""
     root = tmp_path_factory.mktemp("inputs")
-    paths = {k: str(root / f"{k}.nc") for k in ("data", "labels", "subsets", "subsets_test")}
-    stages.prepare_dataset(paths["data"], {"dataset": "digits"})
-    stages.corrupt_labels(paths["data"], paths["labels"], slice_of("labels"))
-    with xr.open_dataset(paths["data"], engine=ENGINE) as ds:
+    names = ("dataset", "labels", "subsets", "subsets_test")
+    paths = {k: str(root / f"{k}.nc") for k in names}
+    dataset = STAGES["dataset"].slice(experiment().dataset).params()
+    STAGES["dataset"].run(StageContext("dataset", paths["dataset"], dataset, execution=execution()))
+    make_labels(paths["dataset"], paths["labels"])
+    with xr.open_dataset(paths["dataset"], engine=ENGINE) as ds:
         split = ds["split"].values
         examples = ds["example"].values
     rng = np.random.default_rng(0)
     for name, part, size in (("subsets", "train", 100), ("subsets_test", "test", 25)):
         ex = examples[split == part]
         scores = xr.DataArray(rng.normal(size=len(ex)), coords={"example": ex}, dims="example")
-        write_artifact(easy_difficult(scores, size), paths[name], "subsets", provenance({}))
+        write_artifact(easy_difficult(scores, size), paths[name], name, SUBSETS, provenance({}))
     return paths
 
 
+#: stage -> the inputs it reads
+STAGE_INPUTS = {
+    "scores": ("dataset", "labels"),
+    "dynamics": ("dataset", "labels", "subsets", "subsets_test"),
+    "gradstats": ("dataset", "labels", "subsets"),
+    "crosstrain": ("dataset", "labels", "subsets"),
+    "sweep": ("dataset",),
+}
+
+
 def run_stage(stage: str, inputs, output, config, every=2):
-    args = {
-        "score": ("data", "labels"),
-        "dynamics": ("data", "labels", "subsets", "subsets_test"),
-        "gradstats": ("data", "labels", "subsets"),
-        "crosstrain": ("data", "labels", "subsets"),
-        "sweep_level": ("data",),
-    }[stage]
-    getattr(stages, stage)(
-        **{k: inputs[k] for k in args},
-        output=str(output),
-        config=config,
-        device="cpu",
-        threads=1,
-        checkpoint_every=every,
+    ctx = StageContext(
+        stage,
+        str(output),
+        params=config,
+        inputs={k: inputs[k] for k in STAGE_INPUTS[stage]},
+        execution=execution(every),
     )
+    STAGES[stage].run(ctx)
 
 
 def interrupt(monkeypatch, at: int, how: str) -> None:
@@ -178,11 +208,11 @@ def interrupted_then_resumed(stage, inputs, config, out, monkeypatch, at, how, c
 def test_score_resumes_bit_identical(
     inputs, tmp_path, tmp_path_factory, monkeypatch, caplog, safe_signals, optim, how
 ):
-    config = slice_of("score", **optim)
-    ref = reference("score", inputs, config, tmp_path_factory)
+    config = slice_of("scores", **optim)
+    ref = reference("scores", inputs, config, tmp_path_factory)
     at = int(np.random.default_rng(len(how)).integers(2 * BATCHES + 1, 6 * BATCHES))
     out = tmp_path / "scores.nc"
-    text = interrupted_then_resumed("score", inputs, config, out, monkeypatch, at, how, caplog)
+    text = interrupted_then_resumed("scores", inputs, config, out, monkeypatch, at, how, caplog)
     done = (at - 1) // BATCHES  # epochs finished before the interruption
     if how == "kill":  # the last periodic checkpoint (every 2 epochs)
         assert f"resuming from epoch {done // 2 * 2 + 1} of 6" in text
@@ -195,11 +225,11 @@ def test_score_resumes_bit_identical(
 def test_vgg_with_momentum_and_milestones_resumes_bit_identical(
     inputs, tmp_path, tmp_path_factory, monkeypatch, caplog, safe_signals
 ):
-    config = slice_of("score", **MOMENTUM, **VGG)
-    ref = reference("score", inputs, config, tmp_path_factory)
+    config = slice_of("scores", **MOMENTUM, **VGG)
+    ref = reference("scores", inputs, config, tmp_path_factory)
     out = tmp_path / "scores.nc"
     text = interrupted_then_resumed(
-        "score", inputs, config, out, monkeypatch, 15, "sigterm", caplog
+        "scores", inputs, config, out, monkeypatch, 15, "sigterm", caplog
     )
     assert "resuming from epoch 3 of 4, after 3 of its 6 batches" in text
     assert_bit_identical(ref, out)
@@ -260,10 +290,10 @@ def test_sweep_level_resumes_bit_identical(
     inputs, tmp_path, tmp_path_factory, monkeypatch, caplog, safe_signals
 ):
     config = slice_of("sweep", level=300, **MOMENTUM)
-    ref = reference("sweep_level", inputs, config, tmp_path_factory)
+    ref = reference("sweep", inputs, config, tmp_path_factory)
     out = tmp_path / "sweep.nc"
     text = interrupted_then_resumed(
-        "sweep_level", inputs, config, out, monkeypatch, 4 * BATCHES + 1, "sigint", caplog
+        "sweep", inputs, config, out, monkeypatch, 4 * BATCHES + 1, "sigint", caplog
     )
     assert "plain training (all): resuming from epoch 5 of 6, after 1 of its 12" in text
     assert_bit_identical(ref, out)
@@ -275,7 +305,12 @@ CHILD = """
 import json, logging, sys, time
 import torch
 torch.set_num_threads(1)
-from memorization import stages, training
+from memorization.method import checkpoint, training
+from memorization.workflow.context import Execution, StageContext
+from memorization.workflow.registry import STAGES
+args = json.loads(sys.argv[1])
+source = args.pop("source_hash")
+checkpoint.source_hash = lambda: source  # the parent's (see the test)
 batches = training._batches
 def slow(*args):  # slow enough for the parent to signal in the middle of training
     for batch in batches(*args):
@@ -283,21 +318,40 @@ def slow(*args):  # slow enough for the parent to signal in the middle of traini
         yield batch
 training._batches = slow
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-stages.score(**json.loads(sys.argv[1]))
+args["execution"] = Execution(**args["execution"])
+STAGES[args["stage"]].run(StageContext(**args))
 """
 
 
 def test_sigterm_from_outside_then_resume(inputs, tmp_path, caplog):
-    # true labels (no labels file): the child then never imports scikit-learn
-    config = slice_of("score", **MOMENTUM, epochs=10, corrupt=0)
-    args = {"data": inputs["data"], "config": config, "device": "cpu", "threads": 1}
+    # true labels (none drawn at random): the stage then never computes a ROC AUC
+    config = slice_of("scores", **MOMENTUM, epochs=10, corrupt=0)
+    labels = str(tmp_path / "labels.nc")
+    make_labels(inputs["dataset"], labels, corrupt=0)
+    args = {
+        "stage": "scores",
+        "params": config,
+        "inputs": {"dataset": inputs["dataset"], "labels": labels},
+        "execution": {"device": "cpu", "threads": 1, "checkpoint_every": 2},
+    }
+
+    def run(output):
+        STAGES["scores"].run(
+            StageContext(**{**args, "output": str(output), "execution": execution(2)})
+        )
+
     ref = tmp_path / "reference.nc"
-    stages.score(output=str(ref), checkpoint_every=2, **args)
+    run(ref)
     out = tmp_path / "scores.nc"
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    args.update(output=str(out), checkpoint_every=2)
-    cmd = [sys.executable, str(script), json.dumps(args)]
+    # the child fingerprints its checkpoint with this process's source hash: the same code
+    # runs in both, and the test does not depend on edits to the checkout while it runs
+    # (test_checkpoint_of_other_code_is_not_resumed checks that another hash is refused)
+    from memorization.method.checkpoint import source_hash
+
+    child_args = {**args, "output": str(out), "source_hash": source_hash()}
+    cmd = [sys.executable, str(script), json.dumps(child_args)]
     child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not checkpoint_path(out).exists():
@@ -310,7 +364,7 @@ def test_sigterm_from_outside_then_resume(inputs, tmp_path, caplog):
     assert "SIGTERM received; saved a checkpoint" in err
     assert not out.exists() and checkpoint_path(out).exists()
     with caplog.at_level(logging.INFO):  # the second run, in this process
-        stages.score(**args)
+        run(out)
     assert "turn-over training: resuming from epoch" in caplog.text
     assert not checkpoint_path(out).exists()
     assert_bit_identical(ref, out)
@@ -323,7 +377,7 @@ def _leave_checkpoint(inputs, out, config, monkeypatch):
     with monkeypatch.context() as m:
         interrupt(m, 4 * BATCHES, "kill")
         with pytest.raises(Killed):
-            run_stage("score", inputs, out, config)
+            run_stage("scores", inputs, out, config)
     assert checkpoint_path(out).exists()
 
 
@@ -331,43 +385,43 @@ def test_checkpoint_of_another_config_is_not_resumed(
     inputs, tmp_path, tmp_path_factory, monkeypatch, caplog
 ):
     out = tmp_path / "scores.nc"
-    _leave_checkpoint(inputs, out, slice_of("score", lr=0.2), monkeypatch)
-    config = slice_of("score")
+    _leave_checkpoint(inputs, out, slice_of("scores", lr=0.2), monkeypatch)
+    config = slice_of("scores")
     with caplog.at_level(logging.INFO):
-        run_stage("score", inputs, out, config)
+        run_stage("scores", inputs, out, config)
     assert "was made from another config or code (config_hash" in caplog.text
     assert "resuming from" not in caplog.text
-    assert_bit_identical(reference("score", inputs, config, tmp_path_factory), out)
+    assert_bit_identical(reference("scores", inputs, config, tmp_path_factory), out)
 
 
 def test_checkpoint_of_other_code_is_not_resumed(
     inputs, tmp_path, tmp_path_factory, monkeypatch, caplog
 ):
-    from memorization import checkpoint
+    from memorization.method import checkpoint
 
     out = tmp_path / "scores.nc"
-    config = slice_of("score")
+    config = slice_of("scores")
     _leave_checkpoint(inputs, out, config, monkeypatch)
     monkeypatch.setattr(checkpoint, "source_hash", lambda: "edited-source")
     with caplog.at_level(logging.INFO):
-        run_stage("score", inputs, out, config)
+        run_stage("scores", inputs, out, config)
     assert "another config or code (source" in caplog.text
     assert "resuming from" not in caplog.text
-    assert_bit_identical(reference("score", inputs, config, tmp_path_factory), out)
+    assert_bit_identical(reference("scores", inputs, config, tmp_path_factory), out)
 
 
 def test_truncated_checkpoint_is_ignored(inputs, tmp_path, tmp_path_factory, monkeypatch, caplog):
     out = tmp_path / "scores.nc"
-    config = slice_of("score")
+    config = slice_of("scores")
     _leave_checkpoint(inputs, out, config, monkeypatch)
     path = checkpoint_path(out)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with caplog.at_level(logging.INFO):
-        run_stage("score", inputs, out, config)
+        run_stage("scores", inputs, out, config)
     assert f"checkpoint {path} cannot be read" in caplog.text
     assert "resuming from" not in caplog.text
     assert not path.exists()
-    assert_bit_identical(reference("score", inputs, config, tmp_path_factory), out)
+    assert_bit_identical(reference("scores", inputs, config, tmp_path_factory), out)
 
 
 # --- without a checkpoint -----------------------------------------------------------------
@@ -377,7 +431,8 @@ def test_fit_without_checkpoint_writes_nothing_and_keeps_handlers(tmp_path, monk
     import torch
 
     from memorization.data import TensorSplit
-    from memorization.models import build_model
+    from memorization.method.models import build_model
+    from memorization.method.optim import OptimSpec
 
     monkeypatch.chdir(tmp_path)
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -389,7 +444,7 @@ def test_fit_without_checkpoint_writes_nothing_and_keeps_handlers(tmp_path, monk
     g = torch.Generator().manual_seed(0)
     train = TensorSplit(torch.randn(64, 1, 4, 4, generator=g), torch.arange(64) % 3, np.arange(64))
     model = build_model("mlp", (1, 4, 4), 3, hidden=8, turnover=False)
-    opt = training.OptimConfig(epochs=2, lr=0.1, batch_size=16)
+    opt = OptimSpec(epochs=2, lr=0.1, batch_size=16)
     training.fit(model, train, opt, seed=0, after_epoch=after_epoch, progress=False)
     assert seen == [before, before]
     assert list(tmp_path.iterdir()) == []
@@ -411,4 +466,4 @@ def test_records_restore_in_place():
 
 def test_checkpoint_every_must_be_positive(tmp_path):
     with pytest.raises(ValueError):
-        Checkpoint(tmp_path / "x", {"stage": "score"}, every=0)
+        Checkpoint(tmp_path / "x", {"stage": "scores"}, every=0)

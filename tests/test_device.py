@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from memorization import device as dev
-from memorization.device import lease_device, lock_file_name, physical_ids, resolve_threads
+from memorization.infra import device as dev
+from memorization.infra.device import lease_device, lock_file_name, physical_ids, resolve_threads
 
 FAKE = ["0", "1"]
 SRC = Path(dev.__file__).resolve().parents[1]
@@ -92,12 +92,12 @@ CHILD = inspect.getsource(other_user_open) + textwrap.dedent(
     """
     import json, os, sys
     from pathlib import Path
-    from memorization import device as dev
+    from memorization.infra import device as dev
 
     cfg = json.loads(sys.argv[1])
     if cfg.get("uuids") is not None:  # fake cards behind fake CUDA queries
         uuids = cfg["uuids"]
-        dev._cuda_device_count = lambda: len(uuids)
+        dev.cuda_device_count = lambda: len(uuids)
         dev._cuda_device_uuid = lambda k: uuids[k]
         dev._cuda_device_pci_bus_id = lambda k: None
         dev._cuda_set_device = lambda k: None
@@ -176,7 +176,7 @@ def finish(proc: subprocess.Popen, command: str = "release") -> None:
 def fake_cuda(monkeypatch, uuids, pci=None) -> list[int]:
     """Fake CUDA devices with these uuids (None: no uuid); returns the set_device calls."""
     selected: list[int] = []
-    monkeypatch.setattr(dev, "_cuda_device_count", lambda: len(uuids))
+    monkeypatch.setattr(dev, "cuda_device_count", lambda: len(uuids))
     monkeypatch.setattr(dev, "_cuda_device_uuid", lambda k: uuids[k], raising=False)
     pci = pci or [None] * len(uuids)
     monkeypatch.setattr(dev, "_cuda_device_pci_bus_id", lambda k: pci[k], raising=False)
@@ -593,14 +593,14 @@ def test_cpu_never_touches_locks(tmp_path, monkeypatch):
         raise AssertionError("cpu must not lease")
 
     monkeypatch.setattr(dev, "_acquire", boom)
-    monkeypatch.setattr(dev, "_cuda_device_count", lambda: 4)
+    monkeypatch.setattr(dev, "cuda_device_count", lambda: 4)
     with lease_device("cpu", devices=FAKE, lock_dir=tmp_path / "locks") as d:
         assert d == torch.device("cpu")
     assert not (tmp_path / "locks").exists()
 
 
 def test_cuda_without_gpu_raises_helpful_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(dev, "_cuda_device_count", lambda: 0)
+    monkeypatch.setattr(dev, "cuda_device_count", lambda: 0)
     with pytest.raises(RuntimeError, match="no CUDA device is visible.*device: auto or cpu"):
         with lease_device("cuda", lock_dir=tmp_path):
             pass

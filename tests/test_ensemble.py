@@ -3,20 +3,25 @@ import pytest
 import torch
 
 from memorization.data import TensorSplit
-from memorization.ensemble import (
-    epoch_lr,
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec, epoch_lr
+from memorization.trust.ensemble import (
     input_density,
     predict_split,
     train_ensemble,
     train_in_chunks,
     train_sequential,
 )
-from memorization.training import OptimConfig
 
-OPT = OptimConfig(
+OPT = OptimSpec(
     epochs=3, lr=0.1, momentum=0.9, batch_size=32, milestones=(1, 2), gamma=0.5, weight_decay=1e-3
 )
 SEEDS = [3, 7, 11, 20]
+
+
+def spec(name: str, options: dict, n_classes: int) -> ModelSpec:
+    """The model ``name`` with ``options`` (defaults for the rest) on ``n_classes`` classes."""
+    return ModelSpec.from_config(name, options).with_classes(n_classes)
 
 
 def _sparse_split(n=160, shape=(1, 6, 6), classes=4, seed=0) -> TensorSplit:
@@ -54,8 +59,10 @@ def test_mlp_ensemble_matches_sequential_fit(path, equal):
     train = _sparse_split()
     subsets = _subsets(len(SEEDS), len(train), equal)
     options = {"hidden": 48}
-    reference = train_sequential("mlp", options, train, 4, OPT, SEEDS, subsets)
-    ens = train_ensemble("mlp", options, train, 4, OPT, SEEDS, subsets, path=path, hidden_block=16)
+    reference = train_sequential(spec("mlp", options, 4), train, OPT, SEEDS, subsets)
+    ens = train_ensemble(
+        spec("mlp", options, 4), train, OPT, SEEDS, subsets, path=path, hidden_block=16
+    )
     assert ens.path == path
     _assert_same_models(ens, reference)
     # the models really trained and differ from one another
@@ -65,10 +72,10 @@ def test_mlp_ensemble_matches_sequential_fit(path, equal):
 
 def test_ensemble_without_momentum_matches_too():
     train = _sparse_split(seed=1)
-    opt = OptimConfig(epochs=2, lr=0.2, batch_size=50)
+    opt = OptimSpec(epochs=2, lr=0.2, batch_size=50)
     subsets = _subsets(3, len(train), equal=True)
-    reference = train_sequential("mlp", {"hidden": 40}, train, 4, opt, SEEDS[:3], subsets)
-    ens = train_ensemble("mlp", {"hidden": 40}, train, 4, opt, SEEDS[:3], subsets)
+    reference = train_sequential(spec("mlp", {"hidden": 40}, 4), train, opt, SEEDS[:3], subsets)
+    ens = train_ensemble(spec("mlp", {"hidden": 40}, 4), train, opt, SEEDS[:3], subsets)
     assert ens.path == "sparse_mlp"  # auto: the inputs are sparse
     _assert_same_models(ens, reference)
 
@@ -87,10 +94,10 @@ def test_vmap_ensemble_matches_sequential_for_other_models(name, options):
         torch.randint(0, 3, (64,), generator=g),
         np.arange(64),
     )
-    opt = OptimConfig(epochs=2, lr=0.05, momentum=0.9, batch_size=16, milestones=(1,))
+    opt = OptimSpec(epochs=2, lr=0.05, momentum=0.9, batch_size=16, milestones=(1,))
     subsets = _subsets(2, 64, equal=False)
-    reference = train_sequential(name, options, train, 3, opt, SEEDS[:2], subsets)
-    ens = train_ensemble(name, options, train, 3, opt, SEEDS[:2], subsets)
+    reference = train_sequential(spec(name, options, 3), train, opt, SEEDS[:2], subsets)
+    ens = train_ensemble(spec(name, options, 3), train, opt, SEEDS[:2], subsets)
     assert ens.path == "func"
     _assert_same_models(ens, reference)
 
@@ -100,7 +107,7 @@ def test_predictions_match_the_models_one_by_one(path):
     train = _sparse_split()
     test = _sparse_split(n=50, seed=5)
     subsets = _subsets(3, len(train), equal=True)
-    ens = train_ensemble("mlp", {"hidden": 32}, train, 4, OPT, SEEDS[:3], subsets, path=path)
+    ens = train_ensemble(spec("mlp", {"hidden": 32}, 4), train, OPT, SEEDS[:3], subsets, path=path)
     models = [ens.model(k) for k in range(3)]
     ref = predict_split(models, test)
     got = ens.predict(test, batch_size=17)  # batches that do not divide the split
@@ -115,14 +122,16 @@ def test_predictions_match_the_models_one_by_one(path):
 def test_chunks_give_the_same_models_as_one_ensemble():
     train = _sparse_split()
     subsets = _subsets(4, len(train), equal=True)
-    whole = train_ensemble("mlp", {"hidden": 32}, train, 4, OPT, SEEDS, subsets)
+    whole = train_ensemble(spec("mlp", {"hidden": 32}, 4), train, OPT, SEEDS, subsets)
     seen = {}
 
     def evaluate(ens, k0):
         for k, state in enumerate(ens.state_dicts()):
             seen[k0 + k] = state
 
-    train_in_chunks("mlp", {"hidden": 32}, train, 4, OPT, SEEDS, subsets, evaluate, chunk_size=3)
+    train_in_chunks(
+        spec("mlp", {"hidden": 32}, 4), train, OPT, SEEDS, subsets, evaluate, chunk_size=3
+    )
     assert sorted(seen) == [0, 1, 2, 3]
     for k, state in enumerate(whole.state_dicts()):
         for name, value in state.items():
@@ -130,7 +139,7 @@ def test_chunks_give_the_same_models_as_one_ensemble():
 
 
 def test_epoch_lr_follows_multistep_lr():
-    opt = OptimConfig(epochs=10, lr=0.3, milestones=(2, 5, 5, 8), gamma=0.1)
+    opt = OptimSpec(epochs=10, lr=0.3, milestones=(2, 5, 5, 8), gamma=0.1)
     param = torch.nn.Parameter(torch.zeros(1))
     sgd = torch.optim.SGD([param], lr=opt.lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(sgd, list(opt.milestones), opt.gamma)
@@ -146,12 +155,14 @@ def test_path_choice_and_refusals():
     dense = TensorSplit(torch.randn(40, 1, 6, 6), torch.randint(0, 4, (40,)), np.arange(40))
     assert input_density(dense.x) > 0.9
     subsets = np.ones((2, 40), dtype=bool)
-    opt = OptimConfig(epochs=1, lr=0.1, batch_size=16)
-    assert train_ensemble("mlp", {"hidden": 8}, dense, 4, opt, [0, 1], subsets).path == "func"
+    opt = OptimSpec(epochs=1, lr=0.1, batch_size=16)
+    assert train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1], subsets).path == "func"
     with pytest.raises(ValueError, match="needs the MLP"):
-        train_ensemble("vgg11", {"width": 0.125}, dense, 4, opt, [0, 1], subsets, path="sparse_mlp")
+        train_ensemble(
+            spec("vgg11", {"width": 0.125}, 4), dense, opt, [0, 1], subsets, path="sparse_mlp"
+        )
     subsets[1] = False
     with pytest.raises(ValueError, match="empty training subset"):
-        train_ensemble("mlp", {"hidden": 8}, dense, 4, opt, [0, 1], subsets)
+        train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1], subsets)
     with pytest.raises(ValueError, match="subsets must be"):
-        train_ensemble("mlp", {"hidden": 8}, dense, 4, opt, [0, 1, 2], subsets)
+        train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1, 2], subsets)

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from memorization.figures import FIGURES, figure, run_figure
-from memorization.paths import Paths
+from memorization.report.figures import FIGURES, figure, run_figure
+from memorization.workflow.registry import Paths
+from memorization.workflow.specs import Experiment
 
 
 def test_every_figure_of_the_paper_is_a_module():
@@ -23,8 +24,18 @@ def test_every_figure_of_the_paper_is_a_module():
         figure("fig11")
 
 
+def _experiment(name, dataset, **extra):
+    raw = {"dataset": dataset, "model": "mlp", "seed": 0, "epochs": 1, "lr": 0.1, "batch_size": 64}
+    raw.update(extra)
+    return Experiment.from_config(name, raw)
+
+
 def test_inputs_follow_the_named_experiments():
-    paths = Paths("out", datasets=(("a", "digits"), ("b", "mnist5k")), levels=(("a", (0, 5)),))
+    experiments = {
+        "a": _experiment("a", "digits", corruption_levels=[0, 5]),
+        "b": _experiment("b", "mnist5k"),
+    }
+    paths = Paths("out", experiments)
     assert FIGURES["fig2"].inputs({"clean": "a", "corrupted": "b"}, paths) == {
         "clean__scores": "out/a/scores.nc",
         "corrupted__scores": "out/b/scores.nc",
@@ -44,8 +55,12 @@ def test_inputs_follow_the_named_experiments():
 
 
 def test_a_figure_draws_a_pdf_and_writes_its_claims(tmp_path):
-    from memorization.artifacts import provenance, write_artifact
-    from memorization.dynamics import SUBSETS
+    import xarray as xr
+
+    from memorization.studies.plain import SUBSETS
+    from memorization.workflow.artifacts import open_artifact, write_artifact
+    from memorization.workflow.provenance import provenance
+    from memorization.workflow.stages.studies import DYNAMICS
 
     epochs = np.arange(6)
     acc = np.zeros((1, 6, 2, 3))
@@ -53,8 +68,6 @@ def test_a_figure_draws_a_pdf_and_writes_its_claims(tmp_path):
         [0.5 + 0.08 * epochs, np.minimum(1, 0.6 + 0.2 * epochs), 0.02 * epochs], 1
     )
     acc[0, :, 1] = 0.9
-    import xarray as xr
-
     ds = xr.Dataset(
         {
             "accuracy": (("run", "epoch", "split", "subset"), acc),
@@ -68,9 +81,15 @@ def test_a_figure_draws_a_pdf_and_writes_its_claims(tmp_path):
             "subset": list(SUBSETS),
         },
     )
-    cfg = {"dataset": "digits", "model": "mlp", "hidden": 8, "corrupt": 30, "seed": 0,
-           "study": {"name": "dynamics", "lr": 0.01, "epochs": 5}}  # fmt: skip
-    path = write_artifact(ds, tmp_path / "dyn.nc", "dynamics", provenance(cfg, experiment="noisy"))
+    # the dynamics stage's slice params, as the stage records them
+    cfg = {
+        "dataset": {"name": "digits", "source": "builtin"},
+        "labels": {"corrupt": 30, "corruption": "uniform", "seed": 0},
+        "model": {"model": "mlp", "hidden": 8},
+        "study": {"lr": 0.01, "epochs": 5},
+    }
+    attrs = provenance(cfg, experiment="noisy")
+    path = write_artifact(ds, tmp_path / "dyn.nc", "dynamics", DYNAMICS, attrs)
     out, claims = tmp_path / "fig3.pdf", tmp_path / "claims" / "fig3.json"
     run_figure("fig3", {"experiment__dynamics": str(path)}, {"experiment": "noisy"}, out, claims)
     assert out.read_bytes().startswith(b"%PDF") and out.stat().st_size > 5000
@@ -83,8 +102,7 @@ def test_a_figure_draws_a_pdf_and_writes_its_claims(tmp_path):
     assert all(c["experiment"] == "noisy" and c["figure"] == "fig3" for c in found)
     assert found[0]["verdict"] == "supported"  # easy at epoch 2, difficult never
     # titles come from the artifact's provenance, not from the experiment's name
-    from memorization.artifacts import open_artifact
-    from memorization.figures.base import title_of
+    from memorization.report.figures.base import title_of
 
     title = title_of(open_artifact(path, "dynamics"))
     assert title == "noisy: digits, mlp (hidden 8), 30 random labels (uniform), lr 0.01, 5 epochs"

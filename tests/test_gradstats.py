@@ -9,10 +9,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from memorization import gradstats
-from memorization.gradstats import hooks
-from memorization.gradstats.cosine import UnitGradientSum, inverse_norms
-from memorization.models import MLP, VGG11
+from memorization.method.models.mlp import MLP
+from memorization.method.models.vgg import VGG11
+from memorization.studies import gradstats
+from memorization.studies.gradstats import hooks
+from memorization.studies.gradstats.cosine import UnitGradientSum, inverse_norms
 
 RTOL = 1e-5
 FAST = ("hooks", "func")

@@ -4,10 +4,12 @@ import numpy as np
 import torch
 
 from memorization.data import prepare_dataset, to_tensors
-from memorization.influence import influence_block, top_influence
-from memorization.models import MLP, TurnOverNet
-from memorization.scoring import influence, score_examples, score_split
-from memorization.training import OptimConfig
+from memorization.method.models import TurnOverNet
+from memorization.method.models.mlp import MLP
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.method.scoring import score_examples, train_turnover
+from memorization.trust.influence import influence, influence_block, top_turnover_influence
 
 
 class _Generic(TurnOverNet):
@@ -26,10 +28,11 @@ class _Generic(TurnOverNet):
 def test_fast_path_equals_the_generic_one_and_self_influence_is_memorization():
     ds = prepare_dataset("digits")
     train, test = to_tensors(ds, "train"), to_tensors(ds, "test")
-    _, model, masks = score_split(
-        "mlp", {"hidden": 48}, train, 10, OptimConfig(epochs=2, lr=0.1, batch_size=128), 3,
-        progress=False, return_model=True,
-    )  # fmt: skip
+    spec = ModelSpec.from_config("mlp", {"hidden": 48}).with_classes(10)
+    run = train_turnover(
+        spec, train, OptimSpec(epochs=2, lr=0.1, batch_size=128), 3, progress=False
+    )
+    model, masks = run.model, run.masks
     assert isinstance(model, MLP)
     x, y = test.x[:20], test.y[:20]
     fast = influence_block(model, masks, x, y)
@@ -42,8 +45,9 @@ def test_fast_path_equals_the_generic_one_and_self_influence_is_memorization():
     mem = score_examples(model, train, masks)["memorization"][:5]
     assert np.allclose(own.numpy(), mem, atol=1e-4)
     ref = influence(model, masks, rows, x, y)
-    assert np.allclose(ref, fast[:5].numpy(), atol=1e-4)
-    positions, values = top_influence(model, masks, test, top_k=4, block=16)
+    assert isinstance(ref, torch.Tensor) and ref.shape == (5, 20)
+    assert np.allclose(ref.numpy(), fast[:5].numpy(), atol=1e-4)
+    positions, values = top_turnover_influence(model, masks, test, top_k=4, block=16)
     assert positions.shape == (len(test), 4) and np.all(np.diff(values, axis=1) <= 0)
     full = influence_block(model, masks, test.x[:16], test.y[:16]).numpy()
     assert np.allclose(values[:16, 0], full.max(0), atol=1e-5)

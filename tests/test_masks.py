@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from memorization.masks import (
+from memorization.method.masks import (
     KEEP_SCALE,
     MaskCollisionError,
     TurnOverMasks,

@@ -1,14 +1,24 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from memorization.augment import RandomCropFlip, build_augment
-from memorization.cct import CCT_TINY
 from memorization.data import TensorSplit
-from memorization.masks import MaskCollisionError, TurnOverMasks
-from memorization.models import MLP, MODEL_OPTIONS, VGG11, build_model
-from memorization.training import OptimConfig, fit
+from memorization.method.masks import MaskCollisionError, TurnOverMasks
+from memorization.method.models import build_model, model_options
+from memorization.method.models.cct import CCT_TINY
+from memorization.method.models.mlp import MLP
+from memorization.method.models.vgg import VGG11
+from memorization.method.optim import OptimSpec
+from memorization.method.training import fit
+
+# the augmentation is research code outside the library (benchmarks/augment.py); fit's
+# augment= hook is the library's and is tested with it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from augment import RandomCropFlip, build_augment  # noqa: E402
 
 TINY_CCT = dict(CCT_TINY, depth=1, embed_dim=16, tokenizer_channels=8)
 
@@ -178,8 +188,9 @@ def test_vgg11_mask_options_structure():
     # 64x64 inputs end in 2x2 feature maps (128 features): every convolution is shared
     large = VGG11((3, 64, 64), 10, width=0.0625, mask_at="classifier")
     assert large.mask_units == [128] and len(large.shared_parameter_names()) == 16
-    # the defaults of MODEL_OPTIONS are the paper's: every convolution, one bit per map
-    paper = build_model("vgg11", shape, 10, **MODEL_OPTIONS["vgg11"])
+    # the options' defaults are the paper's: every convolution, one bit per map
+    defaults = {k: opt.default for k, opt in model_options("vgg11").items()}
+    paper = build_model("vgg11", shape, 10, **defaults)
     assert paper.mask_units == [64, 128, 256, 256, 512, 512, 512, 512]
     assert paper.keep_fraction == 0.5 and paper.shared_parameter_names() == []
 
@@ -274,7 +285,7 @@ def test_bad_vgg11_options(opts, match):
 
 def test_keep_fraction_is_an_option_of_every_model():
     for name, shape, opts in [("mlp", (1, 4, 4), {"hidden": 8}), ("cct", (1, 28, 28), TINY_CCT)]:
-        assert MODEL_OPTIONS[name]["keep_fraction"] == 0.5
+        assert model_options(name)["keep_fraction"].default == 0.5
         model = build_model(name, shape, 10, **dict(opts, keep_fraction=0.25))
         masks = model.turnover_masks(0, np.arange(3))
         assert masks.keep_fraction == 0.25
@@ -284,7 +295,7 @@ def test_keep_fraction_is_an_option_of_every_model():
         build_model("cct", (1, 28, 28), 10, **dict(TINY_CCT, keep_fraction=0.0))
 
 
-# -- augmentation (memorization.augment) and fit(augment=...) ------------------------------
+# -- augmentation (benchmarks/augment.py) and fit(augment=...) ----------------------------
 
 
 def _shifted(x, dy, dx):
@@ -332,7 +343,7 @@ def _train(augment, seed=0):
     model = MLP((1, 8, 8), 3, hidden=16)
     g = torch.Generator().manual_seed(3)
     split = TensorSplit(torch.randn(40, 1, 8, 8, generator=g), torch.arange(40) % 3, np.arange(40))
-    opt = OptimConfig(epochs=2, lr=0.1, batch_size=8)
+    opt = OptimSpec(epochs=2, lr=0.1, batch_size=8)
     fit(model, split, opt, seed=seed, augment=augment, progress=False)
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memorization import resources
+from memorization.workflow import resources
+from memorization.workflow.registry import STAGES, stage
+from memorization.workflow.specs import Experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
@@ -107,8 +109,14 @@ def rule_blocks() -> dict[str, str]:
 
 
 def training_rules() -> set[str]:
-    """The rules that train: those asking for a GPU."""
-    return {name for name, body in rule_blocks().items() if re.search(r"\bgpu=", body)}
+    """The rules that train: those whose resources (a GPU, time, memory) come from their
+    stage's estimates (``**R.resources("<stage>")``)."""
+    return {name for name, body in rule_blocks().items() if "**R.resources(" in body}
+
+
+def training_stages() -> set[str]:
+    """The stages the registry says train."""
+    return {name for name, record in STAGES.items() if record.trains}
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -147,9 +155,11 @@ def test_local_profile():
 
 def test_the_workflow_knows_its_training_rules():
     # the parser finds what the profiles and the resource estimates are written for
-    expected = {"score", "score_test", "dynamics", "gradstats", "crosstrain", "sweep_level"}
+    expected = {"scores", "scores_test", "dynamics", "gradstats", "crosstrain", "sweep"}
     assert expected <= training_rules()
-    assert not training_rules() & {"prepare_dataset", "corrupt_labels", "subsets", "figure"}
+    assert not training_rules() & {"dataset", "labels", "subsets", "figure"}
+    # the rules that ask for resources are exactly the stages the registry says train
+    assert training_rules() == training_stages()
 
 
 def test_slurm_profile():
@@ -217,12 +227,14 @@ def test_slurm_dry_run_of_the_paper_config_takes_per_rule_estimates():
     )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
-    score = out[out.index("rule score:") :]
+    score = out[out.index("rule scores:") :]
     score = score[: score.index("Shell command")]
-    exp = paper["experiments"]["cifar10_vgg"]
-    minutes = resources.runtime_minutes("score", exp, threads=paper["threads"])
+    exp = Experiment.from_config("cifar10_vgg", paper["experiments"]["cifar10_vgg"])
+    passes = STAGES["scores"].passes(exp)
+    device = paper.get("device", "auto")
+    minutes = resources.runtime_minutes(passes, exp, device=device, threads=paper["threads"])
     assert f"runtime={minutes}," in score and minutes > 240  # above the old blanket 4 h
-    assert f"mem_mb={resources.mem_mb('score', exp)}," in score
+    assert f"mem_mb={resources.mem_mb(passes, exp, device=device)}," in score
     assert "gpu=1" in score and "slurm_partition=" in score
 
 
@@ -230,12 +242,17 @@ def test_slurm_dry_run_of_the_paper_config_takes_per_rule_estimates():
 
 
 def test_every_training_rule_declares_its_estimates():
+    from memorization.workflow.config import WorkflowConfig
+    from memorization.workflow.snakemake import Rules
+
+    with open(ROOT / "config/config.yaml") as fh:
+        rules = Rules(WorkflowConfig.from_config(yaml.safe_load(fh)))
     blocks = rule_blocks()
     for rule in training_rules():
         body = blocks[rule]
-        assert f'runtime=train_runtime("{rule}")' in body, rule
-        assert f'mem_mb=train_mem_mb("{rule}")' in body, rule
-        assert rule in resources.STAGE_PASSES, rule
+        assert f'**R.resources("{rule}")' in body, rule
+        assert STAGES[rule].passes is not None, rule
+        assert set(rules.resources(rule)) == {"gpu", "runtime", "mem_mb"}, rule
 
 
 MLP = {
@@ -252,42 +269,72 @@ MLP = {
 }
 
 
+def exp_of(**changes) -> Experiment:
+    """The experiment MLP with ``changes`` (a key set to None is left out)."""
+    raw = {k: v for k, v in {**MLP, **changes}.items() if v is not None}
+    return Experiment.from_config("e", raw)
+
+
+def passes_of(stage_name: str, exp: Experiment):
+    return STAGES[stage_name].passes(exp)
+
+
+def seconds(stage_name: str, exp: Experiment, **kw) -> float:
+    return resources.compute_seconds(passes_of(stage_name, exp), exp, **kw)
+
+
+#: the stages with an estimate (those that train)
+ESTIMATED = sorted(name for name, record in STAGES.items() if record.passes is not None)
+
+
 def test_model_cost_counts_the_mlp_exactly():
-    cost = resources.model_cost(MLP)
+    cost = resources.model_cost(exp_of())
     # two matrix products, 2 FLOPs per multiply-add; biases are not counted
     assert cost.flops == 2 * 784 * 4096 + 2 * 4096 * 10
     assert cost.params == 784 * 4096 + 4096 + 4096 * 10  # the output layer has no bias
 
 
-@pytest.mark.parametrize("stage", sorted(resources.STAGE_PASSES))
+@pytest.mark.parametrize("stage", ESTIMATED)
 def test_estimates_grow_with_the_work(stage):
-    base = resources.compute_seconds(stage, MLP)
-    assert resources.compute_seconds(stage, {**MLP, "epochs": 400}) > 1.9 * base
+    exp = exp_of()
+    base = seconds(stage, exp)
+    assert seconds(stage, exp_of(epochs=400)) > 1.9 * base
     # twice the FLOPs (on a GPU the per-batch overhead stays: compare on the CPU)
-    cpu = resources.compute_seconds(stage, MLP, device="cpu")
-    assert resources.compute_seconds(stage, {**MLP, "hidden": 8192}, device="cpu") > 1.9 * cpu
-    first = resources.runtime_minutes(stage, MLP)
+    cpu = seconds(stage, exp, device="cpu")
+    assert seconds(stage, exp_of(hidden=8192), device="cpu") > 1.9 * cpu
+    passes = passes_of(stage, exp)
+    first = resources.runtime_minutes(passes, exp)
     assert first % 5 == 0 and first >= resources.SETUP_MINUTES
-    assert resources.runtime_minutes(stage, MLP, attempt=2) == 2 * first
-    assert resources.mem_mb(stage, MLP, attempt=2) == 2 * resources.mem_mb(stage, MLP)
+    assert resources.runtime_minutes(passes, exp, attempt=2) == 2 * first
+    assert resources.mem_mb(passes, exp, attempt=2) == 2 * resources.mem_mb(passes, exp)
 
 
 def test_estimates_follow_device_threads_and_data():
-    gpu = resources.compute_seconds("score", MLP)
-    one, four = (resources.compute_seconds("score", MLP, device="cpu", threads=t) for t in (1, 4))
+    mlp = exp_of()
+    gpu = seconds("scores", mlp)
+    one, four = (seconds("scores", mlp, device="cpu", threads=t) for t in (1, 4))
     assert one > four > gpu
-    small = resources.compute_seconds("score", {**MLP, "dataset": "mnist5k"})
+    small = seconds("scores", exp_of(dataset="mnist5k"))
     assert small < gpu / 10  # 4,000 examples instead of 60,000
+
+    def mem(exp, **kw):
+        return resources.mem_mb(passes_of("scores", exp), exp, **kw)
+
     # a CPU job holds its activations in host memory; a GPU job holds them on the card
-    cct = {**MLP, "dataset": "fashion_mnist", "model": "cct", "depth": 7, "embed_dim": 256}
-    assert resources.mem_mb("score", cct, device="cpu") > resources.mem_mb("score", cct)
-    vgg = {**MLP, "dataset": "cifar10", "model": "vgg11", "width": 1.0}
-    assert resources.mem_mb("score", vgg) > resources.mem_mb("score", MLP)  # 4x the pixels
+    cct = exp_of(dataset="fashion_mnist", model="cct", hidden=None, depth=7, embed_dim=256)
+    assert mem(cct, device="cpu") > mem(cct)
+    vgg = exp_of(dataset="cifar10", model="vgg11", hidden=None, width=1.0)
+    assert mem(vgg) > mem(mlp)  # 4x the pixels
 
 
-def test_unknown_stage_is_refused():
-    with pytest.raises(ValueError, match="no resource estimate for stage 'truth'"):
-        resources.stage_passes("truth", MLP)
+def test_only_training_stages_have_estimates():
+    # a stage that does not train has no estimate (its rule takes the profile's
+    # defaults); every stage that trains has one; an unknown stage is refused
+    for name, record in STAGES.items():
+        assert (record.passes is not None) == record.trains, name
+    assert STAGES["truth"].passes is None
+    with pytest.raises(ValueError, match="unknown stage 'score'; known: dataset, labels"):
+        stage("score")
 
 
 # --- conda ------------------------------------------------------------------------------
@@ -319,10 +366,16 @@ def test_conda_env_installs_nothing_by_a_relative_path():
         assert not entry.startswith(("-e", "--editable", ".", "/", "file:")), entry
         assert "../" not in entry and "./" not in entry, entry
     # it is the env the rules name
-    envs = set()
-    for path in (ROOT / "rules").glob("*.smk"):
-        envs |= set(re.findall(r"^\s+conda:\s*\n\s+(\S+)", path.read_text(), re.M))
-    assert envs == {'"../envs/memorization.yaml"'}
+    texts = [path.read_text() for path in (ROOT / "rules").glob("*.smk")]
+    named = set()
+    for text in texts:
+        named |= set(re.findall(r"^\s+conda:\s*\n\s+(\S+)", text, re.M))
+    # a name (ENV) stands for the path it is set to in rules/common.smk
+    values = {}
+    for text in texts:
+        values.update(re.findall(r"^(\w+) = (\"[^\"]*\")\s*$", text, re.M))
+    envs = {values.get(name, name) for name in named}
+    assert envs == {'"../envs/memorization.yaml"'}, named
 
 
 @pytest.mark.workflow

@@ -5,23 +5,27 @@ import pytest
 import xarray as xr
 
 from memorization.data import prepare_dataset, to_tensors
-from memorization.experiment import replicate_seed
-from memorization.replicates import SCORES, first_replicate, merge_replicates, subset_means
-from memorization.scoring import score_split
-from memorization.training import OptimConfig
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.method.scoring import score_split
+from memorization.trust.replicates import (
+    SCORES,
+    first_replicate,
+    merge_replicates,
+    replicate_seed,
+    subset_means,
+)
 
 
 @pytest.fixture(scope="module")
 def runs():
     ds = prepare_dataset("digits")
     train = to_tensors(ds, "train")
-    opt = OptimConfig(epochs=2, lr=0.1, batch_size=128)
+    opt = OptimSpec(epochs=2, lr=0.1, batch_size=128)
+    model = ModelSpec.from_config("mlp", {"hidden": 32}).with_classes(10)
     seeds = [replicate_seed(5, r) for r in range(3)]
     out = [
-        score_split(
-            "mlp", {"hidden": 32}, train, 10, opt, s, progress=False, sharpen_temperature=0.5
-        )
-        for s in seeds
+        score_split(model, train, opt, s, progress=False, sharpen_temperature=0.5) for s in seeds
     ]
     return out, seeds
 

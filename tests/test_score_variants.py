@@ -1,10 +1,19 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from memorization.data import TensorSplit
-from memorization.models import build_model
-from memorization.score_variants import (
+from memorization.method.models import build_model
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.method.scoring import score_examples, score_split
+
+# the score variants are research code outside the library: benchmarks/score_variants.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from score_variants import (  # noqa: E402
     muted_partition,
     partition_scores,
     sharpened_memorization,
@@ -13,8 +22,6 @@ from memorization.score_variants import (
     shift_views,
     view_scores,
 )
-from memorization.scoring import score_examples, score_split
-from memorization.training import OptimConfig
 
 
 def _split(n=60, classes=3, seed=0):
@@ -164,8 +171,8 @@ def test_sharpened_memorization_by_hand():
 
 def test_score_split_adds_the_sharpened_score_and_keeps_the_rest():
     split = _split(n=80)
-    opt = OptimConfig(epochs=2, lr=0.1, batch_size=16)
-    args = ("mlp", {"hidden": 32}, split, 3, opt, 0)
+    opt = OptimSpec(epochs=2, lr=0.1, batch_size=16)
+    args = (ModelSpec.from_config("mlp", {"hidden": 32}).with_classes(3), split, opt, 0)
     plain = score_split(*args, progress=False)
     sharp = score_split(*args, progress=False, sharpen_temperature=1.0)
     assert "sharpened_memorization" not in plain

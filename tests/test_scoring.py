@@ -5,11 +5,14 @@ import pytest
 import torch
 import xarray as xr
 
-from memorization.artifacts import ENGINE, open_artifact, provenance, write_artifact
 from memorization.data import TensorSplit, to_tensors
-from memorization.scoring import score_examples, score_split
-from memorization.subsets import easy_difficult
-from memorization.training import OptimConfig
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.method.scoring import score_examples, score_split
+from memorization.method.subsets import easy_difficult
+from memorization.workflow.artifacts import ENGINE, open_artifact, write_artifact
+from memorization.workflow.provenance import provenance
+from memorization.workflow.stages.scores import SUBSETS
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +22,16 @@ def small_train(mnist5k):
     return TensorSplit(full.x[rows], full.y[rows], full.examples[rows])
 
 
-OPT = OptimConfig(epochs=3, lr=0.05, batch_size=64)
+OPT = OptimSpec(epochs=3, lr=0.05, batch_size=64)
+
+
+def mlp(hidden: int) -> ModelSpec:
+    """The MLP with ``hidden`` units on the 10 digit classes."""
+    return ModelSpec.from_config("mlp", {"hidden": hidden}).with_classes(10)
 
 
 def _score(split, seed=0, corrupted=None):
-    return score_split(
-        "mlp", {"hidden": 128}, split, 10, OPT, seed, corrupted=corrupted, progress=False
-    )
+    return score_split(mlp(128), split, OPT, seed, corrupted=corrupted, progress=False)
 
 
 def test_scores_are_deterministic_for_a_seed(small_train):
@@ -61,12 +67,12 @@ def test_score_dataset_contents(small_train):
 def test_memorization_flags_random_labels(small_train):
     from sklearn.metrics import roc_auc_score
 
-    from memorization.corruption import corrupt_labels
+    from memorization.data.corruption import corrupt_labels
 
     labels, corrupted = corrupt_labels(small_train.y.numpy(), 100, 10, seed=0)
     noisy = TensorSplit(small_train.x, torch.as_tensor(labels), small_train.examples)
-    opt = OptimConfig(epochs=12, lr=0.1, batch_size=64)
-    ds = score_split("mlp", {"hidden": 512}, noisy, 10, opt, 0, corrupted=corrupted, progress=False)
+    opt = OptimSpec(epochs=12, lr=0.1, batch_size=64)
+    ds = score_split(mlp(512), noisy, opt, 0, corrupted=corrupted, progress=False)
     auc = roc_auc_score(corrupted, ds["memorization"].values)
     assert auc > 0.8
 
@@ -74,8 +80,8 @@ def test_memorization_flags_random_labels(small_train):
 def test_scoring_shares_the_first_layer_but_matches_separate_forwards(small_train):
     from torch.nn import functional as F
 
-    from memorization.masks import TurnOverMasks
-    from memorization.models import MLP
+    from memorization.method.masks import TurnOverMasks
+    from memorization.method.models.mlp import MLP
 
     torch.manual_seed(0)
     model = MLP((1, 28, 28), 10, hidden=64)
@@ -112,15 +118,22 @@ def test_artifacts_carry_units_provenance_and_are_atomic(tmp_path, monkeypatch):
         coords={"example": [3, 4]},
     )
     path = tmp_path / "subsets.nc"
-    write_artifact(ds, path, "subsets", provenance({"seed": 7, "lr": 0.1}, device="cpu"))
+    write_artifact(ds, path, "subsets", SUBSETS, provenance({"seed": 7, "lr": 0.1}, device="cpu"))
     with xr.open_dataset(path, engine=ENGINE) as back:
         assert back["memorization"].attrs["units"] == "nats"
-        assert "memorization score" in back["memorization"].attrs["long_name"]
+        long_name = back["memorization"].attrs["long_name"]
+        assert long_name == "the score the subsets rank by (memorization)"
         assert back.attrs["seed"] == 7 and back.attrs["torch_version"] == torch.__version__
         assert "lr: 0.1" in back.attrs["config"]
         assert back["easy"].dtype == bool
+        # a yes/no variable carries flag values and meanings instead of units
+        assert back["easy"].attrs["flag_values"].tolist() == [0, 1]
+        assert back["easy"].attrs["flag_meanings"] == "false true"
+        assert "units" not in back["easy"].attrs
+        assert back.attrs["Conventions"] == "CF-1.10" and back.attrs["title"] == SUBSETS.title
+        assert back.attrs["kind"] == "subsets"
     with pytest.raises(ValueError, match="missing variables"):
-        write_artifact(ds.drop_vars("easy"), tmp_path / "bad.nc", "subsets", {})
+        write_artifact(ds.drop_vars("easy"), tmp_path / "bad.nc", "subsets", SUBSETS, {})
     # the artifact is readable like any file the user makes, not private like a temp file
     umask = os.umask(0)
     os.umask(umask)
@@ -128,22 +141,22 @@ def test_artifacts_carry_units_provenance_and_are_atomic(tmp_path, monkeypatch):
     # a failing write leaves neither a partial file nor a temporary one behind
     monkeypatch.setattr(xr.Dataset, "to_netcdf", lambda *a, **k: (_ for _ in ()).throw(OSError))
     with pytest.raises(OSError):
-        write_artifact(ds, tmp_path / "new.nc", "subsets", {})
+        write_artifact(ds, tmp_path / "new.nc", "subsets", SUBSETS, {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["subsets.nc"]
     with pytest.raises(ValueError, match="expected 'scores'"):
         open_artifact(path, "scores")
 
 
 def test_influence_on_itself_is_the_memorization_score(small_train):
-    from memorization.masks import TurnOverMasks
-    from memorization.models import MLP
-    from memorization.scoring import influence
+    from memorization.method.masks import TurnOverMasks
+    from memorization.method.models.mlp import MLP
+    from memorization.trust.influence import influence
 
     torch.manual_seed(0)
     model = MLP((1, 28, 28), 10, hidden=64)
     masks = TurnOverMasks(0, model.mask_units, small_train.examples)
     rows = torch.tensor([3, 10, 42])
-    infl = influence(model, masks, rows, small_train.x[rows], small_train.y[rows])
+    infl = influence(model, masks, rows, small_train.x[rows], small_train.y[rows]).numpy()
     assert infl.shape == (3, 3)
     mem = score_examples(model, small_train, masks)["memorization"][rows.numpy()]
     np.testing.assert_allclose(np.diag(infl), mem, rtol=1e-4, atol=1e-5)

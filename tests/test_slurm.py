@@ -24,7 +24,9 @@ import pytest
 import xarray as xr
 import yaml
 
-from memorization.resources import mem_mb, runtime_minutes
+from memorization.workflow.registry import STAGES
+from memorization.workflow.resources import mem_mb, runtime_minutes
+from memorization.workflow.specs import Experiment
 
 pytestmark = [
     pytest.mark.workflow,
@@ -57,8 +59,8 @@ CONFIG = {
     "figures": {"fig7": {"experiment": "clean", "per_class": 2}},
 }
 TARGETS = ["results/clean/scores.nc", "results/clean/scores_test.nc", "results/fig7.pdf"]
-TRAINING = {"score", "score_test"}
-LIGHT = {"prepare_dataset", "corrupt_labels", "figure"}
+TRAINING = {"scores", "scores_test"}
+LIGHT = {"dataset", "labels", "figure"}
 
 
 def sbatch_rule(argv: list[str]) -> str:
@@ -158,7 +160,7 @@ def test_every_job_went_through_sbatch(cluster):
 def test_training_jobs_ask_for_a_gpu_partition_time_and_memory(cluster):
     with open(PROFILE / "config.yaml") as fh:
         per_rule = yaml.safe_load(fh)["set-resources"]
-    exp = CONFIG["experiments"]["clean"]
+    exp = Experiment.from_config("clean", CONFIG["experiments"]["clean"])
     threads = CONFIG["threads"]
     for rule, argv in sbatch_calls(cluster).items():
         if rule not in TRAINING:
@@ -166,10 +168,10 @@ def test_training_jobs_ask_for_a_gpu_partition_time_and_memory(cluster):
         assert option(argv, "--gpus") == "1", argv
         assert option(argv, "-p") == per_rule[rule]["slurm_partition"], argv
         assert option(argv, "--cpus-per-task") == str(threads), argv
-        stage = rule
-        expected_time = runtime_minutes(stage, exp, device="auto", threads=threads)
+        passes = STAGES[rule].passes(exp)  # the rule's name is its stage's
+        expected_time = runtime_minutes(passes, exp, device="auto", threads=threads)
         assert option(argv, "-t") == str(expected_time), argv
-        assert option(argv, "--mem") == str(mem_mb(stage, exp, device="auto")), argv
+        assert option(argv, "--mem") == str(mem_mb(passes, exp, device="auto")), argv
         # what the plugin (2.8) does not add, and what the profile keeps commented out
         assert not any(a.startswith(("--ntasks-per-gpu", "--gres")) for a in argv), argv
     # inside the job, the step asks for the same card
@@ -208,6 +210,6 @@ def test_artifacts_are_valid(cluster):
 def test_readme_quotes_the_recorded_sbatch_lines(cluster):
     readme = (PROFILE / "README.md").read_text()
     calls = sbatch_calls(cluster)
-    for rule in ("score", "figure"):
+    for rule in ("scores", "figure"):
         line = quoted(calls[rule])
         assert line in readme, f"profiles/slurm/README.md should quote:\n{line}"

@@ -3,20 +3,22 @@ import pytest
 import torch
 
 from memorization.data import TensorSplit
-from memorization.training import OptimConfig
-from memorization.truth import (
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.trust.truth import (
     draw_subsets,
     influence_matrix,
     memorization_estimate,
     merge_shards,
     model_seeds,
-    top_influence,
+    top_fz_influence,
     train_shard,
     truth_dataset,
 )
 
 COPIES = 12
-OPT = OptimConfig(epochs=30, lr=0.2, batch_size=8)
+OPT = OptimSpec(epochs=30, lr=0.2, batch_size=8)
+MODEL = ModelSpec.from_config("mlp", {"hidden": 16}).with_classes(3)
 
 
 def _synthetic():
@@ -37,9 +39,7 @@ def _synthetic():
 
 def _shard(k0=0, k1=None, n_models=40):
     train, test = _synthetic()
-    return train_shard(
-        "mlp", {"hidden": 16}, train, test, 3, OPT, n_models=n_models, seed=0, k0=k0, k1=k1
-    )
+    return train_shard(MODEL, train, test, OPT, n_models=n_models, seed=0, k0=k0, k1=k1)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_influence_blockwise_equals_brute_force():
             want = c[in_train[:, i]].mean() - c[~in_train[:, i]].mean()
             assert full[i, j] == pytest.approx(want, abs=1e-6)
     assert np.isnan(full[5]).all()
-    rows, values = top_influence(in_train, correct_test, top_k=4, block_elements=25)
+    rows, values = top_fz_influence(in_train, correct_test, top_k=4, block_elements=25)
     assert rows.shape == values.shape == (7, 4)
     assert (rows != 5).all()
     for j in range(7):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from memorization.validation_table import estimator_table, influence_agreement
+from memorization.trust.validation import estimator_table, influence_agreement
 
 N = 400
 

@@ -93,6 +93,9 @@ TINY = {
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
+with open(ROOT / "config/config.yaml") as _fh:
+    DEFAULT_CONFIG = yaml.safe_load(_fh)
+
 
 def snakemake(workdir, *args, config=None, check=True, cores=2, timeout=900):
     cfg = workdir / "config.yaml"
@@ -140,17 +143,46 @@ def planned_rules(workdir, *args, config=None) -> set[str]:
     return rules
 
 
+def build_tiny(tmp_path_factory) -> Path:
+    """The workflow run on TINY, built once per test session: test_cli reads it too."""
+    workdir = tmp_path_factory.getbasetemp() / "tiny_workflow"
+    done = workdir / ".built"
+    if not done.exists():
+        workdir.mkdir(exist_ok=True)
+        snakemake(workdir, config=TINY)
+        done.write_text("")
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf")
-    snakemake(workdir, config=TINY)
-    return workdir
+    return build_tiny(tmp_path_factory)
 
 
 def test_builds_every_figure_as_pdf(built):
     for fig in TINY["figures"]:
         pdf = (built / "results" / f"{fig}.pdf").read_bytes()
         assert pdf.startswith(b"%PDF") and len(pdf) > 5000
+
+
+def test_logs_and_benchmarks_follow_the_artifact_paths(built):
+    """results/logs/<artifact path>.log for every job; benchmarks of the training jobs."""
+    res = built / "results"
+    logs = ["data/digits", "claims", *(f"{fig}" for fig in TINY["figures"])]
+    logs += [f"clean/{s}" for s in ("labels", "scores", "scores_test", "subsets", "dynamics")]
+    logs += ["clean/crosstrain", "clean/sweep/corrupt0", "clean/sweep/corrupt700"]
+    logs += ["noisy/gradstats", "noisy/subsets_test", "vgg/scores", "cct/scores"]
+    for name in logs:
+        stage = {"data/digits": "dataset", "claims": "claims"}.get(name, name.split("/")[-1])
+        if name in TINY["figures"]:
+            stage = "figure"
+        elif "/sweep/" in name:
+            stage = "sweep"
+        text = (res / "logs" / f"{name}.log").read_text()
+        assert f"stage {stage} started" in text, name
+    for name in ("clean/scores", "clean/sweep/corrupt700", "noisy/gradstats", "vgg/dynamics"):
+        assert (res / "benchmarks" / f"{name}.tsv").read_text().startswith("s\t"), name
+    assert not (res / "benchmarks/clean/subsets.tsv").exists()  # only the training rules
 
 
 def test_claims_table_lists_every_claim_with_evidence(built):
@@ -171,7 +203,7 @@ def test_claims_table_lists_every_claim_with_evidence(built):
     md = (built / "results/claims.md").read_text()
     assert md.count("\n| fig") + md.count("\n| scores") == len(claims) + 1
     summary = subprocess.run(
-        [sys.executable, "-m", "memorization.summary", str(built / "results")],
+        [sys.executable, "-m", "memorization", "summary", str(built / "results")],
         capture_output=True,
         text=True,
         env=ENV,
@@ -197,7 +229,14 @@ def test_scores_artifact_is_self_describing(built):
             "subnet_accuracy",
             "heldout_accuracy",
         ):
-            assert ds[var].attrs["long_name"] and "units" in ds[var].attrs, var
+            attrs = ds[var].attrs
+            assert attrs["long_name"] and ("units" in attrs or "flag_meanings" in attrs), var
+        for var in ("corrupted", "mislabeled"):  # yes/no: CF flags, not units
+            assert ds[var].attrs["flag_meanings"] == "false true", var
+            assert list(ds[var].attrs["flag_values"]) == [0, 1], var
+        for var in ("label", "true_label", "pred_muted", "pred_unmuted"):  # the digits' classes
+            assert ds[var].attrs["flag_meanings"].split() == [str(d) for d in range(10)], var
+        assert ds.attrs["kind"] == "scores" and ds.attrs["Conventions"].startswith("CF-")
         assert ds["memorization"].dims == ("example",)
         assert ds["subnet_accuracy"].dims == ("epoch", "subnet")
         assert ds.sizes["epoch"] == 15
@@ -205,8 +244,9 @@ def test_scores_artifact_is_self_describing(built):
         assert drawn == 300 and 240 < wrong < 300  # uniform: about a tenth keep their class
         assert ds.attrs["seed"] == 1 and ds.attrs["device"] == "cpu"
         assert ds.attrs["threads"] == 1 and ds.attrs["experiment"] == "noisy"
-        cfg = yaml.safe_load(ds.attrs["config"])
-        assert cfg["corrupt"] == 300 and cfg["model"] == "mlp" and cfg["corruption"] == "uniform"
+        cfg = yaml.safe_load(ds.attrs["config"])  # the scores stage's slice
+        assert cfg["labels"]["corrupt"] == 300 and cfg["labels"]["corruption"] == "uniform"
+        assert cfg["model"]["model"] == "mlp" and cfg["model"]["hidden"] == 256
         assert ds.attrs["mislabeled_auc"] > 0.75
         mem, bad = ds["memorization"].values, ds["mislabeled"].values.astype(bool)
         assert np.median(mem[bad]) > np.median(mem[~bad])
@@ -222,7 +262,7 @@ def test_cct_scores_through_the_workflow(built):
         assert ds.sizes["example"] == 1437 and ds.sizes["epoch"] == 2
         assert np.isfinite(ds["memorization"].values).all()
         assert "blocks.0.norm1.weight" in ds.attrs["shared_parameters"]
-        assert yaml.safe_load(ds.attrs["config"])["activation"] == "relu"
+        assert yaml.safe_load(ds.attrs["config"])["model"]["activation"] == "relu"
         assert ds.attrs["masked_layers"] == 3
 
 
@@ -244,12 +284,14 @@ def test_training_dynamics_artifacts(built):
         assert ds.sizes["example"] == 360 and ds.attrs["split"] == "test"
     with xr.open_dataset(res / "noisy/dynamics.nc", engine="netcdf4") as ds:
         study = yaml.safe_load(ds.attrs["config"])["study"]
-        assert study == {**study, "name": "dynamics", "lr": 0.05, "epochs": 6}
+        assert ds.attrs["kind"] == "dynamics"
+        assert study == {**study, "lr": 0.05, "epochs": 6}  # dynamics_lr, dynamics_epochs
     with xr.open_dataset(res / "noisy/gradstats.nc", engine="netcdf4") as ds:
         assert ds["contribution"].dims == ("epoch", "subset")
         study = yaml.safe_load(ds.attrs["config"])["study"]
         # figure 4 trains at the experiment's own lr (0.1), not the dynamics' 0.05
-        assert ds.sizes["epoch"] == 5 and study["lr"] == 0.1
+        assert ds.attrs["kind"] == "gradstats"
+        assert ds.sizes["epoch"] == 5 and study["lr"] == 0.1 and study["epochs"] == 5
         cos = ds["cosine_similarity"].values
         assert np.isfinite(cos).all() and (np.abs(cos) <= 1).all()
         assert ds["probe_size"].values.tolist() == [20, 20, 20]
@@ -264,7 +306,8 @@ def test_training_dynamics_artifacts(built):
         with xr.open_dataset(res / f"clean/sweep/corrupt{level}.nc", engine="netcdf4") as ds:
             assert int(ds["corrupt"].values[0]) == level
             assert ds.sizes["epoch"] == 5
-            assert yaml.safe_load(ds.attrs["config"])["corrupt"] == level
+            assert yaml.safe_load(ds.attrs["config"])["labels"]["corrupt"] == level
+            assert ds.attrs["kind"] == "sweep"
 
 
 def test_html_report_holds_every_figure_and_the_claims(built):
@@ -297,8 +340,8 @@ def test_second_run_does_nothing_and_options_rerun_only_what_they_decide(built):
     assert planned_rules(built, config=changed) == {"figure", "claims", "all"}
     # a nested --config override reaches the experiment it names, and only its stages
     rules = planned_rules(built, "--config", "experiments={vgg: {epochs: 3}}", config=TINY)
-    assert {"score", "subsets", "figure"} <= rules
-    assert not rules & {"corrupt_labels", "sweep_level", "prepare_dataset"}
+    assert {"scores", "subsets", "figure"} <= rules
+    assert not rules & {"labels", "sweep", "dataset"}
     # the cross-subset epochs decide only the cross-subset runs
     rules = planned_rules(
         built, "--config", "experiments={clean: {crosstrain_epochs: 2}}", config=TINY
@@ -318,6 +361,13 @@ def test_a_foreign_artifact_is_refused_with_the_fix(built, tmp_path):
     assert out.returncode != 0
     assert "noisy/scores.nc was not made from this config" in text
     assert "seed: 0 in the file, 1 in this config" in text and "rm " in text
+    # the failing job says so in one line naming its log; the traceback is in the log
+    log = res / "logs/noisy/subsets.log"
+    failed = [line for line in text.splitlines() if line.startswith("subsets failed: ")]
+    assert len(failed) == 1 and failed[0].endswith(f"(traceback in {log.relative_to(work)})")
+    assert "was not made from this config" in failed[0]
+    assert "Traceback (most recent call last)" not in text
+    assert "Traceback (most recent call last)" in log.read_text()
 
 
 def test_scores_do_not_depend_on_cores(tmp_path):
@@ -386,7 +436,7 @@ for cfg in configs:
         try:
             # --until: should a bad input slip through, only the data would be prepared
             main(["--snakefile", snakefile, "--directory", workdir, "--configfile", cfg,
-                  "--cores", "2", "--until", "prepare_dataset"])
+                  "--cores", "2", "--until", "dataset"])
         except SystemExit as exit:
             code = exit.code
     results.append({"code": code, "out": out.getvalue()})
@@ -418,6 +468,11 @@ def refused(built, tmp_path_factory):
     syntax = folder / "syntax.yaml"
     syntax.write_text("experiments:\n  a: {dataset: mnist5k\n  b: 1\n")
     paths.append(str(syntax))
+    # a key given twice: YAML (and Snakemake) would silently keep the second
+    text = yaml.safe_dump(DEFAULT_CONFIG)
+    twice = folder / "twice.yaml"
+    twice.write_text(text + "device: cpu\n")
+    paths.append(str(twice))
     res = subprocess.run(
         [sys.executable, "-c", BATCH, str(ROOT / "Snakefile"), str(built), *paths],
         capture_output=True,
@@ -433,13 +488,17 @@ def refused(built, tmp_path_factory):
 def test_bad_inputs_are_refused_before_any_job(refused):
     before, after, results = refused
     cases = _bad_cases()
-    assert len(results) == len(cases) + 1 >= 31
+    assert len(results) == len(cases) + 2 >= 31
     for (name, _, message), res in zip(cases, results, strict=False):
         assert res["code"] not in (0, None), name
         assert message in res["out"], (name, res["out"][-1500:])
         assert "Select jobs to execute" not in res["out"], name  # no job started
-    syntax = results[-1]
+        assert "Traceback" not in res["out"], name  # a message, not a crash
+    syntax, twice = results[-2:]
     assert syntax["code"] not in (0, None) and "not valid JSON or YAML" in syntax["out"]
+    line = len(yaml.safe_dump(DEFAULT_CONFIG).splitlines()) + 1
+    assert twice["code"] not in (0, None) and "Select jobs to execute" not in twice["out"]
+    assert f"twice.yaml:{line}:1: key 'device' is given twice" in twice["out"], twice["out"]
     assert after == before  # nothing under results/ changed
 
 
@@ -534,7 +593,7 @@ KILL = {
 
 
 def _all_artifacts_readable(workdir):
-    from memorization.artifacts import open_artifact
+    from memorization.workflow.artifacts import open_artifact
 
     for path in (workdir / "results").rglob("*.nc"):
         open_artifact(path)  # raises on a truncated or partial file

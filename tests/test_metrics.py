@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from memorization.validation import (
+from memorization.trust.metrics import (
     memorization_auc,
     quality,
     random_label_auc,

@@ -6,7 +6,10 @@ import torch
 from torch import nn
 
 from memorization.data import TensorSplit
-from memorization.estimators import (
+from memorization.method.models.spec import ModelSpec
+from memorization.method.optim import OptimSpec
+from memorization.method.training import fit
+from memorization.trust.peers import (
     ESTIMATORS,
     estimators_from_records,
     forgetting_events,
@@ -15,7 +18,7 @@ from memorization.estimators import (
     slow_learning,
     tracin_self_influence,
 )
-from memorization.training import OptimConfig, fit
+from memorization.workflow.registry import STAGES
 
 
 class Linear(nn.Module):
@@ -61,7 +64,7 @@ def test_tracin_sums_learning_rate_times_squared_norms():
 def test_gradient_norms_of_softmax_regression_are_the_closed_form():
     """||∇_W ℓ||² + ||∇_b ℓ||² = ||p - e_y||² (||x||² + 1) at every checkpoint."""
     train = _split()
-    opt = OptimConfig(epochs=3, lr=0.5, batch_size=16, milestones=(2,), gamma=0.2)
+    opt = OptimSpec(epochs=3, lr=0.5, batch_size=16, milestones=(2,), gamma=0.2)
     torch.manual_seed(0)
     model = Linear(5, 3)
     twin = copy.deepcopy(model)
@@ -103,17 +106,21 @@ def test_an_example_that_is_never_fitted_ranks_highest():
     x = torch.cat([x, x[:1].expand(3, -1, -1, -1)])
     y = torch.cat([y, torch.tensor([rule, rule, other])])
     train = TensorSplit(x, y, np.arange(len(y)))
-    opt = OptimConfig(epochs=8, lr=0.5, batch_size=8)
-    est = peer_estimators("mlp", {"hidden": 32}, train, 3, opt, seed=0)
+    opt = OptimSpec(epochs=8, lr=0.5, batch_size=8)
+    model = ModelSpec.from_config("mlp", {"hidden": 32}).with_classes(3)
+    est = peer_estimators(model, train, opt, seed=0)
     odd = len(y) - 1
     assert est["final_loss"].values.argmax() == odd
     assert est["forgetting_events"].values[odd] == 8  # never learnt: the number of epochs
     assert est["slow_learning"].values[odd] == 1.0
     assert est["tracin_self_influence"].values.argmax() == odd
     assert set(ESTIMATORS) <= set(est.data_vars)
+    # every variable is described by the peers artifact's schema (long_name and units)
+    schema = STAGES["peers"].schema
+    assert set(est.data_vars) <= set(schema.required)
     for name in ESTIMATORS:
         assert est[name].dims == ("example",)
-        assert est[name].attrs["long_name"]
+        assert schema.required[name].long_name
     np.testing.assert_array_equal(est["example"].values, train.examples)
     assert est["accuracy"].dims == ("epoch",) and len(est["epoch"]) == 8
     assert est["accuracy"].values[-1] == pytest.approx(est["correct"].values[-1].mean())
