@@ -16,7 +16,9 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 # (a config file given twice a key, wrong types, sizes, models, figures, the results
 # folder; where the jobs run here, the device, memory and disk). The message is
 # printed without a traceback and Snakemake stops.
-coerce_overrides(config)  # --config leaves nested numbers as strings; YAML 1.1 reads 1e-3 so
+coerce_overrides(
+    config
+)  # --config leaves nested numbers as strings; YAML 1.1 reads 1e-3 so
 INFOS = check_before_jobs(
     config,
     configfiles=[str(f) for f in workflow.configfiles],
@@ -70,16 +72,22 @@ def figure_inputs(wildcards):
 
 
 def validation_inputs(wildcards=None):
-    """The artifacts the validation table is made from (the validation figure's options)."""
+    """The artifacts the validation table is made from (the validation figure's options):
+    lists named <option>_<artifact> (clean_scores, clean_truth, ...; one entry per
+    experiment of the option), variants and noisy_variants. The influence pairs only of
+    the first clean experiment: other models pay a forward pass per pair."""
     options = W.figures.get("validation")
     if options is None:
         return {}
     inputs = {}
+    first = {}
     for option, name, artifact in FIGURES["validation"].needs(options):
-        if option in ("variants", "noisy_variants"):
-            inputs.setdefault(option, []).append(R.paths.of(artifact, name))
-        else:
-            inputs[f"{option}_{artifact}"] = R.paths.of(artifact, name)
+        first.setdefault(option, name)
+        if artifact == "influence" and name != first[option]:
+            continue
+        listed = option in ("variants", "noisy_variants")
+        key = option if listed else f"{option}_{artifact}"
+        inputs.setdefault(key, []).append(R.paths.of(artifact, name))
     return inputs
 
 

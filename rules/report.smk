@@ -43,7 +43,9 @@ rule overview:
         dataset=dataset_of,
         scores=path("scores"),
     output:
-        output=report(path("overview"), caption="../report/overview.rst", category="Overview"),
+        output=report(
+            path("overview"), caption="../report/overview.rst", category="Overview"
+        ),
     log:
         R.log("overview"),
     conda:

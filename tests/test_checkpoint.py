@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import Killed, interrupt
 
 from memorization.method import training
 from memorization.method.checkpoint import Checkpoint, Records, checkpoint_path
@@ -54,10 +55,6 @@ EXPERIMENT = {
 MOMENTUM = {"momentum": 0.9, "milestones": [2, 4], "gamma": 0.5}
 VGG = {"model": "vgg11", "width": 0.0625, "masked_layers": 2, "epochs": 4, "batch_size": 256}
 BATCHES = 12
-
-
-class Killed(Exception):
-    """Stands for SIGKILL: the process ends without saving anything."""
 
 
 def experiment(**overrides) -> Experiment:
@@ -120,23 +117,6 @@ def run_stage(stage: str, inputs, output, config, every=2):
         execution=execution(every),
     )
     STAGES[stage].run(ctx)
-
-
-def interrupt(monkeypatch, at: int, how: str) -> None:
-    """Interrupt training before its ``at``-th batch (1-based, counted over all epochs)."""
-    batches = training._batches
-    seen = {"n": 0}
-
-    def wrapped(*args):
-        for batch in batches(*args):
-            seen["n"] += 1
-            if seen["n"] == at:
-                if how == "kill":
-                    raise Killed
-                signal.raise_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
-            yield batch
-
-    monkeypatch.setattr(training, "_batches", wrapped)
 
 
 @pytest.fixture
@@ -277,7 +257,7 @@ def test_crosstrain_resumes_bit_identical(
     inputs, tmp_path, tmp_path_factory, monkeypatch, caplog, safe_signals, at, how, logged
 ):
     # 4 batches an epoch of either run (100 easy, 100 difficult examples)
-    config = slice_of("crosstrain", **MOMENTUM, batch_size=32)
+    config = slice_of("crosstrain", **MOMENTUM, batch_size=32, crosstrain_epochs=6)
     ref = reference("crosstrain", inputs, config, tmp_path_factory)
     out = tmp_path / "crosstrain.nc"
     text = interrupted_then_resumed("crosstrain", inputs, config, out, monkeypatch, at, how, caplog)

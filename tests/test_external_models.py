@@ -146,9 +146,7 @@ def test_building_twice_gives_the_same_weights():
 
 
 def test_factory_named_site_passes_the_proof(factories):
-    model = build_external(
-        f"{factories}:plain", (1, 12, 12), 5, turnover=["2"], mask_groups=4
-    )
+    model = build_external(f"{factories}:plain", (1, 12, 12), 5, turnover=["2"], mask_groups=4)
     net = model.net
     assert net[0].in_channels == 1 and net[6].bias is None  # channels passed, head replaced
     assert model.mask_units == [4] and model.sites[0].groups == (4, 4, 4, 4)

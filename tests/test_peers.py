@@ -11,6 +11,7 @@ from memorization.method.optim import OptimSpec
 from memorization.method.training import fit
 from memorization.trust.peers import (
     ESTIMATORS,
+    cumulative_loss,
     estimators_from_records,
     forgetting_events,
     peer_estimators,
@@ -61,6 +62,12 @@ def test_tracin_sums_learning_rate_times_squared_norms():
     np.testing.assert_allclose(tracin_self_influence(sq, [0.1, 0.1, 0.01]), [0.33, 0.41])
 
 
+def test_cumulative_loss_sums_the_end_of_epoch_losses():
+    losses = np.array([[2.0, 0.5], [1.0, 0.25], [0.5, 0.125]], dtype=np.float32)
+    np.testing.assert_array_equal(cumulative_loss(losses), [3.5, 0.875])
+    assert cumulative_loss(losses).dtype == np.float64
+
+
 def test_gradient_norms_of_softmax_regression_are_the_closed_form():
     """||∇_W ℓ||² + ||∇_b ℓ||² = ||p - e_y||² (||x||² + 1) at every checkpoint."""
     train = _split()
@@ -94,6 +101,9 @@ def test_gradient_norms_of_softmax_regression_are_the_closed_form():
         (records["lr"] * records["grad_sq_norm"]).sum("epoch").values,
         rtol=1e-6,
     )
+    np.testing.assert_array_equal(
+        est["cumulative_loss"].values, records["loss"].values.astype(np.float64).sum(0)
+    )
 
 
 def test_an_example_that_is_never_fitted_ranks_highest():
@@ -114,7 +124,8 @@ def test_an_example_that_is_never_fitted_ranks_highest():
     assert est["forgetting_events"].values[odd] == 8  # never learnt: the number of epochs
     assert est["slow_learning"].values[odd] == 1.0
     assert est["tracin_self_influence"].values.argmax() == odd
-    assert set(ESTIMATORS) <= set(est.data_vars)
+    assert est["cumulative_loss"].values.argmax() == odd
+    assert set(ESTIMATORS) <= set(est.data_vars) and "cumulative_loss" in ESTIMATORS
     # every variable is described by the peers artifact's schema (long_name and units)
     schema = STAGES["peers"].schema
     assert set(est.data_vars) <= set(schema.required)

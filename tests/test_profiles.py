@@ -252,7 +252,9 @@ def test_every_training_rule_declares_its_estimates():
         body = blocks[rule]
         assert f'**R.resources("{rule}")' in body, rule
         assert STAGES[rule].passes is not None, rule
-        assert set(rules.resources(rule)) == {"gpu", "runtime", "mem_mb"}, rule
+        declared = set(rules.resources(rule))
+        assert {"gpu", "runtime", "mem_mb"} <= declared, rule
+        assert declared <= SLURM_RESOURCES, rule  # a typo would be silently ignored
 
 
 MLP = {

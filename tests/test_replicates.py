@@ -52,6 +52,9 @@ def test_merge_means_standard_errors_and_per_replicate_values(runs):
     out, seeds = runs
     merged = merge_replicates(out, seeds)
     assert merged.sizes["replicate"] == 3 and merged.attrs["replicates"] == 3
+    # the cumulative form (a sum over the epochs) is averaged like the other forms
+    assert "cumulative_memorization" in SCORES
+    assert merged["cumulative_memorization_by_replicate"].dims == ("replicate", "example")
     for score in SCORES:
         stack = np.stack([r[score].values for r in out])
         assert np.allclose(merged[score].values, stack.mean(0))

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from helpers import snakemake_command
 
 from memorization.workflow.registry import STAGES
 from memorization.workflow.resources import mem_mb, runtime_minutes
@@ -116,12 +117,7 @@ def cluster(tmp_path_factory):
     }
     for var in [v for v in env if v.startswith(("SLURM_", "SBATCH_", "SRUN_"))]:
         del env[var]
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
+    cmd = snakemake_command(
         "--profile",
         str(PROFILE),
         "--configfile",
@@ -129,7 +125,7 @@ def cluster(tmp_path_factory):
         "--slurm-init-seconds-before-status-checks",
         "1",
         *TARGETS,
-    ]
+    )
     res = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=420)
     log = res.stdout + res.stderr
     calls = []

@@ -1,10 +1,12 @@
-"""The validation table: estimators against a known truth, costs, fitted shares."""
+"""The validation table: estimators against a known truth, costs, fitted shares (one clean
+experiment; several architectures: tests/test_trust_validation.py)."""
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from memorization.trust.validation import estimator_table, influence_agreement
+from memorization.trust.peers import ESTIMATORS
+from memorization.trust.validation import Runs, estimator_table, influence_agreement
 
 N = 400
 
@@ -41,15 +43,7 @@ def _truth(mem):
 
 def _estimators(values, correct_last):
     ds = xr.Dataset(
-        {
-            name: ("example", values)
-            for name in (
-                "tracin_self_influence",
-                "final_loss",
-                "slow_learning",
-                "forgetting_events",
-            )
-        },  # fmt: skip
+        {name: ("example", values) for name in ESTIMATORS},
         coords={"example": np.arange(N)[::-1]},  # another order than the scores'
         attrs={"seconds": 7.0},
     )
@@ -64,12 +58,12 @@ def test_a_perfect_estimator_and_a_noisy_one():
     noise = rng.normal(0, 1, N)
     clean = _scores([perfect, noise])
     peers = _estimators(truth_mem[::-1], np.ones(N, bool))  # aligned by example id
-    table = estimator_table(
-        truth=_truth(truth_mem), clean_scores=clean, clean_estimators=peers, replicates=(1, 2)
-    )
+    runs = Runs("clean", clean, peers, _truth(truth_mem), architecture="mlp")
+    table = estimator_table(clean=[runs], replicates=(1, 2)).sel(experiment="clean")
     r1 = table.sel(estimator="turnover_loss_R1")
     assert float(r1["auc_memorized"]) == pytest.approx(1.0)
     assert float(r1["spearman"]) == pytest.approx(1.0)
+    assert float(r1["pearson"]) == pytest.approx(1.0)
     assert float(r1["cost_runs"]) == 1 and float(r1["cost_seconds"]) == 10.0
     r2 = table.sel(estimator="turnover_loss_R2")
     assert float(r2["cost_runs"]) == 2 and float(r2["cost_seconds"]) == 22.0
@@ -80,7 +74,13 @@ def test_a_perfect_estimator_and_a_noisy_one():
     ceiling = table.sel(estimator="fz_half_vs_half")
     assert 0.9 < float(ceiling["auc_memorized"]) <= 1.0
     assert np.isnan(float(r1["random_label_auc"]))
-    assert table.attrs["truth_memorized"] == 40
+    assert float(table["truth_memorized"]) == 40 and float(table["truth_models"]) == 20
+    cumulative = table.sel(estimator="cumulative_loss")  # the peers' CSL
+    assert cumulative["family"].item() == "peer"
+    assert float(cumulative["auc_memorized"]) == pytest.approx(1.0)
+    # the values the metrics were computed from, in the truth's example order
+    np.testing.assert_array_equal(r1["estimate"].values, perfect)
+    np.testing.assert_array_equal(table["truth_memorization"].values, truth_mem)
 
 
 def test_noisy_regime_and_fitted_shares():
@@ -88,21 +88,23 @@ def test_noisy_regime_and_fitted_shares():
     scores = _scores([np.where(wrong, 2.0, 0.0)], wrong=wrong)
     correct = ~wrong | (np.arange(N) % 8 == 0)  # half of the wrong labels fitted
     peers = _estimators(np.zeros(N), correct[::-1])
-    table = estimator_table(
-        truth=None, clean_scores=None, clean_estimators=None,
-        noisy_scores=scores, noisy_estimators=peers, replicates=(1, 2, 4),
-    )  # fmt: skip
+    table = estimator_table(noisy=Runs("noisy", scores, peers), replicates=(1, 2, 4))
     assert list(table["estimator"].values)[:3] == [
         "turnover_loss_R1",
         "turnover_probability_R1",
         "turnover_zero_one_R1",
     ]
+    assert table.sizes["experiment"] == 0 and table.attrs["noisy"] == "noisy"
     assert "turnover_loss_R2" not in table["estimator"].values  # one replicate held
     assert float(table.sel(estimator="turnover_loss_R1")["random_label_auc"]) == 1.0
     assert float(table.sel(estimator="final_loss")["random_label_auc"]) == 0.5  # all tied
     assert table.attrs["fitted_turnover_unmuted"] == 1.0
     assert table.attrs["fitted_plain"] == pytest.approx(0.5)
-    assert np.isnan(float(table.sel(estimator="turnover_loss_R1")["auc_memorized"]))
+    assert float(table["noisy_cost_runs"].sel(estimator="turnover_loss_R1")) == 1
+    np.testing.assert_array_equal(table["mislabeled"].values, wrong)
+    np.testing.assert_array_equal(
+        table["noisy_estimate"].sel(estimator="final_loss").values, np.zeros(N)
+    )
 
 
 def test_influence_agreement():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from helpers import snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -101,12 +102,7 @@ def snakemake(workdir, *args, config=None, check=True, cores=2, timeout=900):
     cfg = workdir / "config.yaml"
     if config is not None:
         cfg.write_text(yaml.safe_dump(config))
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
+    cmd = snakemake_command(
         "--directory",
         str(workdir),
         "--configfile",
@@ -114,7 +110,7 @@ def snakemake(workdir, *args, config=None, check=True, cores=2, timeout=900):
         "--cores",
         str(cores),
         *args,
-    ]
+    )
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
@@ -190,7 +186,7 @@ def test_claims_table_lists_every_claim_with_evidence(built):
     by_figure = {}
     for c in claims:
         by_figure.setdefault(c["figure"], []).append(c)
-        assert c["verdict"] in ("supported", "not supported", "not measured")
+        assert c["verdict"] in ("supported", "not supported", "inconclusive", "not measured")
         assert c["evidence"] and c["statement"]
     assert set(by_figure) == {*TINY["figures"], "scores"}
     keys = {c["key"] for c in by_figure["fig3"]}
@@ -545,7 +541,15 @@ def test_trust_rules_end_to_end(tmp_path):
             with xr.open_dataset(res / f"clean/replicates/scores_r{r}.nc", engine="netcdf4") as one:
                 by = ds["memorization_by_replicate"].isel(replicate=r).values
                 assert np.array_equal(by, one["memorization"].values)
+                assert one.attrs["kind"] == "scores_replicate"
         assert ds["memorization_se"].attrs["long_name"].startswith("standard error")
+    # the peer estimators' artifact (was estimators.nc), made by the peers rule
+    with xr.open_dataset(res / "clean/peers.nc", engine="netcdf4") as ds:
+        assert ds.attrs["kind"] == "peers"
+    assert not list(res.rglob("estimators.nc"))
+    assert "stage peers started" in (res / "logs/clean/peers.log").read_text()
+    assert (res / "logs/clean/truth/shard1.log").exists()
+    assert (res / "logs/clean/replicates/scores_r1.log").exists()
     with xr.open_dataset(res / "clean/truth.nc", engine="netcdf4") as ds:
         assert ds.attrs["n_models_merged"] == 6 and ds.sizes["half"] == 2
         assert ds.sizes["rank"] == 5 and ds.sizes["test_example"] == 360
@@ -556,13 +560,18 @@ def test_trust_rules_end_to_end(tmp_path):
         names = set(ds["estimator"].values)
         assert {"turnover_loss_R1", "turnover_zero_one_R2", "tracin_self_influence"} <= names
         assert "fz_half_vs_half" in names and "turnover_loss_R2" in names
-        assert np.isfinite(ds["auc_memorized"].sel(estimator="turnover_loss_R1"))
+        assert list(ds["experiment"].values) == ["clean"]  # one table row per architecture
+        assert np.isfinite(
+            ds["auc_memorized"].sel(experiment="clean", estimator="turnover_loss_R1")
+        )
         assert np.isfinite(ds["random_label_auc"].sel(estimator="final_loss"))
         assert 0 <= ds.attrs["fitted_plain"] <= 1 and "influence_top_overlap" in ds.attrs
-        assert float(ds["cost_runs"].sel(estimator="turnover_loss_R2")) == 2
+        cost = ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R2")
+        assert float(cost) == 2
     claims = json.loads((res / "claims.json").read_text())
     keys = {c["key"] for c in claims if c["figure"] == "validation"}
     assert keys == {
+        "turnover_at_least_peers",
         "turnover_matches_truth",
         "turnover_beats_tracin",
         "turnover_finds_fitted_random_labels",
@@ -599,18 +608,18 @@ def _all_artifacts_readable(workdir):
         open_artifact(path)  # raises on a truncated or partial file
 
 
-def _rerun(workdir):
-    """A plain rerun; or, when it fails, the one command its error names."""
-    res = snakemake(workdir, check=False)
+def _rerun(workdir, *fix):
+    """A plain rerun; or, when it fails, the command its error names (Snakemake names one
+    at a time: after a SIGKILL mid-job, --rerun-incomplete, then --unlock)."""
+    res = snakemake(workdir, *fix, check=False)
     text = res.stdout + res.stderr
     if res.returncode == 0:
-        return "plain rerun"
+        return "--rerun-incomplete" if fix else "plain rerun"
     if "--unlock" in text:
         snakemake(workdir, "--unlock")
-        return _rerun(workdir)
-    if "--rerun-incomplete" in text:
-        snakemake(workdir, "--rerun-incomplete")
-        return "--rerun-incomplete"
+        return _rerun(workdir, *fix)
+    if "--rerun-incomplete" in text and not fix:
+        return _rerun(workdir, "--rerun-incomplete")
     raise AssertionError(f"the rerun failed without naming a fix:\n{text[-3000:]}")
 
 

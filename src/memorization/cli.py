@@ -8,7 +8,6 @@ of the config that made them (``results`` by default, ``results/paper`` for
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +68,7 @@ def check_files(
 def claims(
     results: Results = Path("results"),
     readme: Annotated[Path | None, typer.Option(help="copy the table into this README")] = None,
+    note: Annotated[str, typer.Option(help="a sentence added to the copied table")] = "",
 ) -> None:
     """Print the table of the paper's claims of a finished run (or copy it into a README)."""
     md = results / "claims.md"
@@ -76,7 +76,7 @@ def claims(
         _fail(f"{md} does not exist: build it with `snakemake --cores 2 {md}`")
     if readme is not None:
         try:
-            update_readme(readme, md)
+            update_readme(readme, md, note)
         except ValueError as err:
             _fail(f"{err} (add the markers where the table goes; the end marker: {README_END})")
         typer.echo(f"{readme}: claims table updated from {md}")
@@ -113,18 +113,34 @@ def top(
         typer.echo(f"image grid: {grid}")
 
 
-def _config_of(configfile: Path | None) -> dict:
+def _merge(base: dict, extra: dict) -> dict:
+    """``extra`` merged into ``base`` key by key (nested mappings too), as ``--config`` is."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _config_of(configfile: Path | None, overrides: list[str] = ()) -> dict:
     path = configfile or ROOT / "config" / "config.yaml"
     try:
-        return coerce_overrides(load_yaml(path))
+        cfg = load_yaml(path)
     except ConfigError as err:
         _fail(str(err))
+    for item in overrides:
+        key, _, value = item.partition("=")
+        _merge(cfg, {key: yaml.safe_load(value)})
+    return coerce_overrides(cfg)
 
 
-def _snakemake_args(targets, configfile, cores, gpus, profile) -> list[str]:
+def _snakemake_args(targets, configfile, cores, gpus, profile, overrides=()) -> list[str]:
     args = [*map(str, targets)]
     if configfile is not None:
         args.append(f"--configfile={configfile}")
+    if overrides:
+        args += ["--config", *overrides]
     if profile is not None:
         args.append(f"--profile={profile}")
     args.append(f"--cores={cores}")
@@ -137,23 +153,26 @@ def _snakemake_args(targets, configfile, cores, gpus, profile) -> list[str]:
 def plan(
     targets: Annotated[list[str], typer.Argument(help="files to build (default: all)")] = None,
     configfile: Annotated[Path | None, typer.Option(help="the config file")] = None,
+    config: Annotated[
+        list[str], typer.Option(help="KEY=VALUE overrides, as snakemake --config")
+    ] = None,
 ) -> None:
     """Estimate the time of the training jobs a run would do (from Snakemake's dry run)."""
-    cfg = _config_of(configfile)
+    cfg = _config_of(configfile, config or [])
     errors, infos = check(cfg, local=False)
     if errors:
         _fail("invalid config:\n  " + "\n  ".join(errors))
-    config = WorkflowConfig.from_config(cfg, infos)
+    parsed = WorkflowConfig.from_config(cfg, infos)
     try:
-        jobs = planned_jobs(_snakemake_args(targets or [], configfile, 1, 0, None))
+        jobs = planned_jobs(_snakemake_args(targets or [], configfile, 1, 0, None, config or []))
     except RuntimeError as err:
         _fail(str(err))
-    costs = plan_seconds(jobs, config)
+    costs = plan_seconds(jobs, parsed)
     typer.echo(f"{len(jobs)} jobs planned, {costs['jobs']} of them train:")
     for stage_name, (count, gpu, cpu) in costs["by_stage"].items():
         typer.echo(
             f"  {stage_name:<18} {count:>3} job(s)  one GPU {_hours(gpu)}  "
-            f"CPU ({config.threads} thread(s)) {_hours(cpu)}"
+            f"CPU ({parsed.threads} thread(s)) {_hours(cpu)}"
         )
     typer.echo(
         f"total, one after another: one GPU {_hours(costs['gpu'])}, CPU "
@@ -176,12 +195,15 @@ def run(
     gpus: Annotated[int, typer.Option(help="GPUs of this machine (0: none)")] = 0,
     profile: Annotated[Path | None, typer.Option(help="a Snakemake profile")] = None,
 ) -> None:
-    """Run the workflow: Snakemake with the arguments in an order it parses right.
+    """Run the workflow: Snakemake with the arguments in an order it parses right (the
+    targets first, ``--resources=gpu=N`` with its ``=``), in this folder.
 
     Other options are passed on to Snakemake after these (e.g. ``-n``)."""
+    if configfile is not None and not configfile.is_file():
+        _fail(f"config file {configfile} does not exist")
     args = _snakemake_args(targets or [], configfile, cores, gpus, profile) + list(ctx.args)
+    args = ["--snakefile", str(ROOT / "Snakefile"), *args]
     typer.echo("snakemake " + " ".join(args))
-    os.chdir(ROOT)
     raise typer.Exit(subprocess.call([sys.executable, "-m", "snakemake", *args]))
 
 
@@ -192,7 +214,7 @@ def show_schema(
     """Print the config's JSON schema (generated from the declared options)."""
     text = schema_text()
     if write is None:
-        typer.echo(text)
+        typer.echo(text, nl=False)  # byte for byte what --write writes
     else:
         write.write_text(text)
         typer.echo(f"{write}: written")

@@ -87,10 +87,12 @@ def checkpoint_bytes(parameters: int, momentum: float = 0.0, records: int = 0) -
     return 2 * per_copy
 
 
-def checkpoint_path(output: str | os.PathLike) -> Path:
-    """Where the checkpoint of the job writing ``output`` lies: ``.<name>.checkpoint`` beside it."""
+def checkpoint_path(output: str | os.PathLike, part: int | None = None) -> Path:
+    """Where the checkpoint of the job writing ``output`` lies: ``.<name>.checkpoint`` beside
+    it (``.<name>.seed<part>.checkpoint`` for one of several seeds the job trains)."""
     output = Path(output)
-    return output.parent / f".{output.name}.checkpoint"
+    tag = "" if part is None else f".seed{int(part)}"
+    return output.parent / f".{output.name}{tag}.checkpoint"
 
 
 # --- the caller's records -----------------------------------------------------------------
@@ -244,11 +246,20 @@ class Checkpoint:
 
     @classmethod
     def for_output(
-        cls, output: str | os.PathLike, stage: str, config: Mapping, every: int = 5, **identity
+        cls,
+        output: str | os.PathLike,
+        stage: str,
+        config: Mapping,
+        every: int = 5,
+        part: int | None = None,
+        **identity,
     ) -> Checkpoint:
-        """The checkpoint of the stage writing ``output`` from the config slice ``config``."""
+        """The checkpoint of the stage writing ``output`` from the config slice ``config``
+        (``part``: of one of several seeds the stage trains)."""
         ident = {"stage": stage, "config_hash": stable_hash(dict(config)), **identity}
-        return cls(checkpoint_path(output), ident, every)
+        if part is not None:
+            ident["part"] = int(part)
+        return cls(checkpoint_path(output, part), ident, every)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from ..data.tensors import TensorSplit
 from ..method.checkpoint import Checkpoint, Records
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
-from .plain import evaluate, members, subset_means, train_runs
+from .plain import evaluate, members, subset_means, subset_sds, train_runs
 
 __all__ = ["RUNS", "corruption_level", "training_dynamics"]
 
@@ -62,8 +62,9 @@ def training_dynamics(
     subsets = list(rows["train"])
     acc = np.full((len(runs), opt.epochs + 1, 2, len(subsets)), np.nan)
     loss = np.full_like(acc, np.nan)
+    loss_sd = np.full_like(acc, np.nan)
     if checkpoint is not None:
-        checkpoint.track(Records(accuracy=acc, loss=loss))
+        checkpoint.track(Records(accuracy=acc, loss=loss, loss_sd=loss_sd))
 
     def record(r: int, epoch: int, model) -> dict[str, float]:
         for s, split in enumerate((train, test)):
@@ -71,6 +72,7 @@ def training_dynamics(
             name = ("train", "test")[s]
             acc[r, epoch, s] = subset_means(correct.astype(float), rows[name])
             loss[r, epoch, s] = subset_means(losses, rows[name])
+            loss_sd[r, epoch, s] = subset_sds(losses, rows[name])
         return {"train_acc": acc[r, epoch, 0, 0], "test_acc": acc[r, epoch, 1, 0]}
 
     # the control run trains without the difficult subset
@@ -81,6 +83,7 @@ def training_dynamics(
         {
             "accuracy": (("run", "epoch", "split", "subset"), acc),
             "loss": (("run", "epoch", "split", "subset"), loss),
+            "loss_sd": (("run", "epoch", "split", "subset"), loss_sd),
             "subset_size": (("split", "subset"), sizes),
         },
         coords={

@@ -22,7 +22,7 @@ from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from ..method.training import fit
 
-__all__ = ["SUBSETS", "evaluate", "members", "subset_means", "train_runs"]
+__all__ = ["SUBSETS", "evaluate", "members", "subset_means", "subset_sds", "train_runs"]
 
 SUBSETS = ("full", "easy", "difficult")
 
@@ -43,6 +43,11 @@ def evaluate(model, split: TensorSplit, batch_size: int = 1024) -> tuple[np.ndar
 def subset_means(values: np.ndarray, rows: Mapping[str, np.ndarray]) -> list[float]:
     """The mean of ``values`` over each subset's rows (NaN for an empty subset)."""
     return [float(values[rows[s]].mean()) if rows[s].any() else np.nan for s in rows]
+
+
+def subset_sds(values: np.ndarray, rows: Mapping[str, np.ndarray]) -> list[float]:
+    """The standard deviation of ``values`` over each subset's rows (NaN when empty)."""
+    return [float(values[rows[s]].std()) if rows[s].any() else np.nan for s in rows]
 
 
 def members(subsets: Mapping[str, np.ndarray] | None, n: int) -> dict[str, np.ndarray]:

@@ -12,9 +12,14 @@ model's subset).
   round(fraction · n)`` (default the top 10 %), the top sets taken in
   decreasing order with ties broken by position (first wins);
 - :func:`spearman`: Spearman's rank correlation (average ranks for ties);
+- :func:`pearson`: Pearson's correlation of the values themselves (what Ravikumar et
+  al. report for the cumulative sample loss against FZ scores);
 - :func:`random_label_auc`: ROC AUC of the estimator for "this example's label
   was randomised";
-- :func:`quality`: the first three together.
+- :func:`quality`: AUC, top overlap, Spearman and Pearson together;
+- :func:`quality_draws`: the same four metrics of many estimators on resamples of the
+  examples (with replacement), vectorised over the estimators, for the intervals of the
+  validation figure's claims.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import numpy as np
 from scipy.stats import rankdata
 
 __all__ = [
+    "QUALITY",
     "memorization_auc",
+    "pearson",
     "quality",
+    "quality_draws",
     "random_label_auc",
     "roc_auc",
     "spearman",
@@ -79,15 +87,25 @@ def top_overlap(estimate, truth, fraction: float = 0.1) -> float:
     return len(np.intersect1d(_top(est, k), _top(tru, k))) / k
 
 
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2:
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a**2).sum() * (b**2).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
 def spearman(estimate, truth) -> float:
     """Spearman's rank correlation (Pearson correlation of average ranks)."""
     est, tru = _pair(estimate, truth)
     if len(est) < 2:
         return float("nan")
-    ra, rb = rankdata(est), rankdata(tru)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+    return _correlation(rankdata(est), rankdata(tru))
+
+
+def pearson(estimate, truth) -> float:
+    """Pearson's correlation coefficient (NaN for fewer than 2 pairs or a constant array)."""
+    return _correlation(*_pair(estimate, truth))
 
 
 def random_label_auc(estimate, is_random) -> float:
@@ -95,10 +113,102 @@ def random_label_auc(estimate, is_random) -> float:
     return roc_auc(estimate, is_random)
 
 
+#: the metrics of :func:`quality` and :func:`quality_draws`
+QUALITY = ("auc", "top_overlap", "spearman", "pearson")
+
+
 def quality(estimate, truth, threshold: float = 0.25, fraction: float = 0.1) -> dict[str, float]:
-    """``auc`` (for truth > threshold), ``top_overlap`` and ``spearman`` of an estimator."""
+    """``auc`` (for truth > threshold), ``top_overlap``, ``spearman`` and ``pearson``."""
     return {
         "auc": memorization_auc(estimate, truth, threshold),
         "top_overlap": top_overlap(estimate, truth, fraction),
         "spearman": spearman(estimate, truth),
+        "pearson": pearson(estimate, truth),
     }
+
+
+def _rows_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every row of ``a`` [E, n] with ``b`` [n]."""
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean()
+    denom = np.sqrt((a**2).sum(1) * (b**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, a @ b / denom, np.nan)
+
+
+def _dense_descending(values: np.ndarray) -> np.ndarray:
+    """Each row's dense rank in decreasing order (0: the largest value; equal values share
+    a rank), as the smallest unsigned integer type that holds it (16 bits: a radix sort)."""
+    dtype = np.uint16 if values.shape[1] <= np.iinfo(np.uint16).max else np.int64
+    return np.stack([np.unique(-row, return_inverse=True)[1].astype(dtype) for row in values])
+
+
+def _ranks_and_order(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks (ascending, ties share their mean rank, as ``rankdata``) of every row
+    of a resample [E, n] given by its dense decreasing ranks (:func:`_dense_descending`),
+    and each row's positions in decreasing order, ties by position (first wins, as
+    :func:`top_overlap`): one stable sort for both."""
+    e, n = dense.shape
+    order = np.argsort(dense, axis=1, kind="stable")
+    ordered = np.take_along_axis(dense, order, 1)
+    index = np.broadcast_to(np.arange(n), (e, n))
+    starts = np.ones((e, n), bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = np.ones((e, n), bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, index, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, index, n)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((e, n))
+    np.put_along_axis(ranks, order, n - (first + last) / 2, 1)  # n + 1 - descending rank
+    return ranks, order
+
+
+def _draw(values, dense, truth, threshold: float, k: int) -> np.ndarray:
+    """[4, E]: :data:`QUALITY` of every row of ``values`` (a resample, with its dense ranks)
+    against ``truth``."""
+    ranks, order = _ranks_and_order(dense)
+    positive = truth > threshold
+    n_pos = int(positive.sum())
+    n_neg = len(truth) - n_pos
+    if n_pos and n_neg:
+        auc = (ranks[:, positive].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    else:
+        auc = np.full(len(values), np.nan)
+    in_top = np.zeros(len(truth), bool)
+    in_top[_top(truth, k)] = True
+    overlap = in_top[order[:, :k]].sum(1) / k
+    spear = _rows_correlation(ranks, rankdata(truth))
+    return np.stack([auc, overlap, spear, _rows_correlation(values, truth)])
+
+
+def quality_draws(
+    estimates,
+    truth,
+    rng: np.random.Generator,
+    draws: int = 400,
+    threshold: float = 0.25,
+    fraction: float = 0.1,
+) -> dict[str, np.ndarray]:
+    """``[draws, E]`` of each metric of :data:`QUALITY` on resamples of the examples.
+
+    ``estimates`` [E, n] (E estimators of the same n examples) and ``truth`` [n]; each draw
+    resamples the n examples with replacement (the same resample for every estimator, so
+    differences between estimators are paired) and recomputes what :func:`quality` does,
+    vectorised over the estimators. Examples where the truth or any estimate is NaN are
+    left out first.
+    """
+    values = np.atleast_2d(np.asarray(estimates, dtype=np.float64))
+    truth = np.asarray(truth, dtype=np.float64).ravel()
+    if values.shape[1] != truth.shape[0]:
+        raise ValueError(f"{values.shape[1]} estimates per estimator for {len(truth)} truths")
+    keep = np.isfinite(truth) & np.isfinite(values).all(0)
+    values, truth = values[:, keep], truth[keep]
+    n = len(truth)
+    out = np.full((draws, len(QUALITY), len(values)), np.nan)
+    if n >= 2:
+        k = max(1, int(round(fraction * n)))
+        dense = _dense_descending(values)
+        for d in range(draws):
+            rows = rng.integers(0, n, n)
+            out[d] = _draw(values[:, rows], dense[:, rows], truth[rows], threshold, k)
+    return {metric: out[:, m] for m, metric in enumerate(QUALITY)}

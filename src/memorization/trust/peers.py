@@ -20,7 +20,12 @@ estimator is oriented so that **higher means more memorized**:
   transitions from correct to incorrect between consecutive checkpoints; an
   example that is never classified correctly at any checkpoint ("never
   learnt", ranked above every forgotten one by Toneva et al.) gets ``E``, more
-  than any learnt example can have (at most ``E // 2``).
+  than any learnt example can have (at most ``E // 2``);
+- ``cumulative_loss``: cumulative sample loss (CSL; Ravikumar et al., ICML 2025), the
+  sum of the example's training loss over the run. Ravikumar et al. sum the loss of every
+  iteration in which the example is trained on; here it is the sum of the **end-of-epoch**
+  losses ``Σ_e ℓ_i(θ_e)`` (eval mode, the same records as ``final_loss``), which costs
+  nothing beyond the records already kept.
 
 Toneva et al. record correctness at every mini-batch presentation; here it is
 recorded at the end-of-epoch checkpoints, on all training examples at once.
@@ -48,6 +53,7 @@ from ..studies.gradstats import batch_statistics
 __all__ = [
     "ESTIMATORS",
     "checkpoint_records",
+    "cumulative_loss",
     "estimators_from_records",
     "forgetting_events",
     "peer_estimators",
@@ -59,7 +65,13 @@ __all__ = [
 log = logging.getLogger("memorization.trust.peers")
 
 #: the estimators' variable names, each higher = more memorized
-ESTIMATORS = ("tracin_self_influence", "final_loss", "slow_learning", "forgetting_events")
+ESTIMATORS = (
+    "tracin_self_influence",
+    "final_loss",
+    "slow_learning",
+    "forgetting_events",
+    "cumulative_loss",
+)
 
 
 def forgetting_events(correct: np.ndarray) -> np.ndarray:
@@ -80,6 +92,16 @@ def slow_learning(correct: np.ndarray) -> np.ndarray:
 def tracin_self_influence(sq_norms: np.ndarray, lrs: np.ndarray) -> np.ndarray:
     """Σ_e lr_e · ||∇ℓ_i(θ_e)||² from squared gradient norms [E, N] and rates [E]."""
     return np.asarray(lrs, dtype=np.float64) @ np.asarray(sq_norms, dtype=np.float64)
+
+
+def cumulative_loss(losses: np.ndarray) -> np.ndarray:
+    """Cumulative sample loss (CSL): Σ_e ℓ_i(θ_e) from the end-of-epoch losses [E, N].
+
+    Ravikumar et al. (ICML 2025) sum the loss of every iteration that trains on the
+    example; this sums the losses recorded at the end of every epoch (eval mode), which
+    the plain run keeps anyway.
+    """
+    return np.asarray(losses, dtype=np.float64).sum(0)
 
 
 def checkpoint_records(
@@ -147,7 +169,7 @@ def record_plain_run(
 
 
 def estimators_from_records(records: xr.Dataset) -> xr.Dataset:
-    """The four estimators (see the module docstring) from :func:`record_plain_run`'s records."""
+    """The estimators (see the module docstring) from :func:`record_plain_run`'s records."""
     correct = records["correct"].values
     values = {
         "tracin_self_influence": tracin_self_influence(
@@ -156,6 +178,7 @@ def estimators_from_records(records: xr.Dataset) -> xr.Dataset:
         "final_loss": records["loss"].values[-1].astype(np.float64),
         "slow_learning": slow_learning(correct),
         "forgetting_events": forgetting_events(correct),
+        "cumulative_loss": cumulative_loss(records["loss"].values),
     }
     ds = records.copy()
     for name, v in values.items():

@@ -7,8 +7,10 @@ sub-network pair per example), so averaging replicates reduces it where averagin
 epochs of one run does not.
 
 :func:`merge_replicates` stacks the runs along a ``replicate`` dimension and, for each
-score form (``memorization``, ``probability_memorization``, ``zero_one_memorization``),
-keeps the mean over replicates under the score's own name, its standard error
+score form of :data:`memorization.method.scoring.SCORE_FORMS` (``memorization``,
+``probability_memorization``, ``zero_one_memorization``, ``sharpened_memorization`` and the
+cumulative form ``cumulative_memorization``, a sum over the epochs, averaged like the
+others), keeps the mean over replicates under the score's own name, its standard error
 (``<score>_se``) and the per-replicate values (``<score>_by_replicate``). The other
 per-run variables (losses, probabilities, predictions, per-epoch accuracies) keep their
 names and gain the ``replicate`` dimension; the labels are shared.

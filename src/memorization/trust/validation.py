@@ -2,48 +2,92 @@
 
 Two regimes:
 
-- **clean**: an experiment with true labels and a Feldman-Zhang ground truth
-  (``truth.nc``). Every estimator is scored against the full FZ memorization: ROC AUC
-  for "memorization > threshold", overlap of the top 10 %, Spearman (metrics in
-  :mod:`memorization.validation`). The ceiling is the FZ estimate of one half of the
-  models against the other half (``fz_half_vs_half``): no estimator can be expected to
-  agree with the truth better than the truth agrees with itself.
-- **noisy**: an experiment with random labels trained until the model has fitted them;
+- **clean**: one or more experiments with true labels and a Feldman-Zhang ground truth
+  (``truth.nc``), typically one per architecture (the MLP, the VGG-11, the CCT). Every
+  estimator of an experiment is scored against that experiment's full FZ memorization:
+  ROC AUC for "memorization > threshold", overlap of the top 10 %, Spearman and Pearson
+  (metrics in :mod:`memorization.trust.metrics`). The ceiling is the FZ estimate of one
+  half of the models against the other half (``fz_half_vs_half``): no estimator can be
+  expected to agree with the truth better than the truth agrees with itself.
+- **noisy**: one experiment with random labels trained until the model has fitted them;
   every estimator is scored by its ROC AUC for the wrong labels. Before the random
   labels are fitted, even the final loss finds them (issue 9), so the fraction of them
   each model has fitted is recorded (``fitted_*`` attributes).
 
 Estimators: the turn-over scores of the first R replicates (each R of ``replicates``
-up to the replicates the scores hold) in each score form (loss, probability and 0/1
-difference), also for the ``variants`` (other turn-over experiments on the same data and
-labels, named ``turnover_<form>_R<r>[<experiment>]``), and the peers of
-:mod:`memorization.estimators` (TracIn self-influence, final loss, slow learning, forgetting
-events) from one plain run. Cost: training-run
-equivalents (turn-over: R runs; peers: one run; FZ: K models on a fraction of the data)
-and the seconds the artifacts' provenance recorded.
+up to the replicates the scores hold) in each score form of
+:data:`memorization.method.scoring.SCORE_FORMS` (``turnover_<form>_R<r>``: loss,
+probability, 0/1 and sharpened differences, and the cumulative forms summed over the
+epochs, e.g. ``turnover_cumulative_R4``), also for the ``variants`` (other turn-over
+experiments on the data and labels of a clean or the noisy experiment, named
+``turnover_<form>_R<r>[<experiment>]``), and the peers of :mod:`memorization.trust.peers`
+(TracIn self-influence, final loss, slow learning, forgetting events, cumulative sample
+loss) from one plain run. Cost: training-run equivalents (turn-over: R runs; peers: one
+run; FZ: K models on a fraction of the data) and the seconds the artifacts' provenance
+recorded.
+
+Layout of the table (:func:`estimator_table`): the clean metrics and costs lie over
+(``experiment``, ``estimator``), one row of ``experiment`` per clean experiment with its
+``architecture`` (the model's name); an estimator an experiment does not have (e.g. R = 8
+where it holds 4 replicates) is NaN there. The noisy regime's ``random_label_auc`` and
+its costs lie over ``estimator`` alone (one noisy experiment, named by the ``noisy``
+attribute). The per-example values the metrics were computed from are kept, so that the
+claims can resample the examples: ``estimate`` (``experiment``, ``estimator``,
+``example``) against ``truth_memorization`` (``experiment``, ``example``), and
+``noisy_estimate`` (``estimator``, ``noisy_example``) against ``mislabeled``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
 
 from ..method.scoring import SCORE_FORMS
-from .metrics import memorization_auc, random_label_auc, spearman, top_overlap
+from .metrics import quality, random_label_auc
 from .peers import ESTIMATORS
 from .replicates import subset_means
 
-__all__ = ["METRICS", "estimator_table", "influence_agreement"]
+__all__ = [
+    "CLEAN_METRICS",
+    "METRICS",
+    "Runs",
+    "estimator_table",
+    "influence_agreement",
+]
 
 #: metric -> long name
 METRICS = {
     "auc_memorized": "ROC AUC for Feldman-Zhang memorization > threshold (clean regime)",
     "top_overlap": "overlap of the top 10 % with Feldman-Zhang's (clean regime)",
     "spearman": "Spearman rank correlation with Feldman-Zhang memorization (clean regime)",
+    "pearson": "Pearson correlation with Feldman-Zhang memorization (clean regime)",
     "random_label_auc": "ROC AUC for the wrong labels, after they are fitted (noisy regime)",
 }
+
+#: the clean regime's metrics, each named after :func:`memorization.trust.metrics.quality`'s
+CLEAN_METRICS = {
+    "auc_memorized": "auc",
+    "top_overlap": "top_overlap",
+    "spearman": "spearman",
+    "pearson": "pearson",
+}
+
+
+@dataclass
+class Runs:
+    """The artifacts of one experiment the table is made from (any may be missing)."""
+
+    name: str
+    scores: xr.Dataset | None = None
+    peers: xr.Dataset | None = None
+    truth: xr.Dataset | None = None
+    #: other turn-over experiments on this experiment's data and labels: name -> scores
+    variants: Mapping[str, xr.Dataset] = field(default_factory=dict)
+    #: the model's name (``mlp``, ``vgg11``, ``cct``, ...)
+    architecture: str = ""
 
 
 def _replicate_seconds(scores: xr.Dataset, r: int) -> float:
@@ -54,123 +98,166 @@ def _replicate_seconds(scores: xr.Dataset, r: int) -> float:
 
 
 def _aligned(values: np.ndarray, examples: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``values`` (over ``examples``) in the order of the example ids ``order``."""
-    index = {int(e): k for k, e in enumerate(examples)}
-    return np.asarray([values[index[int(e)]] for e in order], dtype=np.float64)
+    """``values`` (over ``examples``) in the order of the example ids ``order`` (NaN where
+    an id is missing)."""
+    da = xr.DataArray(np.asarray(values, dtype=np.float64), coords={"example": examples})
+    return da.reindex(example=np.asarray(order)).values
 
 
-class _Rows:
-    """The table being built: one row per estimator, its metrics and cost."""
+def _turnover(scores: xr.Dataset, tag: str, replicates: Sequence[int]):
+    """(name, runs, seconds, values over the scores' examples) of every score form of the
+    first R replicates."""
+    held = int(scores.sizes.get("replicate", 1))
+    for r in [r for r in replicates if r <= held]:
+        for form, var in SCORE_FORMS.items():
+            if var in scores:
+                seconds = _replicate_seconds(scores, r)
+                yield f"turnover_{form}_R{r}{tag}", float(r), seconds, subset_means(scores, var, r)
 
-    def __init__(self, truth: xr.Dataset | None, threshold: float, top: float) -> None:
-        self.truth, self.threshold, self.top = truth, threshold, top
-        self.rows: dict[str, dict] = {}
 
-    def row(self, name, family, runs, seconds) -> dict:
-        self.rows.setdefault(name, {"family": family, "runs": runs, "seconds": seconds})
-        return self.rows[name]
-
-    def clean(self, entry, values, examples) -> None:
-        """Metrics against the Feldman-Zhang truth (nothing without a truth)."""
-        if self.truth is None:
-            return
-        mem = _aligned(values, examples, self.truth["example"].values)
-        self._against(entry, mem, self.truth["memorization"].values)
-
-    def _against(self, entry, values, truth) -> None:
-        entry["auc_memorized"] = memorization_auc(values, truth, self.threshold)
-        entry["top_overlap"] = top_overlap(values, truth, self.top)
-        entry["spearman"] = spearman(values, truth)
-
-    def turnover(self, scores, regime: str, tag: str, replicates) -> None:
-        """Every score form of the first R replicates of a turn-over run."""
-        held = int(scores.sizes.get("replicate", 1))
-        for r in [r for r in replicates if r <= held]:
-            for form, var in SCORE_FORMS.items():
-                if var not in scores:
-                    continue
-                entry = self.row(
-                    f"turnover_{form}_R{r}{tag}",
-                    "turn-over",
-                    float(r),
-                    _replicate_seconds(scores, r),
-                )
-                values = subset_means(scores, var, r)
-                if regime == "clean":
-                    self.clean(entry, values, scores["example"].values)
-                else:
-                    entry["random_label_auc"] = random_label_auc(
-                        values, scores["mislabeled"].values
-                    )
-
-    def peers(self, est, labels) -> None:
-        """The peers of one plain run: against the truth, or (``labels``) the wrong labels."""
+def _candidates(runs: Runs, replicates: Sequence[int]):
+    """(name, family, runs, seconds, values, their examples) of every estimator of ``runs``."""
+    sources = [(runs.scores, "")] if runs.scores is not None else []
+    sources += [(ds, f"[{n}]") for n, ds in runs.variants.items()]
+    for scores, tag in sources:
+        examples = scores["example"].values
+        for name, r, seconds, values in _turnover(scores, tag, replicates):
+            yield name, "turn-over", r, seconds, values, examples
+    if runs.peers is not None:
+        seconds = float(runs.peers.attrs.get("seconds", np.nan))
         for name in ESTIMATORS:
-            entry = self.row(name, "peer", 1.0, float(est.attrs.get("seconds", np.nan)))
-            if labels is None:
-                self.clean(entry, est[name].values, est["example"].values)
-                continue
-            wrong = _aligned(
-                labels["mislabeled"].values, labels["example"].values, est["example"].values
-            )
-            entry["random_label_auc"] = random_label_auc(est[name].values, wrong > 0)
+            if name in runs.peers:
+                values = runs.peers[name].values
+                yield name, "peer", 1.0, seconds, values, runs.peers["example"].values
 
-    def ceiling(self) -> None:
-        """The truth's two halves against each other: what no estimator can beat."""
-        truth = self.truth
-        k = int(truth.attrs.get("n_models_merged", truth.attrs.get("n_models", 0)))
-        frac = float(truth.attrs.get("fraction", 0.7))
-        entry = self.row("fz_half_vs_half", "ground truth", k * frac / 2, np.nan)
-        half = truth["memorization_half"].values
-        self._against(entry, half[0], half[1])
 
-    def dataset(self) -> xr.Dataset:
-        names = list(self.rows)
+@dataclass
+class _Row:
+    family: str
+    runs: float
+    seconds: float
+    metrics: dict[str, float]
+    values: np.ndarray | None = None
 
-        def column(key):
-            return ("estimator", np.array([self.rows[n].get(key, np.nan) for n in names], float))
 
-        data = {metric: column(metric) for metric in METRICS}
-        data["cost_runs"], data["cost_seconds"] = column("runs"), column("seconds")
-        family = np.array([self.rows[n]["family"] for n in names], dtype=object)
-        return xr.Dataset(data, coords={"estimator": names, "family": ("estimator", family)})
+def _clean_rows(runs: Runs, replicates, threshold: float, top: float) -> dict[str, _Row]:
+    """Every estimator of a clean experiment against its truth, and the ceiling."""
+    truth = runs.truth
+    order, mem = truth["example"].values, truth["memorization"].values
+    rows = {}
+    for name, family, r, seconds, values, examples in _candidates(runs, replicates):
+        aligned = _aligned(values, examples, order)
+        q = quality(aligned, mem, threshold, top)
+        metrics = {m: q[key] for m, key in CLEAN_METRICS.items()}
+        rows[name] = _Row(family, r, seconds, metrics, aligned)
+    k = int(truth.attrs.get("n_models_merged", truth.attrs.get("n_models", 0)))
+    frac = float(truth.attrs.get("fraction", 0.7))
+    half = truth["memorization_half"].values
+    q = quality(half[0], half[1], threshold, top)
+    metrics = {m: q[key] for m, key in CLEAN_METRICS.items()}
+    rows["fz_half_vs_half"] = _Row("ground truth", k * frac / 2, np.nan, metrics)
+    return rows
+
+
+def _noisy_rows(runs: Runs, replicates) -> dict[str, _Row]:
+    """Every estimator of the noisy experiment by its ROC AUC for the wrong labels."""
+    order = runs.scores["example"].values
+    wrong = runs.scores["mislabeled"].values.astype(bool)
+    rows = {}
+    for name, family, r, seconds, values, examples in _candidates(runs, replicates):
+        aligned = _aligned(values, examples, order)
+        metrics = {"random_label_auc": random_label_auc(aligned, wrong)}
+        rows[name] = _Row(family, r, seconds, metrics, aligned)
+    return rows
+
+
+def _truth_info(truth: xr.Dataset, threshold: float) -> dict[str, float]:
+    return {
+        "truth_seconds": float(truth.attrs.get("seconds", np.nan)),
+        "truth_memorized": float((truth["memorization"].values > threshold).sum()),
+        "truth_models": float(truth.attrs.get("n_models_merged", 0)),
+    }
 
 
 def estimator_table(
     *,
-    truth: xr.Dataset | None,
-    clean_scores: xr.Dataset | None,
-    clean_estimators: xr.Dataset | None,
-    noisy_scores: xr.Dataset | None = None,
-    noisy_estimators: xr.Dataset | None = None,
-    variants: Mapping[str, xr.Dataset] | None = None,
-    noisy_variants: Mapping[str, xr.Dataset] | None = None,
+    clean: Sequence[Runs] = (),
+    noisy: Runs | None = None,
     replicates: Sequence[int] = (1, 2, 4, 8),
     threshold: float = 0.25,
     top: float = 0.1,
 ) -> xr.Dataset:
-    """The quality of every estimator in both regimes, with its cost."""
-    table = _Rows(truth, threshold, top)
-    runs = [(clean_scores, "clean", ""), (noisy_scores, "noisy", "")]
-    runs += [(ds, "clean", f"[{n}]") for n, ds in (variants or {}).items()]
-    runs += [(ds, "noisy", f"[{n}]") for n, ds in (noisy_variants or {}).items()]
-    for scores, regime, tag in runs:
-        if scores is not None:
-            table.turnover(scores, regime, tag, replicates)
-    if clean_estimators is not None:
-        table.peers(clean_estimators, None)
-    if noisy_estimators is not None and noisy_scores is not None:
-        table.peers(noisy_estimators, noisy_scores)
-    if truth is not None:
-        table.ceiling()
-    ds = table.dataset()
+    """The quality of every estimator in both regimes, with its cost (see the module
+    docstring for the layout). ``clean``: experiments with a truth (one per architecture);
+    ``noisy``: the experiment with fitted random labels (its scores are required)."""
+    clean = [c for c in clean if c.truth is not None]
+    per_exp = [_clean_rows(c, replicates, threshold, top) for c in clean]
+    noisy_rows = _noisy_rows(noisy, replicates) if noisy and noisy.scores is not None else {}
+    names = list(dict.fromkeys([n for rows in per_exp for n in rows] + list(noisy_rows)))
+    family = {n: r.family for rows in [*per_exp, noisy_rows] for n, r in rows.items()}
+    ds = xr.Dataset(
+        coords={
+            "estimator": names,
+            "family": ("estimator", np.array([family[n] for n in names], dtype=object)),
+            "experiment": [c.name for c in clean],
+            "architecture": ("experiment", np.array([c.architecture for c in clean], object)),
+        }
+    )
+    ds = ds.merge(_clean_data(clean, per_exp, names))
+    ds = ds.merge(_noisy_data(noisy, noisy_rows, names))
+    for key in ("truth_seconds", "truth_memorized", "truth_models"):
+        ds[key] = ("experiment", [_truth_info(c.truth, threshold)[key] for c in clean])
     ds.attrs.update(threshold=float(threshold), top_fraction=float(top))
-    if truth is not None:
-        ds.attrs["truth_seconds"] = float(truth.attrs.get("seconds", np.nan))
-        ds.attrs["truth_memorized"] = int((truth["memorization"].values > threshold).sum())
-        ds.attrs["truth_models"] = int(truth.attrs.get("n_models_merged", 0))
-    ds.attrs.update(_fitted(noisy_scores, noisy_estimators))
+    if noisy is not None:
+        ds.attrs["noisy"] = noisy.name
+        ds.attrs.update(_fitted(noisy.scores, noisy.peers))
     return ds
+
+
+def _clean_data(clean: Sequence[Runs], per_exp: list[dict], names: list[str]) -> xr.Dataset:
+    """The clean metrics and costs [experiment, estimator] and the per-example values."""
+    shape = (len(clean), len(names))
+    data = {key: np.full(shape, np.nan) for key in [*CLEAN_METRICS, "cost_runs", "cost_seconds"]}
+    examples = np.unique(np.concatenate([c.truth["example"].values for c in clean] or [[]]))
+    examples = examples.astype(np.int64)
+    estimate = np.full((*shape, len(examples)), np.nan)
+    truth = np.full((len(clean), len(examples)), np.nan)
+    for i, (runs, rows) in enumerate(zip(clean, per_exp, strict=True)):
+        at = np.searchsorted(examples, runs.truth["example"].values)
+        truth[i, at] = runs.truth["memorization"].values
+        for name, row in rows.items():
+            j = names.index(name)
+            for key, value in row.metrics.items():
+                data[key][i, j] = value
+            data["cost_runs"][i, j], data["cost_seconds"][i, j] = row.runs, row.seconds
+            if row.values is not None:
+                estimate[i, j, at] = row.values
+    dims = ("experiment", "estimator")
+    out = {key: (dims, value) for key, value in data.items()}
+    out["estimate"] = ((*dims, "example"), estimate)
+    out["truth_memorization"] = (("experiment", "example"), truth)
+    return xr.Dataset(out, coords={"example": examples})
+
+
+def _noisy_data(noisy: Runs | None, rows: dict[str, _Row], names: list[str]) -> xr.Dataset:
+    """The noisy regime's ROC AUC, costs [estimator] and per-example values."""
+
+    def column(get):
+        return ("estimator", np.array([get(rows[n]) if n in rows else np.nan for n in names]))
+
+    out = {
+        "random_label_auc": column(lambda r: r.metrics["random_label_auc"]),
+        "noisy_cost_runs": column(lambda r: r.runs),
+        "noisy_cost_seconds": column(lambda r: r.seconds),
+    }
+    if not rows:
+        return xr.Dataset(out)
+    examples = noisy.scores["example"].values
+    values = np.stack([rows[n].values if n in rows else np.full(len(examples), np.nan)
+                       for n in names])  # fmt: skip
+    out["noisy_estimate"] = (("estimator", "noisy_example"), values)
+    out["mislabeled"] = ("noisy_example", noisy.scores["mislabeled"].values.astype(np.int8))
+    return xr.Dataset(out, coords={"noisy_example": examples})
 
 
 def _fitted(scores: xr.Dataset | None, est: xr.Dataset | None) -> dict[str, float]:

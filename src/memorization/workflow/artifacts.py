@@ -101,6 +101,7 @@ COORDS: dict[str, Var] = {
     "subnet": Var("turn-over sub-network (unmuted: trained on the example; muted: not)", ""),
     "run": Var("training run (all: the whole training set; without_difficult: the control)", ""),
     "replicate": Var("independent turn-over training (its own seed and masks)", ""),
+    "seed": Var("seed of an independent training of the study (claim_seeds)", ""),
     "split": Var("dataset split", ""),
     "subset": Var("subset of examples", ""),
     "train_on": Var("subset the model was trained on", ""),

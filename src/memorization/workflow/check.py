@@ -30,6 +30,7 @@ from ..method.masks import MaskCollisionError, distinct_masks, keep_count
 from ..method.models import MODELS, external
 from ..method.models.spec import ModelSpec, is_external, model_option_table
 from ..report.figures import FIGURES
+from ..report.figures.validation import GOAL_RUNS
 from .config import ConfigError, results_folder
 from .registry import STAGES
 from .resources import host_bytes, model_cost
@@ -369,12 +370,7 @@ def _check_figure_need(fig_name, options, option, exp_name, artifact, experiment
         if exp.get(key) is None
     ]
     if fig_name == "validation" and artifact == "scores" and option == "clean":
-        wanted = max(options.get("replicates") or [1])
-        if wanted > exp.get("replicates", 1):
-            errors.append(
-                f"figures.{fig_name}.replicates: {wanted} replicates asked for, but experiment "
-                f"{exp_name!r} has replicates: {exp.get('replicates', 1)}"
-            )
+        errors += _check_validation_replicates(options, exp_name, exp)
     if artifact == "gradstats" and exp.get("cosine_pairs", "probe") == "probe":
         if exp.get("probe_size") is None:
             errors.append(
@@ -382,6 +378,26 @@ def _check_figure_need(fig_name, options, option, exp_name, artifact, experiment
                 "its probe cosine similarity (or set cosine_pairs: batch)"
             )
     return errors
+
+
+def _check_validation_replicates(options, exp_name, exp) -> list[str]:
+    """The first clean experiment of the validation figure must hold every R of
+    ``replicates``; the others (more architectures) those up to the goal's cost."""
+    asked = list(options.get("replicates") or [1])
+    clean = options.get("clean")
+    first = clean if isinstance(clean, str) else (list(clean or []) or [None])[0]
+    if exp_name == first:
+        wanted, why = max(asked), ""
+    else:
+        wanted = max([r for r in asked if r <= GOAL_RUNS] or [min(asked)])
+        why = f" (every clean experiment after the first needs the R <= {GOAL_RUNS} of the goal)"
+    held = exp.get("replicates", 1)
+    if wanted > held:
+        return [
+            f"figures.validation.replicates: {wanted} replicates asked for, but experiment "
+            f"{exp_name!r} has replicates: {held}{why}"
+        ]
+    return []
 
 
 # --- where the jobs run ----------------------------------------------------------------------

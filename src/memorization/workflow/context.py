@@ -91,10 +91,16 @@ class StageContext:
         """Fail before any compute when the output cannot be written (or has no room)."""
         preflight(self.output, needed_bytes)
 
-    def checkpoint(self, **identity) -> Checkpoint:
-        """The resumable checkpoint of this stage's training, beside its output."""
+    def checkpoint(self, part: int | None = None, **identity) -> Checkpoint:
+        """The resumable checkpoint of this stage's training, beside its output (``part``:
+        one of several seeds it trains)."""
         return Checkpoint.for_output(
-            self.output, self.stage, self.params, self.execution.checkpoint_every, **identity
+            self.output,
+            self.stage,
+            self.params,
+            self.execution.checkpoint_every,
+            part,
+            **identity,
         )
 
     @contextlib.contextmanager

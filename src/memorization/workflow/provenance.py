@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
+import platform
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +19,7 @@ from .. import __version__
 from ..infra.files import stable_hash
 from ..method.checkpoint import source_hash
 
-__all__ = ["CODE_ROOT", "code_commit", "provenance", "slice_hash"]
+__all__ = ["CODE_ROOT", "code_commit", "machine", "provenance", "slice_hash"]
 
 #: the folder of the memorization package that is running (recorded in every artifact)
 CODE_ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +44,24 @@ def code_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+@functools.cache
+def machine() -> str:
+    """This machine in words: CPU model and cores, and its GPUs."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    text = f"{os.cpu_count()} CPU cores ({model or platform.machine()})"
+    if torch.cuda.is_available():
+        names = {torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())}
+        text += f", GPUs: {', '.join(sorted(names))}"
+    return text
 
 
 def provenance(

@@ -143,6 +143,8 @@ class StudySlice(Slice):
     subsets_test: SubsetsSlice | None = None
     control: bool | None = None
     gradstats: GradstatsSpec | None = None
+    #: independent trainings (seeds) of the study, for the claims' intervals (None: one)
+    seeds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,13 @@ EXPERIMENT_OPTIONS: dict[str, Option] = {
         "how per-example gradient statistics are computed (auto: hooks where they apply)",
         {"type": "string", "enum": list(GRADSTATS_METHODS)},
     ),
+    "claim_seeds": Option(
+        1,
+        "independent trainings (seeds) of each plain-training study (dynamics, gradient "
+        "statistics, cross-training, sweep): the claims' intervals cover the training's own "
+        "variability, so a verdict does not flip with the seed or the machine",
+        {"type": "integer", "minimum": 1, "maximum": 16},
+    ),
     "corruption_levels": Option(
         None,
         "corruption sweep, figure 10: numbers of random labels",
@@ -167,6 +174,30 @@ EXPERIMENT_OPTIONS: dict[str, Option] = {
         {"type": "object"},
     ),
 }
+
+
+def study_optim(study: str, optim: OptimSpec, values: Mapping, info: DatasetInfo) -> OptimSpec:
+    """A plain study's optimizer: the experiment's, with the study's own ``lr``, ``epochs``
+    and ``milestones`` where given. Epochs given without milestones keep the milestones at
+    the same share of the training. The cross-training runs on one subset: by default it
+    takes as many optimizer steps as the experiment's training (epochs and milestones
+    scaled by the training split over the subset), so a 1/6 subset trains 6 times the
+    epochs and its learning rate falls at the same step."""
+    given = {k: values[f"{study}_{k}"] for k in STUDY_OVERRIDES}
+    base = optim
+    size = values.get("subset_size")
+    if study == "crosstrain" and given["epochs"] is None and size:
+        base = optim.scaled(info.n_train / size)
+    elif given["epochs"] is not None and given["milestones"] is None:
+        base = optim.scaled(given["epochs"] / optim.epochs)
+    return replace(
+        base,
+        lr=float(given["lr"]) if given["lr"] is not None else base.lr,
+        epochs=int(given["epochs"]) if given["epochs"] is not None else base.epochs,
+        milestones=tuple(given["milestones"])
+        if given["milestones"] is not None
+        else base.milestones,
+    )
 
 
 @dataclass(frozen=True)
@@ -221,6 +252,7 @@ class Experiment:
     test_subset_size: int | None
     control: bool
     gradstats: GradstatsSpec
+    claim_seeds: int
     corruption_levels: tuple[int, ...]
     truth: TruthSpec | None
     studies: Mapping[str, OptimSpec] = field(default_factory=dict)
@@ -241,11 +273,7 @@ class Experiment:
         spec = dataset_spec(values["dataset"], datasets)
         info = info or dataset_info(spec, data_root)
         optim = OptimSpec.from_config(values)
-        studies = {}
-        for study in STUDIES:
-            overrides = {k: values[f"{study}_{k}"] for k in STUDY_OVERRIDES}
-            given = {k: v for k, v in overrides.items() if v is not None}
-            studies[study] = OptimSpec.from_config({**values, **given})
+        studies = {s: study_optim(s, optim, values, info) for s in STUDIES}
         size, test_size = values["subset_size"], values["test_subset_size"]
         if size is not None and not test_size:
             # test subsets are as large a share of the test split as the training
@@ -268,6 +296,7 @@ class Experiment:
             gradstats=GradstatsSpec(
                 values["probe_size"], values["cosine_pairs"], values["gradstats_method"]
             ),
+            claim_seeds=int(values["claim_seeds"]),
             corruption_levels=tuple(values["corruption_levels"] or ()),
             truth=None if truth is None else TruthSpec(**resolve(TRUTH_OPTIONS, truth)),
             studies=studies,

@@ -26,12 +26,27 @@ __all__ = [
     "Figure",
     "epoch_axis",
     "load_inputs",
+    "over_seeds",
+    "runs",
     "save",
+    "short",
     "smooth",
     "title_of",
 ]
 
-plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "pdf.fonttype": 42})
+# sizes for a figure printed at its own width (7-8 inches: a page's text width)
+plt.rcParams.update(
+    {
+        "font.size": 8,
+        "axes.titlesize": 8,
+        "axes.labelsize": 8,
+        "legend.fontsize": 7,
+        "xtick.labelsize": 7,
+        "ytick.labelsize": 7,
+        "lines.linewidth": 1.3,
+        "pdf.fonttype": 42,
+    }
+)
 
 COLORS = {"easy": "tab:blue", "difficult": "tab:red", "full": "black", "test": "tab:green"}
 
@@ -156,6 +171,18 @@ def _split_sweep(paths: list[str], names: list[str]) -> list[list[str]]:
 # --- drawing helpers ---------------------------------------------------------------------
 
 
+def runs(ds) -> list:
+    """The independent trainings of a study artifact (one per seed), or the artifact."""
+    if "seed" not in ds.dims:
+        return [ds]
+    return [ds.isel(seed=k) for k in range(ds.sizes["seed"])]
+
+
+def over_seeds(values):
+    """The mean over a study's seeds (the values as they are without a seed dimension)."""
+    return values.mean("seed") if "seed" in getattr(values, "dims", ()) else values
+
+
 def smooth(values, window: int) -> np.ndarray:
     """Centred sliding-window mean (the window shrinks at the edges); window<=1: unchanged."""
     values = np.asarray(values, dtype=float)
@@ -169,14 +196,24 @@ def smooth(values, window: int) -> np.ndarray:
     return out
 
 
-def epoch_axis(ax) -> None:
+def epoch_axis(ax, epochs=None) -> None:
+    """An integer epoch axis ending at the last epoch (not one tick beyond)."""
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs is not None and len(epochs):
+        ax.set_xlim(float(epochs[0]), float(epochs[-1]))
 
 
-def save(fig, output: str | os.PathLike) -> None:
+def save(fig, output: str | os.PathLike, about=()) -> None:
+    """Write the figure as PDF; what it shows (each artifact's experiment, data, model and
+    training, from provenance) goes into the PDF's metadata, not into long titles."""
+    described = "; ".join(dict.fromkeys(title_of(ds) for ds in about))
+    metadata = {"Creator": "memorization workflow", "Subject": described} if described else {}
     try:
-        atomic_write(output, lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
+        atomic_write(
+            output,
+            lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=metadata),
+        )
     finally:
         plt.close(fig)
 
@@ -188,3 +225,8 @@ def title_of(ds, with_study: bool = True, labels: bool = True) -> str:
     if with_study and cfg.get("lr") is not None:
         text += f", lr {cfg['lr']:g}, {cfg['epochs']} epochs"
     return text
+
+
+def short(ds) -> str:
+    """The experiment's name, for a panel title (the details are in the PDF's metadata)."""
+    return str(ds.attrs.get("experiment", "?"))

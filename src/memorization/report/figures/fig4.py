@@ -7,10 +7,21 @@ import numpy as np
 
 from ...workflow.artifacts import config_of
 from ...workflow.slices import summary
-from ..claims import Claim, verdict
-from .base import COLORS, EXPERIMENT, WINDOW, Figure, epoch_axis, save, smooth, title_of
+from ..claims import Claim, judged
+from ..uncertainty import generator, resample
+from .base import (
+    COLORS,
+    EXPERIMENT,
+    WINDOW,
+    Figure,
+    epoch_axis,
+    over_seeds,
+    runs,
+    save,
+    smooth,
+)
 
-#: "at most epochs"
+#: "at most epochs": the share of the epochs
 MOST = 0.5
 
 
@@ -18,58 +29,66 @@ def draw(arts, options, output) -> None:
     ds = arts["experiment"]["gradstats"]
     w = options["window"]
     epochs = ds["epoch"].values
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    cosine, contribution = over_seeds(ds["cosine_similarity"]), over_seeds(ds["contribution"])
     for subset in ("easy", "difficult"):
         axes[0].plot(
-            epochs,
-            smooth(ds["cosine_similarity"].sel(subset=subset).values, w),
-            color=COLORS[subset],
-            label=subset,
+            epochs, smooth(cosine.sel(subset=subset).values, w), color=COLORS[subset], label=subset
         )
     for subset in ("full", "easy", "difficult"):
         axes[1].plot(
             epochs,
-            smooth(ds["contribution"].sel(subset=subset).values, w),
+            smooth(contribution.sel(subset=subset).values, w),
             color=COLORS[subset],
             label=subset,
         )
     pairs = summary(config_of(ds)).get("cosine_pairs") or "probe"
-    if pairs == "batch":
-        where = "pairs within each training batch"
-    else:
-        where = f"probe of {int(ds['probe_size'].sel(subset='easy'))} per subset"
+    where = "pairs within batches" if pairs == "batch" else "a fixed probe"
     axes[0].set_title(f"(a) cosine similarity ({where})")
     axes[0].set_ylabel("mean pairwise cosine similarity")
     axes[1].set_title("(b) contribution to the update")
-    axes[1].set_ylabel("mean (v_i . g) / ||g||")
+    axes[1].set_ylabel("mean (v_i · g) / ‖g‖")
     for ax in axes:
-        epoch_axis(ax)
-        ax.legend(frameon=False, fontsize=7)
-    fig.suptitle(f"Figure 4: {title_of(ds)}; sliding window {w}", fontsize=8)
+        epoch_axis(ax, epochs)
+        ax.legend(frameon=True, framealpha=0.9)
     fig.tight_layout()
-    save(fig, output)
+    save(fig, output, about=[ds])
 
 
-def _most_epochs(ds, var: str, higher: str, lower: str, figure_key: str, statement: str):
-    a = ds[var].sel(subset=higher).values
-    b = ds[var].sel(subset=lower).values
-    ok = np.isfinite(a) & np.isfinite(b)
-    share = float((a[ok] > b[ok]).mean()) if ok.any() else float("nan")
-    return Claim(
-        figure="fig4",
-        key=figure_key,
-        statement=statement,
-        verdict=verdict(None if np.isnan(share) else share > MOST),
-        evidence=f"{higher} > {lower} at {100 * share:.0f} % of {ok.sum()} epochs; means "
-        f"{higher} {np.nanmean(a):.4g}, {lower} {np.nanmean(b):.4g}",
-        experiment=ds.attrs.get("experiment", ""),
-        values={"share_of_epochs": share, higher: np.nanmean(a), lower: np.nanmean(b)},
+def _share(pairs: np.ndarray) -> float:
+    """The share of rows (epochs) where the first column exceeds the second."""
+    ok = np.isfinite(pairs).all(axis=1)
+    return float((pairs[ok, 0] > pairs[ok, 1]).mean()) if ok.any() else float("nan")
+
+
+def _most_epochs(ds, var: str, higher: str, lower: str, key: str, statement: str) -> Claim:
+    name = ds.attrs.get("experiment", "")
+    per_seed = [
+        np.stack([one[var].sel(subset=higher).values, one[var].sel(subset=lower).values], 1)
+        for one in runs(ds)
+    ]
+    rng = generator("fig4", key, name)
+    draws = np.concatenate([resample(p, _share, rng) for p in per_seed])  # epochs resampled
+    effect = float(np.mean([_share(p) for p in per_seed]))
+    mean = over_seeds(ds[var])
+    a, b = mean.sel(subset=higher).values, mean.sel(subset=lower).values
+    return judged(
+        "fig4",
+        key,
+        statement,
+        draws,
+        effect,
+        MOST,
+        f"{higher} > {lower} at {100 * effect:.0f} % of {len(a)} epochs ({len(per_seed)} "
+        f"seed(s)); means {higher} {np.nanmean(a):.4g}, {lower} {np.nanmean(b):.4g}",
+        experiment=name,
+        values={"share_of_epochs": effect, higher: np.nanmean(a), lower: np.nanmean(b)},
     )
 
 
 def claims(arts, options) -> list[Claim]:
     ds = arts["experiment"]["gradstats"]
-    out = [
+    return [
         _most_epochs(
             ds,
             "cosine_similarity",
@@ -85,8 +104,8 @@ def claims(arts, options) -> list[Claim]:
             "difficult",
             "easy",
             "contribution_difficult_higher",
-            "difficult examples contribute more to each update (eq. 4) than easy ones, at "
-            "most epochs",
+            "difficult examples contribute more to each update (eq. 4) than easy ones, "
+            "at most epochs",
         ),
         _most_epochs(
             ds,
@@ -97,14 +116,14 @@ def claims(arts, options) -> list[Claim]:
             "difficult examples contribute more than the average example, at most epochs",
         ),
     ]
-    return out
 
 
 FIGURE = Figure(
     name="fig4",
     title="Gradient statistics",
     caption="Mean pairwise cosine similarity of per-example gradients (eq. 3) and mean "
-    "contribution (v_i·g)/‖g‖ to the mini-batch update (eq. 4), easy vs difficult examples.",
+    "contribution (v_i·g)/‖g‖ to the mini-batch update (eq. 4), easy vs difficult examples "
+    "(the mean over the study's seeds).",
     options={"experiment": EXPERIMENT, "window": WINDOW},
     experiments={"experiment": ("gradstats",)},
     draw=draw,

@@ -2,93 +2,110 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..claims import Claim, verdict
-from .base import EXPERIMENT_LIST, Figure, epoch_axis, save, title_of
+from ..claims import Claim, judged, unmeasured
+from ..uncertainty import binomial, generator
+from .base import EXPERIMENT_LIST, Figure, epoch_axis, save, short
 
-#: "converge within the first few epochs": 95 % of the final accuracy by this share of
-#: the epochs ...
+#: "converge within the first few epochs": the accuracy at half of the training is at
+#: least this share of the final accuracy ...
 CONVERGED_SHARE = 0.95
-CONVERGED_BY = 0.5
-#: ... "and then stabilize": at most this change over the last quarter of the epochs
+#: ... "and then stabilize": it changes by at most this much over the last quarter
 STABLE = 0.03
-
-
-def _convergence(acc: np.ndarray, epochs: np.ndarray) -> tuple[float, float]:
-    """(first epoch at 95 % of the final accuracy, change over the last quarter)."""
-    final = acc[-1]
-    hit = np.flatnonzero(acc >= CONVERGED_SHARE * final)
-    first = float(epochs[hit[0]]) if hit.size else float("inf")
-    quarter = max(1, len(acc) // 4)
-    return first, float(acc[-1] - acc[-1 - quarter]) if len(acc) > quarter else float("nan")
+SUBNETS = ("unmuted", "muted")
+STATEMENTS = {
+    "subnetworks_converge_early": "both sub-networks converge within the first epochs (at half "
+    f"of the training they reach ≥ {CONVERGED_SHARE} of their final accuracy)",
+    "subnetworks_stable": f"then both stabilize (their accuracy changes by ≤ {STABLE} over the "
+    "last quarter of the training)",
+}
 
 
 def draw(arts, options, output) -> None:
     panels = arts["experiments"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
     for i, (ax, art) in enumerate(zip(axes[0], panels, strict=True)):
         sc = art["scores"]
         acc = sc["subnet_accuracy"]
+        epochs = acc["epoch"].values
         for subnet, style in (("unmuted", "-"), ("muted", "--")):
             ax.plot(
-                acc["epoch"].values,
-                acc.sel(subnet=subnet).values,
-                style,
-                marker="o",
-                ms=3,
-                label=f"{subnet} sub-network",
+                epochs, acc.sel(subnet=subnet).values, style, marker="o", ms=2.5, label=f"{subnet}"
             )
         if "heldout_accuracy" in sc:
             held = sc["heldout_accuracy"].sel(subnet="muted")
             ax.plot(held["epoch"].values, held.values, ":", color="grey", label="held-out")
-        epoch_axis(ax)
-        ax.set_ylabel("training accuracy")
+        epoch_axis(ax, epochs)
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"({chr(97 + i)}) " + textwrap.fill(title_of(sc), 52), fontsize=7)
-        ax.legend(frameon=False, fontsize=7)
-    fig.suptitle("Figure 9: training accuracy of the muted and unmuted sub-networks", fontsize=9)
+        ax.set_title(f"({chr(97 + i)}) {short(sc)}")
+        ax.legend(frameon=True, framealpha=0.9, loc="lower right")
+    axes[0, 0].set_ylabel("training accuracy")
     fig.tight_layout()
-    save(fig, output)
+    save(fig, output, about=[art["scores"] for art in panels])
+
+
+def _half(acc: np.ndarray) -> np.ndarray:
+    """Accuracy at half of the training over the final accuracy (along the last axis)."""
+    n = acc.shape[-1]
+    return acc[..., max(0, (n - 1) // 2)] / acc[..., -1]
+
+
+def _change(acc: np.ndarray) -> np.ndarray:
+    """|Change of the accuracy over the last quarter of the epochs| (along the last axis)."""
+    quarter = max(1, acc.shape[-1] // 4)
+    return np.abs(acc[..., -1] - acc[..., -1 - quarter])
+
+
+def _claims(sc) -> list[Claim]:
+    name = sc.attrs.get("experiment", "")
+    n = int(sc.sizes["example"])
+    acc = {s: sc["subnet_accuracy"].sel(subnet=s).values for s in SUBNETS}
+    draws = {s: binomial(acc[s], n, generator("fig9", name, s)) for s in SUBNETS}
+    evidence = (
+        "; ".join(
+            f"{s} final {acc[s][-1]:.3f}, at half of training {acc[s][(len(acc[s]) - 1) // 2]:.3f} "
+            f"({_half(acc[s]):.3f} of final), last-quarter change {_change(acc[s]):+.3f}"
+            for s in SUBNETS
+        )
+        + f"; gap at the last epoch {acc['unmuted'][-1] - acc['muted'][-1]:.3f}"
+    )
+    return [
+        judged(
+            "fig9",
+            "subnetworks_converge_early",
+            STATEMENTS["subnetworks_converge_early"],
+            np.minimum(*(_half(draws[s]) for s in SUBNETS)),
+            float(min(_half(acc[s]) for s in SUBNETS)),
+            CONVERGED_SHARE,
+            evidence,
+            experiment=name,
+        ),
+        judged(
+            "fig9",
+            "subnetworks_stable",
+            STATEMENTS["subnetworks_stable"],
+            np.maximum(*(_change(draws[s]) for s in SUBNETS)),
+            float(max(_change(acc[s]) for s in SUBNETS)),
+            STABLE,
+            evidence,
+            above=False,
+            experiment=name,
+        ),
+    ]
 
 
 def claims(arts, options) -> list[Claim]:
     out = []
     for art in arts["experiments"]:
         sc = art["scores"]
-        epochs = sc["epoch"].values
-        parts, values, holds = [], {}, True
-        for subnet in ("unmuted", "muted"):
-            acc = sc["subnet_accuracy"].sel(subnet=subnet).values
-            first, change = _convergence(acc, epochs)
-            values[f"{subnet}_final"] = acc[-1]
-            values[f"{subnet}_converged_epoch"] = first
-            values[f"{subnet}_last_quarter_change"] = change
-            parts.append(
-                f"{subnet} final {acc[-1]:.3f}, at 95 % of it from epoch "
-                f"{'never' if not np.isfinite(first) else int(first)}, last-quarter change "
-                f"{change:+.3f}"
-            )
-            holds &= first <= max(1, CONVERGED_BY * epochs[-1]) and abs(change) <= STABLE
-        gap = values["unmuted_final"] - values["muted_final"]
-        values["gap"] = gap
-        parts.append(f"gap at the last epoch {gap:.3f}")
-        out.append(
-            Claim(
-                figure="fig9",
-                key="subnetworks_converge_early",
-                statement="both sub-networks converge within the first epochs (95 % of the "
-                f"final accuracy by {int(100 * CONVERGED_BY)} % of training) and then "
-                f"stabilize (change ≤ {STABLE} over the last quarter)",
-                verdict=verdict(len(epochs) >= 4 and holds if len(epochs) >= 4 else None),
-                evidence="; ".join(parts),
-                experiment=sc.attrs.get("experiment", ""),
-                values=values,
-            )
-        )
+        if sc.sizes["epoch"] >= 4:
+            out += _claims(sc)
+            continue
+        why = f"{sc.sizes['epoch']} epochs: too few to tell converging from stable"
+        name = sc.attrs.get("experiment", "")
+        out += [unmeasured("fig9", key, text, why, name) for key, text in STATEMENTS.items()]
     return out
 
 

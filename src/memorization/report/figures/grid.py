@@ -5,10 +5,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..claims import Claim, verdict
-from .base import EXPERIMENT, Figure, save, title_of
+from ..claims import Claim, judged
+from ..top import image_of
+from ..uncertainty import binomial, generator
+from .base import EXPERIMENT, Figure, save, short
 
-#: appendix C: both sub-networks agree with the label on the easy examples shown
+#: appendix C: both sub-networks agree with the label on at least this share of the easy
+#: examples shown (and the muted one less often on the difficult ones)
 AGREE_SUPPORTED = 0.9
 
 
@@ -24,6 +27,18 @@ def chosen_examples(scores, per_class: int) -> dict[int, tuple[np.ndarray, np.nd
     return out
 
 
+def _show(ax, scores, data, pos) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    img = image_of(data, int(scores["example"].values[pos]))
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+    triplet = (
+        f"{int(scores['label'].values[pos])},{int(scores['pred_unmuted'].values[pos])},"
+        f"{int(scores['pred_muted'].values[pos])}"
+    )
+    ax.set_title(f"{scores['memorization'].values[pos]:.2f}\n{triplet}", fontsize=7, pad=2)
+
+
 def draw_grid(arts, options, output, number: int) -> None:
     scores = arts["experiment"]["scores"]
     data = arts["experiment"]["dataset"]
@@ -33,40 +48,27 @@ def draw_grid(arts, options, output, number: int) -> None:
     fig, axes = plt.subplots(
         2 * per_class + 1,
         len(chosen),
-        figsize=(1.05 * len(chosen), 1.25 * (2 * per_class + 1)),
-        gridspec_kw={"height_ratios": [1] * per_class + [0.25] + [1] * per_class},
+        figsize=(0.75 * len(chosen), 0.95 * (2 * per_class + 1)),
+        gridspec_kw={"height_ratios": [1] * per_class + [0.3] + [1] * per_class},
         squeeze=False,
     )
-    mem = scores["memorization"].values
-    labels = scores["label"].values
     for col, (cls, (low, high)) in enumerate(chosen.items()):
         rows = list(low) + [None] * (per_class - len(low) + 1) + list(high)
         for row, pos in enumerate(rows[: 2 * per_class + 1]):
-            ax = axes[row, col]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if pos is None:
-                ax.axis("off")
-                continue
-            ex = int(scores["example"].values[pos])
-            img = data["image"].sel(example=ex).values.transpose(1, 2, 0)
-            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
-            triplet = (
-                f"({int(labels[pos])},{int(scores['pred_unmuted'].values[pos])},"
-                f"{int(scores['pred_muted'].values[pos])})"
-            )
-            ax.set_title(f"{mem[pos]:.2f}\n{triplet}", fontsize=6, pad=2)
+                axes[row, col].axis("off")
+            else:
+                _show(axes[row, col], scores, data, pos)
         axes[-1, col].set_xlabel(str(class_names[cls]), fontsize=7)
-    axes[0, 0].set_ylabel("lowest", fontsize=7)
-    axes[per_class + 1, 0].set_ylabel("highest", fontsize=7)
+    axes[0, 0].set_ylabel("lowest", fontsize=8)
+    axes[per_class + 1, 0].set_ylabel("highest", fontsize=8)
     fig.suptitle(
-        f"Figure {number}: lowest (top) and highest (bottom) memorization scores per class\n"
-        f"{title_of(scores)}. Above each image: score and "
-        "(label, unmuted prediction, muted prediction)",
+        f"{short(scores)}: above each image its score and (label, unmuted prediction, "
+        "muted prediction)",
         fontsize=8,
     )
     fig.tight_layout()
-    save(fig, output)
+    save(fig, output, about=[scores])
 
 
 def grid_claims(arts, options, name: str) -> list[Claim]:
@@ -78,16 +80,22 @@ def grid_claims(arts, options, name: str) -> list[Claim]:
     both = (scores["pred_unmuted"].values == y) & (scores["pred_muted"].values == y)
     easy_agree = float(both[low].mean())
     hard_muted = float((scores["pred_muted"].values[high] == y[high]).mean())
+    experiment = scores.attrs.get("experiment", "")
+    rng = generator(name, "easy_typical_both_right", experiment)
+    easy, hard = binomial(easy_agree, low.size, rng), binomial(hard_muted, high.size, rng)
     return [
-        Claim(
-            figure=name,
-            key="easy_typical_both_right",
-            statement="on the lowest-score examples both sub-networks agree with the label; on "
-            "the highest-score ones the muted sub-network mostly does not (appendix C)",
-            verdict=verdict(easy_agree >= AGREE_SUPPORTED and hard_muted < easy_agree),
-            evidence=f"both right on {100 * easy_agree:.0f} % of the {low.size} lowest; muted "
-            f"right on {100 * hard_muted:.0f} % of the {high.size} highest",
-            experiment=scores.attrs.get("experiment", ""),
+        judged(
+            name,
+            "easy_typical_both_right",
+            "on the lowest-score examples both sub-networks agree with the label; on the "
+            "highest-score ones the muted sub-network mostly does not (appendix C)",
+            np.minimum(easy - AGREE_SUPPORTED, easy - hard),
+            min(easy_agree - AGREE_SUPPORTED, easy_agree - hard_muted),
+            0.0,
+            f"both right on {100 * easy_agree:.0f} % of the {low.size} lowest (needs ≥ "
+            f"{100 * AGREE_SUPPORTED:.0f} %); muted right on {100 * hard_muted:.0f} % of the "
+            f"{high.size} highest",
+            experiment=experiment,
             values={"easy_both_right": easy_agree, "difficult_muted_right": hard_muted},
         )
     ]

@@ -11,6 +11,7 @@ import xarray as xr
 
 from ...data.tensors import TensorSplit, to_tensors
 from ...method.checkpoint import checkpoint_bytes
+from ...trust.replicates import replicate_seed
 from ..artifacts import Schema
 from ..context import StageContext
 from ..slices import StudySlice
@@ -61,29 +62,33 @@ def plain_study(
     n_examples: int = 0,
     resumable: bool = True,
 ) -> xr.Dataset:
-    """The frame of a plain-training study: preflight, device lease, checkpoint, write.
+    """The frame of a plain-training study: preflight, device lease, checkpoints, write.
 
-    ``study(device, kwargs)`` runs the study; ``kwargs`` holds what every study takes:
+    ``study(device, kwargs)`` runs the study once; ``kwargs`` holds what every study takes:
     ``model`` (the slice's model with its classes), ``opt`` (the study's optimizer),
-    ``seed`` and, when ``resumable``, ``checkpoint``.
+    ``seed`` and, when ``resumable``, ``checkpoint``. With the slice's ``seeds`` S > 1,
+    the study runs S times with independent seeds (the first is the experiment's own),
+    each with its own checkpoint, and the artifact gains a ``seed`` dimension.
     """
     spec = ctx.slice(StudySlice)
     model = spec.model.with_classes(n_classes)
-    needed = bytes_estimate(n_examples, 8)
+    seeds = [replicate_seed(spec.labels.seed, k) for k in range(spec.seeds or 1)]
+    needed = bytes_estimate(n_examples, 8 * len(seeds))
     if resumable:
         needed += checkpoint_bytes(model.parameter_count(in_shape), spec.study.momentum)
     ctx.preflight(needed)
-    checkpoint = ctx.checkpoint() if resumable else None
-    kwargs = {
-        "model": model,
-        "opt": spec.study,
-        "seed": spec.labels.seed,
-    }
-    if resumable:
-        kwargs["checkpoint"] = checkpoint
+    parts = [None] if len(seeds) == 1 else list(range(len(seeds)))
+    checkpoints = [ctx.checkpoint(part) if resumable else None for part in parts]
+    runs = []
     with ctx.lease() as dev:
-        ds = study(dev, kwargs)
+        for seed, checkpoint in zip(seeds, checkpoints, strict=True):
+            kwargs = {"model": model, "opt": spec.study, "seed": seed}
+            if resumable:
+                kwargs["checkpoint"] = checkpoint
+            runs.append(study(dev, kwargs))
+    ds = runs[0] if len(runs) == 1 else xr.concat(runs, "seed").assign_coords(seed=seeds)
     ctx.write(ds, schema, classes=classes, seconds=ctx.seconds(), n_classes=int(n_classes))
-    if checkpoint is not None:
-        checkpoint.remove()
+    for checkpoint in checkpoints:
+        if checkpoint is not None:
+            checkpoint.remove()
     return ds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 from ...report.claims import read_claims, subnetwork_check, write_claims
@@ -9,6 +10,7 @@ from ...report.figures import run_figure
 from ...report.overview import draw_overview
 from ..artifacts import open_artifact
 from ..context import StageContext
+from ..provenance import code_commit, machine
 
 __all__ = ["claims", "figure", "overview"]
 
@@ -34,13 +36,14 @@ def claims(ctx: StageContext) -> None:
     plain = {}
     for path in ctx.paths("dynamics"):
         ds = open_artifact(path, "dynamics")
-        plain[ds.attrs.get("experiment")] = float(
-            ds["accuracy"].sel(run="all", split="test", subset="full").isel(epoch=-1)
-        )
+        acc = ds["accuracy"].sel(run="all", split="test", subset="full").isel(epoch=-1)
+        plain[ds.attrs.get("experiment")] = float(acc.mean())  # (the mean over the seeds)
     for path in ctx.paths("scores"):
         sc = open_artifact(path, "scores")
         gathered.append(subnetwork_check(sc, plain.get(sc.attrs.get("experiment"))))
-    write_claims(gathered, ctx.output, ctx.outputs["json"])
+    today = datetime.date.today().isoformat()
+    run = f"Run of commit {code_commit()[:12]} on {machine()}, {today}."
+    write_claims(gathered, ctx.output, ctx.outputs["json"], run)
     supported = sum(c.verdict == "supported" for c in gathered)
     log.info("%d of %d claims supported", supported, len(gathered))
 

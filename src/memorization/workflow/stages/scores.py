@@ -44,6 +44,7 @@ _SCORE_UNITS = {
     "probability_memorization": "1",
     "zero_one_memorization": "1",
     "sharpened_memorization": "1",
+    "cumulative_memorization": _NATS,
 }
 
 SCORES = Schema(
@@ -81,6 +82,11 @@ SCORES = Schema(
         "sharpened_memorization": Var(
             "memorization score, sharpened form: p_unmuted(label) - p_muted(label) at softmax "
             "temperature score_temperature"
+        ),
+        "cumulative_memorization": Var(
+            "memorization score, cumulative form: sum over the epochs of the end-of-epoch "
+            "loss(muted) - loss(unmuted)",
+            _SCORE_UNITS["cumulative_memorization"],
         ),
         "replicate_seed": Var("seed of the turn-over replicate", ""),
         "replicate_seconds": Var("compute time of the turn-over replicate", "s"),

@@ -41,6 +41,9 @@ DYNAMICS = Schema(
         "loss": Var("mean cross-entropy loss on the subset's labels", _NATS),
         "subset_size": Var("number of examples in the subset", ""),
     },
+    optional={
+        "loss_sd": Var("standard deviation of the loss over the subset's examples", _NATS),
+    },
 )
 
 GRADSTATS = Schema(
@@ -65,6 +68,7 @@ CROSSTRAIN = Schema(
         "accuracy": Var("accuracy on the evaluated subset"),
         "loss": Var("mean cross-entropy loss on the evaluated subset", _NATS),
     },
+    optional={"subset_size": Var("number of examples in the evaluated subset", "")},
 )
 
 
@@ -72,7 +76,9 @@ CROSSTRAIN = Schema(
 
 
 def _study(exp: Experiment, study: str, **extra) -> StudySlice:
-    return StudySlice(exp.dataset, exp.labels, exp.model, exp.study(study), **extra)
+    """The slice of a plain-training study (its ``claim_seeds`` seeds; the peers' one run)."""
+    seeds = exp.claim_seeds if study != "estimators" and exp.claim_seeds > 1 else None
+    return StudySlice(exp.dataset, exp.labels, exp.model, exp.study(study), seeds=seeds, **extra)
 
 
 def dynamics_slice(exp: Experiment) -> StudySlice:
@@ -102,11 +108,12 @@ def sweep_wildcards(exp: Experiment) -> list[dict]:
 
 
 def _plain_run(exp: Experiment, study: str, trained: int, evaluated: int) -> list[Pass]:
+    """One plain training run of a study, repeated for every seed."""
     opt = exp.study(study)
     return [
         Pass(trained, opt.epochs, TRAIN, opt.batch_size),
         Pass(evaluated, opt.epochs + 1, EVAL, EVAL_BATCH),
-    ]
+    ] * exp.claim_seeds
 
 
 def dynamics_passes(exp: Experiment) -> list[Pass]:
@@ -127,12 +134,13 @@ def gradstats_passes(exp: Experiment) -> list[Pass]:
     return [
         Pass(exp.info.n_train, opt.epochs, cost, opt.batch_size, per_example=True),
         Pass(probe, opt.epochs, cost, GRADSTATS_CHUNK, per_example=True),
-    ]
+    ] * exp.claim_seeds
 
 
 def crosstrain_passes(exp: Experiment) -> list[Pass]:
-    """Two runs, on the easy and on the difficult subset, the training split evaluated."""
-    return _plain_run(exp, "crosstrain", int(exp.subset_size or 0), exp.info.n_train) * 2
+    """Two runs, on the easy and on the difficult subset, both subsets evaluated."""
+    size = int(exp.subset_size or 0)
+    return _plain_run(exp, "crosstrain", size, 2 * size) * 2
 
 
 def sweep_passes(exp: Experiment) -> list[Pass]:
@@ -162,7 +170,7 @@ def dynamics(ctx: StageContext) -> None:
         )
 
     out = plain_study(ctx, DYNAMICS, study, data.sizes["class"], train.x.shape[1:])
-    final = out["accuracy"].sel(run="all").isel(epoch=-1)
+    final = _seed_mean(out["accuracy"]).sel(run="all").isel(epoch=-1)
     log.info("final accuracy (all data): %s", final.to_pandas().to_dict())
 
 
@@ -194,7 +202,13 @@ def crosstrain(ctx: StageContext) -> None:
         return cross_training(train=train.to(dev), train_subsets=rows, **kwargs)
 
     out = plain_study(ctx, CROSSTRAIN, study, data.sizes["class"], train.x.shape[1:])
-    log.info("final accuracy: %s", out["accuracy"].isel(epoch=-1).to_pandas().to_dict())
+    final = _seed_mean(out["accuracy"]).isel(epoch=-1)
+    log.info("final accuracy: %s", final.to_pandas().to_dict())
+
+
+def _seed_mean(values):
+    """The mean over the study's seeds (for the log)."""
+    return values.mean("seed") if "seed" in values.dims else values
 
 
 def sweep(ctx: StageContext) -> None:

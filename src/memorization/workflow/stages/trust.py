@@ -16,11 +16,11 @@ from ...method.scoring import train_turnover
 from ...trust.influence import top_turnover_influence
 from ...trust.peers import peer_estimators
 from ...trust.truth import merge_shards, train_shard, truth_dataset
-from ...trust.validation import estimator_table, influence_agreement
-from ..artifacts import Schema, Var, flag, open_artifact
+from ...trust.validation import Runs, estimator_table, influence_agreement
+from ..artifacts import Schema, Var, config_of, flag, open_artifact
 from ..context import StageContext
 from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
-from ..slices import InfluenceSlice, OptionsSlice, TruthSlice
+from ..slices import InfluenceSlice, OptionsSlice, TruthSlice, summary
 from ..specs import Experiment
 from .common import bytes_estimate, load_split, plain_study
 from .scores import scores_passes, scores_slice
@@ -54,6 +54,10 @@ PEERS = Schema(
         "slow_learning": Var("1 - learning speed (mean training accuracy over the epochs)"),
         "forgetting_events": Var(
             "forgetting events (correct -> incorrect); never learnt: number of epochs", ""
+        ),
+        "cumulative_loss": Var(
+            "cumulative sample loss (CSL): sum over epochs of the end-of-epoch training loss",
+            _NATS,
         ),
         "loss": Var("training loss at the end of the epoch", _NATS),
         "correct": flag("classified correctly at the end of the epoch"),
@@ -118,9 +122,24 @@ VALIDATION = Schema(
         "auc_memorized": Var("ROC AUC for Feldman-Zhang memorization > threshold (clean regime)"),
         "top_overlap": Var("overlap of the top 10 % with Feldman-Zhang's (clean regime)"),
         "spearman": Var("Spearman rank correlation with Feldman-Zhang memorization"),
+        "pearson": Var("Pearson correlation with Feldman-Zhang memorization"),
         "random_label_auc": Var("ROC AUC for the wrong labels, once fitted (noisy regime)"),
-        "cost_runs": Var("cost in training-run equivalents", ""),
+        "cost_runs": Var("cost in training-run equivalents (clean regime)", ""),
         "cost_seconds": Var("measured compute time (from the artifacts' provenance)", "s"),
+        "noisy_cost_runs": Var("cost in training-run equivalents (noisy regime)", ""),
+        "noisy_cost_seconds": Var("measured compute time in the noisy regime", "s"),
+        "estimate": Var("the estimator's value for the example (the metrics' input)", ""),
+        "truth_memorization": Var("Feldman-Zhang memorization of the example"),
+        "truth_seconds": Var("compute time of the experiment's ground truth", "s"),
+        "truth_memorized": Var("examples with Feldman-Zhang memorization > threshold", ""),
+        "truth_models": Var("retrained models of the experiment's ground truth", ""),
+    },
+    optional={
+        "noisy_estimate": Var("the estimator's value for the noisy experiment's example", ""),
+        "mislabeled": flag("the noisy experiment's label differs from the true label"),
+        "noisy_example": Var("example id of the noisy experiment (dataset example id)", ""),
+        "experiment": Var("clean experiment (one per architecture) with its own truth", ""),
+        "architecture": Var("the experiment's model", ""),
     },
 )
 
@@ -189,7 +208,7 @@ def influence_passes(exp: Experiment) -> list[Pass]:
 
 def peers(ctx: StageContext) -> None:
     """The peer estimators (TracIn self-influence, final loss, slow learning, forgetting
-    events) from one plain run with the experiment's own settings."""
+    events, cumulative sample loss) from one plain run with the experiment's own settings."""
     data, _, train = load_split(ctx)
 
     def study(dev, kwargs):
@@ -263,39 +282,85 @@ def influence(ctx: StageContext) -> None:
     ctx.write(out, INFLUENCE, seconds=ctx.seconds())
 
 
+def _architecture(ds: xr.Dataset | None) -> str:
+    """The model's name (``mlp``, ``vgg11``, ...) from an artifact's provenance."""
+    return "" if ds is None else str(summary(config_of(ds)).get("model") or "")
+
+
+def _names(value) -> list[str]:
+    """The experiments a figure option names (a string or a list of them)."""
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def validation_runs(ctx: StageContext, options) -> tuple[list[Runs], Runs | None]:
+    """The clean experiments' artifacts (each variant attached to the first clean
+    experiment of its architecture, else to the first) and the noisy experiment's."""
+
+    def each(name, kind):
+        return {Path(p).parent.name: open_artifact(p, kind) for p in ctx.paths(name)}
+
+    scores, peers = each("clean_scores", "scores"), each("clean_peers", "peers")
+    truths = each("clean_truth", "truth")
+    clean = [
+        Runs(n, scores.get(n), peers.get(n), truths.get(n), {}, _architecture(scores.get(n)))
+        for n in _names(options.get("clean"))
+    ]
+    for name, ds in each("variants", "scores").items():
+        arch = _architecture(ds)
+        home = next((c for c in clean if c.architecture == arch), clean[0] if clean else None)
+        if home is not None:
+            home.variants[name] = ds
+    noisy = None
+    if options.get("noisy"):
+        noisy_scores = each("noisy_scores", "scores").get(options["noisy"])
+        noisy = Runs(
+            options["noisy"],
+            noisy_scores,
+            each("noisy_peers", "peers").get(options["noisy"]),
+            variants=each("noisy_variants", "scores"),
+            architecture=_architecture(noisy_scores),
+        )
+    return clean, noisy
+
+
 def validation(ctx: StageContext) -> None:
-    """The quality and cost of every memorization estimator (validation.nc)."""
+    """The quality and cost of every memorization estimator (validation.nc): per clean
+    experiment (architecture) against its own truth, and for the noisy experiment's
+    fitted random labels."""
     options = ctx.slice(OptionsSlice).options
-
-    def load(name, kind):
-        paths = ctx.paths(name)
-        return open_artifact(paths[0], kind) if paths else None
-
-    def named(name):
-        return {Path(p).parent.name: open_artifact(p, "scores") for p in ctx.paths(name)}
-
-    truth_ds = load("clean_truth", "truth")
+    clean, noisy = validation_runs(ctx, options)
     table = estimator_table(
-        truth=truth_ds,
-        clean_scores=load("clean_scores", "scores"),
-        clean_estimators=load("clean_peers", "peers"),
-        noisy_scores=load("noisy_scores", "scores"),
-        noisy_estimators=load("noisy_peers", "peers"),
-        variants=named("variants"),
-        noisy_variants=named("noisy_variants"),
+        clean=clean,
+        noisy=noisy,
         replicates=tuple(options.get("replicates", (1, 2, 4, 8))),
         threshold=float(options.get("threshold", 0.25)),
     )
-    if ctx.paths("clean_influence") and truth_ds is not None and "influence" in truth_ds:
-        table.attrs.update(influence_agreement(load("clean_influence", "influence"), truth_ds))
-    for name in table["estimator"].values:
-        row = table.sel(estimator=name)
-        log.info(
-            "%-28s AUC %.3f  top-10%% %.3f  Spearman %.3f  random-label AUC %.3f  cost %.1f runs",
-            name,
-            *(float(row[m]) for m in ("auc_memorized", "top_overlap", "spearman")),
-            float(row["random_label_auc"]),
-            float(row["cost_runs"]),
-        )
+    influence_paths = ctx.paths("clean_influence")
+    if influence_paths and clean and clean[0].truth is not None:
+        truth_ds = clean[0].truth
+        if "influence" in truth_ds:
+            pairs = open_artifact(influence_paths[0], "influence")
+            table.attrs.update(influence_agreement(pairs, truth_ds))
+            table.attrs["influence_experiment"] = clean[0].name
+    _log_table(table)
     ctx.preflight()
     ctx.write(table, VALIDATION)
+
+
+def _log_table(table: xr.Dataset) -> None:
+    for exp in table["experiment"].values:
+        for name in table["estimator"].values:
+            row = table.sel(experiment=exp, estimator=name)
+            if not np.isfinite(float(row["auc_memorized"])):
+                continue
+            log.info(
+                "%-10s %-32s AUC %.3f  top-10%% %.3f  Spearman %.3f  Pearson %.3f  cost %.1f runs",
+                exp,
+                name,
+                *(float(row[m]) for m in ("auc_memorized", "top_overlap", "spearman", "pearson")),
+                float(row["cost_runs"]),
+            )
+    for name in table["estimator"].values:
+        auc = float(table["random_label_auc"].sel(estimator=name))
+        if np.isfinite(auc):
+            log.info("noisy      %-32s random-label AUC %.3f", name, auc)
