@@ -20,7 +20,7 @@ thread, about a minute for an experiment of the embedded default::
     python benchmarks/muted_heldin.py mnist_mlp_noisy [--config config/config.yaml]
         [--results results] [--exclude 500] [--seed 1]
 
-Prints one line per experiment; the measured numbers are in the README.
+Prints one line per experiment; the measured numbers are in docs/departures.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Memorization scores with less variance from the same turn-over run (issue 9, point 7).
+"""Memorization scores with less variance from the same turn-over run.
 
 One turn-over run gives each training example one unmuted and one muted
 sub-network, and its memorization score (eq. 6) is noisy mostly because of

@@ -12,16 +12,16 @@ same split, then measures, for every scheme:
   ``fresh`` at chance too, means the network has learnt the masks, not the
   images (every example's own mask is a code for its label);
 - ``muted/plain``: muted training accuracy over the plain model's held-out
-  accuracy after the same epochs (the target of issue 8 is >= 0.8).
+  accuracy after the same epochs (the muted-generalization check asks >= 0.8).
 
 Default data: 3,000 shuffled images of the lossy CIFAR-10 test set for training
-and 3,000 others held out (``--data`` points at the npz of ../shared/data);
+and 3,000 others held out (``--data`` points at an npz of CIFAR-10 images, keys ``x`` and ``y``);
 ``--dataset mnist5k`` uses the embedded digits (4,000 / 1,000) instead. Not a
 test: it needs real data and minutes of CPU. Prints a markdown table (rows as
 they finish, then the whole table).
 
     python benchmarks/vgg_masking.py
-        --data ../shared/data/cifar10-jpeg/cifar10_test_from_jpeg_q75.npz
+        --data /path/to/cifar10.npz
         [--epochs 8] [--schemes plain paper last1-groups64 ...] [--width 1.0] [--threads 1]
     python benchmarks/vgg_masking.py --dataset mnist5k --width 0.125 --lr 0.02 --epochs 10
         --milestones 8 --schemes plain last3 last1-groups64
@@ -32,7 +32,7 @@ padding and horizontal flip). ``plain`` (and ``plain+aug`` when a scheme uses
 augmentation) is always trained as the baseline, unless ``--plain-from`` takes
 it from an earlier ``--json`` of the same setup. The default (plain, paper,
 last1-groups64) takes about 10 minutes on one idle CPU thread; the measured
-table is in the README.
+table is in docs/departures.md.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ import time
 
 import numpy as np
 import torch
-from augment import RandomCropFlip  # benchmarks/augment.py, beside this script
 
 from memorization.data import TensorSplit
+from memorization.method.augment import RandomCropFlip
 from memorization.method.models import build_model
 from memorization.method.optim import OptimSpec
 from memorization.method.seeding import seed_everything

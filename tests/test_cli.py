@@ -312,3 +312,37 @@ def test_reading_commands_say_what_is_missing(results, tmp_path):
         f"{results}/nope/scores.nc does not exist",
         "(experiments with scores here: cct, clean, noisy, vgg)",
     )
+
+
+def test_an_unexpected_error_prints_one_line_not_a_traceback(monkeypatch, capsys, tmp_path):
+    from memorization import cli
+
+    def broken(results):
+        raise IndexError("index 3 is out of bounds")
+
+    monkeypatch.setattr(cli, "summarize", broken)
+    monkeypatch.setattr(sys, "argv", ["memorization", "summary", str(tmp_path)])
+    monkeypatch.delenv("MEMORIZATION_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: IndexError: index 3 is out of bounds" in err and "Traceback" not in err
+    monkeypatch.setenv("MEMORIZATION_DEBUG", "1")  # the traceback where asked for
+    with pytest.raises(IndexError):
+        cli.main()
+
+
+def test_summary_averages_the_seeds_of_a_study(tmp_path):
+    """A study run with several seeds (claim_seeds) has a seed dimension: the summary
+    reports the mean, as the figures do."""
+    import xarray as xr
+
+    from memorization.report.summary import _mean_of_seeds
+
+    ds = xr.Dataset({"accuracy": (("seed", "epoch"), [[0.2, 0.6], [0.4, 1.0]])})
+    ds.attrs["kind"] = "dynamics"
+    mean = _mean_of_seeds(ds)
+    assert "seed" not in mean.dims and mean.attrs["kind"] == "dynamics"
+    assert mean["accuracy"].values.tolist() == pytest.approx([0.3, 0.8])
+    assert _mean_of_seeds(mean) is mean

@@ -1,12 +1,10 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
 from memorization.data import TensorSplit
+from memorization.method.augment import RandomCropFlip, build_augment
 from memorization.method.masks import MaskCollisionError, TurnOverMasks
 from memorization.method.models import build_model, model_options
 from memorization.method.models.cct import CCT_TINY
@@ -14,11 +12,6 @@ from memorization.method.models.mlp import MLP
 from memorization.method.models.vgg import VGG11
 from memorization.method.optim import OptimSpec
 from memorization.method.training import fit
-
-# the augmentation is research code outside the library (benchmarks/augment.py); fit's
-# augment= hook is the library's and is tested with it
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from augment import RandomCropFlip, build_augment  # noqa: E402
 
 TINY_CCT = dict(CCT_TINY, depth=1, embed_dim=16, tokenizer_channels=8)
 
@@ -295,7 +288,7 @@ def test_keep_fraction_is_an_option_of_every_model():
         build_model("cct", (1, 28, 28), 10, **dict(TINY_CCT, keep_fraction=0.0))
 
 
-# -- augmentation (benchmarks/augment.py) and fit(augment=...) ----------------------------
+# -- augmentation (the config's augment option) and fit(augment=...) ----------------------------
 
 
 def _shifted(x, dy, dx):
@@ -356,3 +349,20 @@ def test_fit_with_augmentation_is_deterministic_and_keeps_the_batch_order():
     assert torch.equal(crop, _train(RandomCropFlip(padding=2)))
     assert not torch.equal(crop, plain)
     assert not torch.equal(crop, _train(RandomCropFlip(padding=2), seed=1))
+
+
+def test_the_augment_option_reaches_every_training_run():
+    """``augment`` in a config is OptimSpec's, so every fit of the experiment uses it; a
+    run without keeps the slice it had before the option existed."""
+    base = {"epochs": 2, "lr": 0.1, "batch_size": 8}
+    opt = OptimSpec.from_config({**base, "augment": "crop_flip"})
+    assert opt.params()["augment"] == "crop_flip"
+    assert "augment" not in OptimSpec.from_config(base).params()
+    assert OptimSpec.from_params(opt.params()) == opt
+    torch.manual_seed(0)
+    model = MLP((1, 8, 8), 3, hidden=16)
+    g = torch.Generator().manual_seed(3)
+    split = TensorSplit(torch.randn(40, 1, 8, 8, generator=g), torch.arange(40) % 3, np.arange(40))
+    fit(model, split, opt, seed=0, progress=False)
+    by_option = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.equal(by_option, _train(RandomCropFlip()))

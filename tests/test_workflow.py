@@ -48,6 +48,7 @@ TINY = {
             "dynamics_epochs": 6,
             "gradstats_epochs": 5,
             "probe_size": 20,
+            "claim_seeds": 2,  # the plain studies twice: claims with an interval over seeds
         },
         "vgg": {
             "dataset": "digits",
@@ -206,6 +207,11 @@ def test_claims_table_lists_every_claim_with_evidence(built):
         check=True,
     ).stdout
     assert summary.startswith("# The paper's claims on this run") and "== noisy" in summary
+    assert "mean cosine_similarity over epochs: full" in summary  # the mean of 2 seeds
+    with xr.open_dataset(built / "results/noisy/dynamics.nc", engine="netcdf4") as dyn:
+        assert dyn.sizes["seed"] == 2 and dyn["seed"].values[0] == 1  # the experiment's own first
+        runs = dyn["accuracy"].sel(run="all", split="train", subset="full").values
+        assert not np.array_equal(runs[0], runs[1])  # two seeds, two different trainings
 
 
 def test_scores_artifact_is_self_describing(built):

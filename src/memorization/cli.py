@@ -8,6 +8,7 @@ of the config that made them (``results`` by default, ``results/paper`` for
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -245,7 +246,19 @@ def stages() -> None:
 
 
 def main() -> None:
-    app()
+    """Run the command line; an unexpected error prints one line (and where to see the
+    traceback: ``MEMORIZATION_DEBUG=1``), not a Python traceback."""
+    try:
+        app()
+    except Exception as err:  # noqa: BLE001 - the last resort of a command line
+        if os.environ.get("MEMORIZATION_DEBUG"):
+            raise
+        typer.echo(
+            f"error: {type(err).__name__}: {err}\n(set MEMORIZATION_DEBUG=1 to see the traceback; "
+            "please report it if the message does not say what to change)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ OPTIONS = {
         0.1, "learning-rate factor at each milestone", {"type": "number", "exclusiveMinimum": 0}
     ),
     "weight_decay": Option(0.0, "L2 weight decay", {"type": "number", "minimum": 0}),
+    "augment": Option(
+        "none",
+        "training-batch augmentation: none; crop_flip (shifts of up to 4 pixels and left-right "
+        "flips, the standard CIFAR-10 augmentation); flip. Scores and accuracies are always "
+        "taken on the images as they are",
+        {"enum": ["none", "crop_flip", "flip"]},
+    ),
 }
 
 
@@ -38,6 +45,7 @@ class OptimSpec:
     milestones: tuple[int, ...] = field(default_factory=tuple)
     gamma: float = 0.1
     weight_decay: float = 0.0
+    augment: str = "none"
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> OptimSpec:
@@ -50,6 +58,7 @@ class OptimSpec:
             milestones=tuple(int(m) for m in cfg.get("milestones") or ()),
             gamma=float(cfg.get("gamma", OPTIONS["gamma"].default)),
             weight_decay=float(cfg.get("weight_decay", OPTIONS["weight_decay"].default)),
+            augment=str(cfg.get("augment", OPTIONS["augment"].default)),
         )
 
     @classmethod
@@ -67,6 +76,8 @@ class OptimSpec:
             "milestones": list(self.milestones),
             "gamma": self.gamma,
             "weight_decay": self.weight_decay,
+            # only where used: the slices (and config hashes) of runs without stay as they were
+            **({"augment": self.augment} if self.augment != "none" else {}),
         }
 
     def scaled(self, ratio: float) -> OptimSpec:

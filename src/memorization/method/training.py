@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..data.tensors import TensorSplit
+from .augment import build_augment
 from .checkpoint import Checkpoint, RunCheckpoint, SignalGuard, rng_state, set_rng_state
 from .masks import TurnOverMasks
 from .models.base import TurnOverNet
@@ -54,10 +55,10 @@ def fit(
     gradient of the batch's mean loss in ``.grad`` and return the loss), which is
     how gradient statistics ride along with training. ``after_epoch(epoch)`` is
     called after every epoch (1-based) and may return numbers for the log.
-    ``augment(x, generator)`` transforms every training batch's images (e.g.
-    ``benchmarks/augment.py``'s random crops and flips); its random draws come from a
-    generator of its own seeded from ``seed``, so the batch order is the same with
-    and without it.
+    ``augment(x, generator)`` transforms every training batch's images (by default
+    the augmentation ``opt.augment`` names, :mod:`memorization.method.augment`); its
+    random draws come from a generator of its own seeded from ``seed``, so the batch
+    order is the same with and without it.
 
     With ``checkpoint`` (:mod:`memorization.checkpoint`), training resumes from the
     state saved there, if any, and saves its state every ``checkpoint.every``
@@ -73,6 +74,7 @@ def fit(
     if len(rows_all) == 0:
         raise ValueError("nothing to train on: the training set is empty")
     optimizer, schedule = _optimizer(model, opt)
+    augment = augment if augment is not None else build_augment(opt.augment)
     generator = torch.Generator().manual_seed(int(seed) + 1)
     augment_generator = torch.Generator().manual_seed(int(seed) + 2)
     if isinstance(checkpoint, Checkpoint):

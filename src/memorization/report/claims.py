@@ -171,7 +171,7 @@ def fmt_epoch(e: float) -> str:
     return "never" if not np.isfinite(e) else str(int(e))
 
 
-# --- the sub-network check (issue 8): does the muted sub-network generalize? ------------
+# --- the sub-network check: does the muted sub-network generalize? ------------
 
 
 def subnetwork_check(scores, plain_test_accuracy: float | None = None) -> Claim:

@@ -3,7 +3,8 @@
 First the table of the paper's claims (``claims.md``, written by the workflow), then for
 every experiment folder: final sub-network accuracies and the wrong-label ROC AUC of its
 scores; from its dynamics, the first epoch at which the easy, difficult and full
-training subsets reach 90% accuracy and the peak and final test accuracy; from its
+training subsets reach 90% accuracy and the peak and final test accuracy (studies run with
+several seeds: their mean); from its
 cross-subset training, the four accuracies at the last epoch; from its gradient
 statistics, the mean cosine similarity and contribution per subset.
 """
@@ -20,6 +21,11 @@ from ..workflow.artifacts import open_artifact
 def _first_epoch(acc: np.ndarray, epochs: np.ndarray, level: float = 0.9) -> str:
     hit = np.flatnonzero(acc >= level)
     return str(int(epochs[hit[0]])) if hit.size else f"never (max {np.nanmax(acc):.3f})"
+
+
+def _mean_of_seeds(ds):
+    """A study's artifact averaged over its seeds (as it is without a seed dimension)."""
+    return ds.mean("seed", keep_attrs=True) if "seed" in ds.dims else ds
 
 
 def summarize(results: str | Path = "results") -> str:
@@ -41,7 +47,7 @@ def summarize(results: str | Path = "results") -> str:
                 f"{float(sc.attrs['mislabeled_auc']):.4f}"
             )
         if (exp / "dynamics.nc").exists():
-            dyn = open_artifact(exp / "dynamics.nc", "dynamics").sel(run="all")
+            dyn = _mean_of_seeds(open_artifact(exp / "dynamics.nc", "dynamics")).sel(run="all")
             epochs = dyn["epoch"].values
             hits = ", ".join(
                 f"{s} {_first_epoch(dyn['accuracy'].sel(split='train', subset=s).values, epochs)}"
@@ -67,7 +73,8 @@ def summarize(results: str | Path = "results") -> str:
                 )
             )
         if (exp / "crosstrain.nc").exists():
-            ct = open_artifact(exp / "crosstrain.nc", "crosstrain")["accuracy"].isel(epoch=-1)
+            ct = _mean_of_seeds(open_artifact(exp / "crosstrain.nc", "crosstrain"))
+            ct = ct["accuracy"].isel(epoch=-1)
             for t in ("easy", "difficult"):
                 easy = float(ct.sel(train_on=t, evaluate_on="easy"))
                 difficult = float(ct.sel(train_on=t, evaluate_on="difficult"))
@@ -75,7 +82,7 @@ def summarize(results: str | Path = "results") -> str:
                     f"  trained on {t}: accuracy on easy {easy:.4f}, on difficult {difficult:.4f}"
                 )
         if (exp / "gradstats.nc").exists():
-            gs = open_artifact(exp / "gradstats.nc", "gradstats")
+            gs = _mean_of_seeds(open_artifact(exp / "gradstats.nc", "gradstats"))
             for var in ("cosine_similarity", "contribution"):
                 means = gs[var].mean("epoch")
                 lines.append(

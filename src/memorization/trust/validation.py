@@ -11,7 +11,7 @@ Two regimes:
   expected to agree with the truth better than the truth agrees with itself.
 - **noisy**: one experiment with random labels trained until the model has fitted them;
   every estimator is scored by its ROC AUC for the wrong labels. Before the random
-  labels are fitted, even the final loss finds them (issue 9), so the fraction of them
+  labels are fitted, even the final loss finds them, so the fraction of them
   each model has fitted is recorded (``fitted_*`` attributes).
 
 Estimators: the turn-over scores of the first R replicates (each R of ``replicates``

@@ -107,7 +107,7 @@ class VGG11(PrefixSharingNet):
     classifier, and grouping its feature maps (``masked_layers=1,
     mask_groups=64``) cuts the code to 64 bits: the muted sub-networks then
     classify their own training images as well as the masked network classifies
-    held-out ones (benchmarks/vgg_masking.py; the table is in the README).
+    held-out ones (benchmarks/vgg_masking.py; the table is in docs/departures.md).
 
     ``mask_units`` lists the mask bits of every mask in forward order (with
     ``share_masks`` one entry per distinct width); the model expands them to

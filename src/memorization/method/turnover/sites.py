@@ -41,7 +41,7 @@ HEAD = "head"
 
 _NAME_SITES = (
     'the "head" site needs a Linear classifier; name the modules whose outputs to mask '
-    "instead (turnover_sites: [names] in a config, sites=[names] in turnover())"
+    "instead (turnover: [names] in a config, sites=[names] in turnover())"
 )
 
 

@@ -21,7 +21,7 @@ of one experiment share its resamples, so their draws are paired, :class:`Resamp
   noise is inconclusive). Picking the best of each family per metric after the fact
   favours turn-over, which has more candidates (forms x R x variants) than the five peers:
   a "supported" is optimistic, a "not supported" is not;
-- per clean experiment, ``turnover_matches_truth`` (issue 9's goal: AUC ≥ :data:`GOAL_AUC`
+- per clean experiment, ``turnover_matches_truth`` (the validation's goal: AUC ≥ :data:`GOAL_AUC`
   and top-10 % overlap ≥ :data:`GOAL_OVERLAP`) and ``turnover_beats_tracin``;
 - for the noisy experiment, ``turnover_finds_fitted_random_labels``.
 """
@@ -59,7 +59,7 @@ METRIC_NAMES = {
     "pearson": "Pearson",
 }
 
-#: the goals issue 9 sets the turn-over estimator, at a cost of at most GOAL_RUNS runs
+#: the goals the validation sets the turn-over estimator, at a cost of at most GOAL_RUNS runs
 GOAL_RUNS = 4
 GOAL_AUC = 0.98
 GOAL_OVERLAP = 0.80
@@ -273,7 +273,7 @@ def truth_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
     statement = (
         f"on {str(row['architecture'].values) or exp}, the turn-over estimator at ≤ "
         f"{GOAL_RUNS} runs reaches ROC AUC ≥ {GOAL_AUC} and top-10 % overlap ≥ "
-        f"{GOAL_OVERLAP} against the FZ ground truth (issue 9's goal, not a claim of the paper)"
+        f"{GOAL_OVERLAP} against the FZ ground truth (the validation's goal, not the paper's)"
     )
     to = _names(row, "turn-over", GOAL_RUNS)
     if not to:

@@ -9,7 +9,8 @@ colour (torchvision pads the raw image with black before normalising).
 An augmentation is a callable ``augment(x, generator) -> x`` on a batch
 ``[B, C, H, W]``; :func:`memorization.method.training.fit` passes it a CPU generator of
 its own, so training stays deterministic for a given seed. The random draws are
-made on the CPU and the indexing runs on the batch's device.
+made on the CPU and the indexing runs on the batch's device. The config's ``augment``
+option names one of :data:`AUGMENTATIONS` for every training run of an experiment.
 """
 
 from __future__ import annotations
