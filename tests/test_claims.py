@@ -472,6 +472,20 @@ def test_claims_round_trip_and_markdown(tmp_path):
         and text.endswith("rest\n")
     )
     assert to_markdown(claims).count("\n| fig") == 3  # the header and two rows
+    # a second, compact table under its own markers leaves the first one alone
+    from memorization.report.claims import COMPACT_HEADER, readme_markers
+
+    start, end = readme_markers("cifar")
+    readme.write_text(text + f"{start}\nOLD\n{end}\n")
+    update_readme(readme, tmp_path / "c.md", "(note)", section="cifar", compact=True)
+    first, second = readme.read_text().split(start)
+    assert first == text and "OLD" not in second
+    # one row per figure and experiment, each claim by its key: no statement, no evidence
+    assert "| fig4 | y | `b` **NOT supported** |" in second and "a / b" not in second
+    assert COMPACT_HEADER in second
+    assert "0 not measured. (note)" in second
+    with pytest.raises(ValueError, match="no claims markers"):
+        update_readme(readme, tmp_path / "c.md", section="other")
     with pytest.raises(ValueError, match="verdict must be one of"):
         Claim("fig3", "a", "s", "maybe", "e")
 

@@ -706,3 +706,35 @@ def test_huggingface_single_dataset_split_with_test_fraction(tmp_path):
     assert ds["image"].values[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 20, 21, 22, 23, 24]
     test = ds["split"].values == "test"
     assert np.bincount(ds["label"].values[test]).tolist() == [2, 2]
+
+
+def test_an_image_folder_and_an_arrays_file_of_the_same_images_give_the_same_scores(tmp_path):
+    """The same images as an .npz and as ``<class>/<row>.png`` (``ids: filename``): the same
+    split, ids and tensors, and bit-identical memorization scores."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    import memorization as mz
+
+    digits = load_digits()
+    images = (digits.images[:400] * 16).clip(0, 255).astype(np.uint8)
+    labels = digits.target[:400].astype(np.int64)
+    np.savez(tmp_path / "d.npz", images=images, labels=labels)
+    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+        (tmp_path / "png" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "png" / str(label) / f"{i:04d}.png")
+    arrays = prepare_dataset(spec("a", "arrays", path=str(tmp_path / "d.npz"), test_fraction=0.2))
+    folder = prepare_dataset(
+        spec("f", "image_folder", path=str(tmp_path / "png"), test_fraction=0.2, ids="filename")
+    )
+    assert isinstance(to_tensors(folder, "train").x, LazyImages)  # read lazily, from the files
+    for split in ("train", "test"):
+        a, f = to_tensors(arrays, split), to_tensors(folder, split)
+        assert np.array_equal(np.asarray(a.examples), np.asarray(f.examples))
+        assert torch.equal(a.y, f.y) and torch.equal(a.x, f.x[torch.arange(len(f))])
+    common = dict(epochs=2, lr=0.1, hidden=32, corrupt=40, device="cpu")
+    by_arrays = mz.score("mlp", data=arrays, **common)
+    by_folder = mz.score("mlp", data=folder, **common)
+    assert np.array_equal(by_arrays["example"], by_folder["example"])
+    assert np.array_equal(by_arrays["memorization"], by_folder["memorization"])
+    assert by_arrays["memorization"].std() > 0  # scores that say something

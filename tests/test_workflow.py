@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import xarray as xr
 import yaml
 from helpers import snakemake_command
+
+from memorization.report.claims import readme_markers
 
 pytestmark = pytest.mark.workflow
 
@@ -289,14 +292,15 @@ def test_training_dynamics_artifacts(built):
         assert ds.attrs["kind"] == "dynamics"
         assert study == {**study, "lr": 0.05, "epochs": 6}  # dynamics_lr, dynamics_epochs
     with xr.open_dataset(res / "noisy/gradstats.nc", engine="netcdf4") as ds:
-        assert ds["contribution"].dims == ("epoch", "subset")
+        assert ds["contribution"].dims == ("seed", "epoch", "subset")  # claim_seeds: 2
+        assert ds.sizes["seed"] == 2 and ds["seed"].values[0] == 1
         study = yaml.safe_load(ds.attrs["config"])["study"]
         # figure 4 trains at the experiment's own lr (0.1), not the dynamics' 0.05
         assert ds.attrs["kind"] == "gradstats"
         assert ds.sizes["epoch"] == 5 and study["lr"] == 0.1 and study["epochs"] == 5
         cos = ds["cosine_similarity"].values
         assert np.isfinite(cos).all() and (np.abs(cos) <= 1).all()
-        assert ds["probe_size"].values.tolist() == [20, 20, 20]
+        assert ds["probe_size"].values.tolist() == [[20, 20, 20]] * 2  # per seed
         assert np.isfinite(ds["contribution"].values).all()
     with xr.open_dataset(res / "clean/crosstrain.nc", engine="netcdf4") as ds:
         acc = ds["accuracy"]
@@ -310,6 +314,46 @@ def test_training_dynamics_artifacts(built):
             assert ds.sizes["epoch"] == 5
             assert yaml.safe_load(ds.attrs["config"])["labels"]["corrupt"] == level
             assert ds.attrs["kind"] == "sweep"
+
+
+#: where generated claims tables stand: the README (compact) and the documentation (full)
+CLAIMS_TABLES = ("README.md", "docs/claims.md", "docs/cifar10.md")
+
+
+def _generated_claim_rows(path: Path):
+    """(figure, key, statement) of every row of a file's generated claims tables (the
+    statement None in a compact table, which names each claim by its key)."""
+    text = path.read_text()
+    rows = []
+    for section in ("", *re.findall(r"<!-- claims:start (\w+) \(generated", text)):
+        start, end = readme_markers(section)
+        if start not in text:
+            continue
+        for line in text[text.index(start) : text.index(end)].splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 6 and cells[1].endswith("`)"):
+                statement, key = cells[1][: -len("`)")].rsplit(" (`", 1)
+                rows.append((cells[0], key, statement))
+            elif len(cells) == 3 and cells[0] != "figure":
+                rows += [(cells[0], key, None) for key in re.findall(r"`(\w+)`", cells[2])]
+    return rows
+
+
+def test_the_generated_claims_tables_match_the_claim_definitions(built):
+    """The tables in the README and the documentation were generated from today's claims:
+    every row names a claim the code still makes, in the same words (the tiny run draws
+    every figure of the default)."""
+    rows = {name: _generated_claim_rows(ROOT / name) for name in CLAIMS_TABLES}
+    assert len(rows["README.md"]) >= 30, "the README's claims table is missing"
+    assert sum(s is not None for _, _, s in rows["docs/claims.md"]) >= 30
+    made = {
+        (c["figure"], c["key"]): c["statement"].replace("|", "/")
+        for c in json.loads((built / "results/claims.json").read_text())
+    }
+    for name, found in rows.items():
+        for figure, key, statement in found:
+            assert (figure, key) in made, f"{name}: claim {figure}/{key} is no longer made"
+            assert statement in (None, made[figure, key]), f"{name}: {figure}/{key} changed"
 
 
 def test_html_report_holds_every_figure_and_the_claims(built):

@@ -18,7 +18,7 @@ import typer
 import yaml
 
 from .data.examples import write_examples
-from .report.claims import README_END, update_readme
+from .report.claims import readme_markers, update_readme
 from .report.summary import summarize
 from .report.top import load, ranked, table, write_grid
 from .workflow.check import check
@@ -70,6 +70,12 @@ def claims(
     results: Results = Path("results"),
     readme: Annotated[Path | None, typer.Option(help="copy the table into this README")] = None,
     note: Annotated[str, typer.Option(help="a sentence added to the copied table")] = "",
+    section: Annotated[
+        str, typer.Option(help="the name of a second table's markers in the README")
+    ] = "",
+    compact: Annotated[
+        bool, typer.Option(help="copy it without the statements and the evidence")
+    ] = False,
 ) -> None:
     """Print the table of the paper's claims of a finished run (or copy it into a README)."""
     md = results / "claims.md"
@@ -77,9 +83,10 @@ def claims(
         _fail(f"{md} does not exist: build it with `snakemake --cores 2 {md}`")
     if readme is not None:
         try:
-            update_readme(readme, md, note)
+            update_readme(readme, md, note, section=section, compact=compact)
         except ValueError as err:
-            _fail(f"{err} (add the markers where the table goes; the end marker: {README_END})")
+            end = readme_markers(section)[1]
+            _fail(f"{err} (add the markers where the table goes; the end marker: {end})")
         typer.echo(f"{readme}: claims table updated from {md}")
     else:
         typer.echo(md.read_text())

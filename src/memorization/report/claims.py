@@ -295,17 +295,59 @@ def to_markdown(claims: Sequence[Claim], run: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: str | Path, claims_md: str | Path, note: str = "") -> None:
-    """Replace the README's generated claims section with ``claims_md``'s table (and a
-    ``note``, e.g. how long the run took)."""
+def readme_markers(section: str = "") -> tuple[str, str]:
+    """The markers of a README's generated claims table (``section``: a second table's name)."""
+    if not section:
+        return README_START, README_END
+    return README_START.replace("start", f"start {section}", 1), f"<!-- claims:end {section} -->"
+
+
+COMPACT_HEADER = "| figure | experiment | claims: effect [95 % interval] vs threshold, verdict |"
+
+
+def _compact(table: str) -> str:
+    """A claims table with one row per figure and experiment: each claim by its key, with
+    its effect, interval, threshold and verdict (no statements, no evidence)."""
+    head, rows, groups = [], [], {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or cells[0] in ("figure", "---"):
+            if not rows and not line.startswith("|"):
+                head.append(line)
+            continue
+        figure, claim, experiment, effect, _, verdict = cells
+        key = claim.rsplit("(`", 1)[1][:-2] if claim.endswith("`)") else claim
+        if (figure, experiment) not in groups:
+            groups[figure, experiment] = []
+            rows.append((figure, experiment))
+        groups[figure, experiment].append(f"`{key}` {effect} {verdict}".replace("  ", " "))
+    lines = [*head, COMPACT_HEADER, "|---|---|---|"]
+    lines += [f"| {f} | {e} | " + "; ".join(groups[f, e]) + " |" for f, e in rows]
+    return "\n".join(lines)
+
+
+def update_readme(
+    readme: str | Path,
+    claims_md: str | Path,
+    note: str = "",
+    *,
+    section: str = "",
+    compact: bool = False,
+) -> None:
+    """Replace the README's generated claims table with ``claims_md``'s table (and a
+    ``note``, e.g. how long the run took); ``section`` names a second table's markers,
+    ``compact`` leaves out the statements and the evidence."""
     readme = Path(readme)
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no claims markers ({README_START!r} ... {README_END!r})")
+    start, end = readme_markers(section)
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no claims markers ({start!r} ... {end!r})")
     table = Path(claims_md).read_text().split("\n", 2)[2].strip()  # drop the heading
+    if compact:
+        table = _compact(table)
     if note:
         first, rest_of_table = table.split("\n", 1)
         table = f"{first} {note}\n{rest_of_table}"
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")

@@ -20,8 +20,10 @@ resolves the studies' overrides); each training stage's record in the registry
               + sum(ceil(examples / batch_size) * epochs) * STEP_SECONDS
     runtime = ceil_to(SETUP_MINUTES + MARGIN * seconds / 60, 5 minutes) * attempt
 
-with ``throughput`` = ``GPU_FLOPS`` (a job holding a GPU), or ``CPU_FLOPS_PER_THREAD *
-threads`` when the config's ``device`` is ``cpu``. Host memory::
+with ``throughput`` = ``GPU_FLOPS`` (a job holding a GPU), or, when the config's ``device``
+is ``cpu``, ``threads`` times the per-thread rate of each kind of operation in the model
+(``CPU_FLOPS_PER_THREAD``: matrix products run faster than convolutions, which run faster
+than the rest). Host memory::
 
     bytes  = 16 per pixel of the dataset (both splits: the uint8 artifact, float32
                tensors and their normalisation temporaries)
@@ -68,7 +70,7 @@ __all__ = [
 
 TRAIN, EVAL, SCORE = 3.0, 1.0, 2.0
 """Forward-pass equivalents per example: a training step, an evaluation, both sub-networks."""
-GRADSTATS_FACTOR = 4.0
+GRADSTATS_FACTOR = 2.5
 """A step with per-example gradient statistics, in plain steps (measured 2.0-2.2x for the
 hook-based MLP/VGG-11 path; more for the torch.func path of the transformer)."""
 EVAL_BATCH = 1024
@@ -77,9 +79,14 @@ GPU_FLOPS = 2e12
 """Effective FLOP/s of a training job on one GPU. Assumed, not measured: float32 training of
 small models with small batches reaches a fraction of a card's peak, and the value is set
 low enough for older cards too."""
-CPU_FLOPS_PER_THREAD = 1.5e10
-"""Effective FLOP/s per torch thread on a CPU (measured 2-3e10 for the MLP and 1-2e10 for a
-narrow VGG-11 on a shared 2-core machine)."""
+CPU_FLOPS_PER_THREAD = {"matmul": 8e10, "convolution": 2.5e10, "other": 1e10}
+"""Effective FLOP/s per torch thread on a CPU, by the kind of operation the FLOPs are in
+(matrix products, convolutions, the rest: batched products of attention and anything else).
+Set a little below what the embedded default's jobs measured on 2 cores of an Intel Xeon
+(2026-12): the MLP-4096's matrix products about 1.0e11, the narrow VGG-11's convolutions
+about 3.5e10, the tiny transformer as a whole about 1.9e10."""
+MATMUL_OPS = frozenset({"mm", "addmm", "matmul", "linear"})
+CONV_OPS = frozenset({"convolution", "_convolution", "conv2d"})
 STEP_SECONDS = 0.004
 """Fixed cost of one batch (Python, kernel launches, masks), whatever its size."""
 SETUP_MINUTES = 10.0
@@ -123,6 +130,16 @@ class ModelCost:
     flops: float
     params: int
     activations: int
+    cpu_flops: tuple[tuple[str, float], ...] = ()
+    """``flops`` split by kind of operation (the keys of :data:`CPU_FLOPS_PER_THREAD`)."""
+
+    def cpu_seconds_per_flop(self, threads: int = 1) -> float:
+        """Seconds per FLOP of this model's mix of operations on ``threads`` CPU threads."""
+        if not self.flops:
+            return 0.0
+        mix = self.cpu_flops or (("other", self.flops),)
+        seconds = sum(f / CPU_FLOPS_PER_THREAD[kind] for kind, f in mix)
+        return seconds / self.flops / max(1, int(threads))
 
 
 @cache
@@ -145,7 +162,17 @@ def _model_cost(name: str, shape: tuple[int, ...], n_classes: int, options: tupl
         for hook in hooks:
             hook.remove()
     params = sum(p.numel() for p in model.parameters())
-    return ModelCost(float(counter.get_total_flops()), int(params), int(sum(outputs)))
+    by_kind: dict[str, float] = {}
+    for op, flops in counter.get_flop_counts().get("Global", {}).items():
+        name = getattr(op, "__name__", str(op)).split(".")[0]
+        kind = "matmul" if name in MATMUL_OPS else "convolution" if name in CONV_OPS else "other"
+        by_kind[kind] = by_kind.get(kind, 0.0) + float(flops)
+    return ModelCost(
+        float(counter.get_total_flops()),
+        int(params),
+        int(sum(outputs)),
+        tuple(sorted(by_kind.items())),
+    )
 
 
 def _hashable(value):
@@ -170,9 +197,10 @@ def compute_seconds(
     passes: list[Pass], exp: Experiment, *, device: str = "auto", threads: int = 1
 ) -> float:
     """Estimated compute time of a stage's passes, before margin and set-up."""
-    flops = model_cost(exp).flops * sum(p.forwards for p in passes)
-    rate = CPU_FLOPS_PER_THREAD * max(1, int(threads)) if device == "cpu" else GPU_FLOPS
-    return flops / rate + STEP_SECONDS * sum(p.steps for p in passes)
+    cost = model_cost(exp)
+    flops = cost.flops * sum(p.forwards for p in passes)
+    per_flop = cost.cpu_seconds_per_flop(threads) if device == "cpu" else 1 / GPU_FLOPS
+    return flops * per_flop + STEP_SECONDS * sum(p.steps for p in passes)
 
 
 def runtime_minutes(

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, as one short script (about 5 minutes on one recent GPU).
+# Run it from the repository root on a machine with CUDA and a Python that has torch,
+# torchvision, xarray and netCDF4 (the library itself is taken from src/):
+#   bash benchmarks/device_check.sh [OUT_FOLDER]
+# It writes its log to OUT_FOLDER (default: results/device_check/) and prints:
+#   1. the device tests (the lease of a real card, GPU-only paths; they skip on a CPU);
+#   2. turn-over and scoring cost against plain training on the paper's MLP (784-4096-10,
+#      60,000 examples, batch 256) on the GPU: the ratios of benchmarks/README.md;
+#      its per-epoch seconds are what config/paper.yaml's GPU estimates should be checked
+#      against (`memorization plan --configfile config/paper.yaml`).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-results/device_check}
+mkdir -p "$out"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+log="$out/device_check.log"
+step() { echo "== $*" | tee -a "$log"; }
+: >"$log"
+step "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$log"
+"$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$log"
+step "1. device tests"
+timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_device.py 2>&1 | tail -5 | tee -a "$log"
+step "2. turn-over vs plain, paper's MLP"
+timeout 120 "$py" benchmarks/bench_turnover.py --device cuda --examples 60000 2>&1 | tee -a "$log"
+step "done: $log"
