@@ -438,7 +438,13 @@ def test_subnetwork_check_flags_masks_learnt_at_chance():
                    heldout=0.8)  # fmt: skip
     claim = subnetwork_check(noisy)
     assert claim.verdict == SUPPORTED
+    assert "NOTE" not in claim.evidence and claim.values["muted_sees_examples"] == 0
     assert claim.values["muted_over_reference"] == pytest.approx(0.6 / (0.8 * 0.7))
+    # muted sub-networks far above their held-out accuracy: supported, with a note
+    seen = scores(zeros, zeros, unmuted=[0.6, 0.99], muted=[0.5, 0.74], heldout=0.55)
+    claim = subnetwork_check(seen)
+    assert claim.verdict == SUPPORTED and claim.low > 1.1
+    assert "share memorize" in claim.evidence and claim.values["muted_sees_examples"] == 1
     # on 10 examples the same ratio cannot be told from 0.8
     few = scores(np.zeros(10), np.zeros(10), unmuted=[0.6, 0.99], muted=[0.5, 0.84], heldout=0.9)
     assert subnetwork_check(few, plain_test_accuracy=0.95).verdict == INCONCLUSIVE
