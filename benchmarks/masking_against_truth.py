@@ -19,6 +19,7 @@ from pathlib import Path
 import xarray as xr
 
 from memorization.trust.metrics import quality
+from memorization.trust.replicates import merge_replicates, subset_means
 
 
 def main() -> None:
@@ -37,6 +38,9 @@ def main() -> None:
             xr.open_dataset(Path(folder) / "replicates" / f"scores_r{r}.nc")
             for r in range(args.replicates)
         ]
+        # one dataset of the R runs (checked to share examples and labels), as scores.nc
+        merged = merge_replicates(runs, [int(r.attrs["turnover_seed"]) for r in runs])
+        merged = merged.sel(example=truth.example)
         train = runs[0]["subnet_accuracy"].isel(epoch=-1)
         held = runs[0]["heldout_accuracy"].isel(epoch=-1)
         acc = (
@@ -44,8 +48,7 @@ def main() -> None:
             f"; {float(held.sel(subnet='muted')):.3f}"
         )
         for count in sorted({1, args.replicates}):
-            est = sum(r["memorization"].sel(example=truth.example) for r in runs[:count]) / count
-            q = quality(est.values, truth.values)
+            q = quality(subset_means(merged, "memorization", count), truth.values)
             print(f"| {name} | {acc} | {count} | {q['auc']:.3f} | {q['top_overlap']:.3f} | "
                   f"{q['spearman']:.3f} | {q['pearson']:.3f} |")  # fmt: skip
 

@@ -257,6 +257,9 @@ def test_claims_prints_the_table(results, tmp_path):
     assert text.startswith(f"intro\n{README_START}\n")
     plain = _write(tmp_path / "plain.md", "no markers\n")
     refused(invoke("claims", results, "--readme", plain), "has no claims markers", README_END)
+    # a second table's section with no markers of its own: its end marker is named
+    other = invoke("claims", results, "--readme", readme, "--section", "cifar", "--compact")
+    refused(other, "has no claims markers", "<!-- claims:end cifar -->")
 
 
 @pytest.mark.workflow

@@ -164,8 +164,10 @@ def _model_cost(name: str, shape: tuple[int, ...], n_classes: int, options: tupl
     params = sum(p.numel() for p in model.parameters())
     by_kind: dict[str, float] = {}
     for op, flops in counter.get_flop_counts().get("Global", {}).items():
-        name = getattr(op, "__name__", str(op)).split(".")[0]
-        kind = "matmul" if name in MATMUL_OPS else "convolution" if name in CONV_OPS else "other"
+        op_name = getattr(op, "__name__", str(op)).split(".")[0]
+        kind = (
+            "matmul" if op_name in MATMUL_OPS else "convolution" if op_name in CONV_OPS else "other"
+        )
         by_kind[kind] = by_kind.get(kind, 0.0) + float(flops)
     return ModelCost(
         float(counter.get_total_flops()),
