@@ -24,6 +24,51 @@ OPTIONS = {
         0.1, "learning-rate factor at each milestone", {"type": "number", "exclusiveMinimum": 0}
     ),
     "weight_decay": Option(0.0, "L2 weight decay", {"type": "number", "minimum": 0}),
+    "optimizer": Option(
+        "sgd",
+        "sgd (momentum, weight decay added to the gradient, the paper's) or adamw (Adam with "
+        "decoupled weight decay)",
+        {"enum": ["sgd", "adamw"]},
+    ),
+    "betas": Option(
+        (0.9, 0.999),
+        "AdamW's moment coefficients (beta1, beta2)",
+        {
+            "type": "array",
+            "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+            "minItems": 2,
+            "maxItems": 2,
+        },
+    ),
+    "eps": Option(1.0e-8, "AdamW's epsilon", {"type": "number", "exclusiveMinimum": 0}),
+    "schedule": Option(
+        "step",
+        "learning-rate schedule: step (multiplied by gamma after each milestone, the paper's) "
+        "or cosine (from lr down to 0 over the epochs after warm-up)",
+        {"enum": ["step", "cosine"]},
+    ),
+    "warmup_epochs": Option(
+        0,
+        "epochs over which the learning rate rises linearly to lr before the schedule starts",
+        {"type": "integer", "minimum": 0},
+    ),
+    "clip_norm": Option(
+        None,
+        "clip the gradient of each step to this global norm (null: no clipping)",
+        {"type": ["number", "null"], "exclusiveMinimum": 0},
+    ),
+    "precision": Option(
+        "fp32",
+        "arithmetic of training and scoring: fp32; bf16 (autocast, where the CPU or GPU has "
+        "it); fp16 (autocast with loss scaling, GPUs)",
+        {"enum": ["fp32", "bf16", "fp16"]},
+    ),
+    "channels_last": Option(
+        False,
+        "keep images and convolution weights in channels-last memory layout (faster "
+        "convolutions on GPUs and on CPUs with matrix units)",
+        {"type": "boolean"},
+    ),
     "augment": Option(
         "none",
         "training-batch augmentation: none; crop_flip (shifts of up to 4 pixels and left-right "
@@ -46,6 +91,14 @@ class OptimSpec:
     gamma: float = 0.1
     weight_decay: float = 0.0
     augment: str = "none"
+    optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1.0e-8
+    schedule: str = "step"
+    warmup_epochs: int = 0
+    clip_norm: float | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> OptimSpec:
@@ -59,6 +112,14 @@ class OptimSpec:
             gamma=float(cfg.get("gamma", OPTIONS["gamma"].default)),
             weight_decay=float(cfg.get("weight_decay", OPTIONS["weight_decay"].default)),
             augment=str(cfg.get("augment", OPTIONS["augment"].default)),
+            optimizer=str(cfg.get("optimizer", OPTIONS["optimizer"].default)),
+            betas=tuple(float(b) for b in cfg.get("betas", OPTIONS["betas"].default)),
+            eps=float(cfg.get("eps", OPTIONS["eps"].default)),
+            schedule=str(cfg.get("schedule", OPTIONS["schedule"].default)),
+            warmup_epochs=int(cfg.get("warmup_epochs", OPTIONS["warmup_epochs"].default)),
+            clip_norm=None if cfg.get("clip_norm") is None else float(cfg["clip_norm"]),
+            precision=str(cfg.get("precision", OPTIONS["precision"].default)),
+            channels_last=bool(cfg.get("channels_last", OPTIONS["channels_last"].default)),
         )
 
     @classmethod
@@ -78,6 +139,29 @@ class OptimSpec:
             "weight_decay": self.weight_decay,
             # only where used: the slices (and config hashes) of runs without stay as they were
             **({"augment": self.augment} if self.augment != "none" else {}),
+            **self._recipe_params(),
+        }
+
+    def _recipe_params(self) -> dict:
+        """The recipe keys that differ from their defaults (a run with the defaults records
+        none of them, so its slices and hashes stay those of the SGD-only releases)."""
+        values = {
+            "optimizer": self.optimizer,
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "schedule": self.schedule,
+            "warmup_epochs": self.warmup_epochs,
+            "clip_norm": self.clip_norm,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+        }
+        defaults = {k: OPTIONS[k].default for k in values}
+        defaults["betas"] = list(defaults["betas"])
+        adam_only = ("betas", "eps")
+        return {
+            k: v
+            for k, v in values.items()
+            if v != defaults[k] and (self.optimizer == "adamw" or k not in adam_only)
         }
 
     def scaled(self, ratio: float) -> OptimSpec:

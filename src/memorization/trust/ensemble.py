@@ -50,6 +50,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -467,10 +468,13 @@ def train_ensemble(
     hidden_block: int = 128,
     progress: bool = False,
     desc: str = "ensemble",
+    after_epoch: Callable[[Ensemble, int], None] | None = None,
 ) -> Ensemble:
     """Train ``len(seeds)`` models together (see the module docstring); returns the ensemble.
 
-    ``subsets`` [K, N] says which rows of ``train`` each model trains on. The models,
+    ``subsets`` [K, N] says which rows of ``train`` each model trains on;
+    ``after_epoch(ensemble, epoch)`` (1-based) is called after every epoch, e.g. to record
+    every model's predictions along training (it must not change the models). The models,
     their momentum and their activations are held at once: train large K in chunks
     (:func:`train_in_chunks`).
     """
@@ -484,6 +488,7 @@ def train_ensemble(
         step = _FuncStep(models, train.x, train.y)
     template = copy.deepcopy(models[0])
     del models
+    ensemble = Ensemble(template, step)
     sgd = _SGD(opt.momentum, opt.weight_decay)
     positions = [torch.from_numpy(np.flatnonzero(s)).to(device) for s in subsets]
     generators = [batch_order(s) for s in seeds]
@@ -501,7 +506,9 @@ def train_ensemble(
             grads = step.gradients(rows, weights)
             sgd.step(step.tensors(), grads, lr, active, step.model_dim)
         log.info("%s epoch %d/%d lr %.4g", desc, epoch + 1, opt.epochs, lr)
-    return Ensemble(template, step)
+        if after_epoch is not None:
+            after_epoch(ensemble, epoch + 1)
+    return ensemble
 
 
 def _epoch_batches(
@@ -563,9 +570,11 @@ def train_in_chunks(
     path: str = "auto",
     hidden_block: int = 128,
     progress: bool = False,
+    after_epoch: Callable[[Ensemble, int, int], None] | None = None,
 ) -> None:
     """Train the models ``chunk_size`` at a time and call ``evaluate(ensemble, k0)`` on
-    each chunk (models ``k0 .. k0 + len(ensemble)``) before dropping it."""
+    each chunk (models ``k0 .. k0 + len(ensemble)``) before dropping it;
+    ``after_epoch(ensemble, k0, epoch)`` after every epoch of each chunk."""
     subsets = np.asarray(subsets, dtype=bool)
     if chunk_size is None:
         chunk_size = default_chunk(model, opt)
@@ -581,8 +590,13 @@ def train_in_chunks(
             hidden_block=hidden_block,
             progress=progress,
             desc=f"ensemble models {k0}-{k1 - 1}",
+            after_epoch=None if after_epoch is None else partial(_at_chunk, after_epoch, k0),
         )
         evaluate(ens, k0)
+
+
+def _at_chunk(after_epoch, k0: int, ensemble: Ensemble, epoch: int) -> None:
+    after_epoch(ensemble, k0, epoch)
 
 
 def predict_split(
