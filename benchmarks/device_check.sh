@@ -8,7 +8,11 @@
 #   2. turn-over and scoring cost against plain training on the paper's MLP (784-4096-10,
 #      60,000 examples, batch 256) on the GPU: the ratios of benchmarks/README.md;
 #      its per-epoch seconds are what config/paper.yaml's GPU estimates should be checked
-#      against (`memorization plan --configfile config/paper.yaml`).
+#      against (`memorization plan --configfile config/paper.yaml`);
+#   3. mixed precision and memory layout on the card: bf16, fp16, channels-last against fp32
+#      for a turn-over epoch (paper's MLP and VGG-11 at width 1), a scoring pass and a
+#      gradient-statistics step (benchmarks/bench_precision.py: the ratios of
+#      docs/benchmarks.md), and the bf16/fp16 precision tests (scores against fp32).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/device_check}
@@ -25,4 +29,8 @@ step "1. device tests"
 timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_device.py 2>&1 | tail -5 | tee -a "$log"
 step "2. turn-over vs plain, paper's MLP"
 timeout 120 "$py" benchmarks/bench_turnover.py --device cuda --examples 60000 2>&1 | tee -a "$log"
+step "3. bf16, fp16 and channels-last vs fp32 on the card"
+timeout 150 "$py" benchmarks/bench_precision.py --device cuda --examples 60000 --vgg-examples 10000 \
+    --vgg-width 1 --precisions bf16 fp16 2>&1 | tee -a "$log"
+timeout 60 "$py" -m pytest -q -p no:cacheprovider tests/test_precision.py -k "cuda" 2>&1 | tail -3 | tee -a "$log"
 step "done: $log"

@@ -5,8 +5,12 @@ from snakemake.utils import min_version
 
 from memorization.report.figures import FIGURES
 from memorization.workflow.config import WorkflowConfig, coerce_overrides
+from memorization.workflow.check_cache import CACHE_FILE
 from memorization.workflow.gate import check_before_jobs
+from memorization.workflow.ownership import claim_results, executing
+from memorization.workflow.watch import watch_data
 from memorization.workflow.snakemake import Rules
+from memorization.workflow.stages.estimates import oob_options
 
 min_version("9.0")
 
@@ -15,21 +19,32 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 # Every problem of the config is listed at once, each by its key, before any job runs
 # (a config file given twice a key, wrong types, sizes, models, figures, the results
 # folder; where the jobs run here, the device, memory and disk). The message is
-# printed without a traceback and Snakemake stops.
-coerce_overrides(
-    config
-)  # --config leaves nested numbers as strings; YAML 1.1 reads 1e-3 so
+# printed without a traceback and Snakemake stops. A check that passed is kept under
+# .snakemake/ and not redone while the config, its files, the datasets' files and the
+# library's source are unchanged.
+# --config leaves nested numbers as strings, and YAML 1.1 reads 1e-3 as a string:
+# both are turned into numbers first.
+coerce_overrides(config)
 INFOS = check_before_jobs(
     config,
     configfiles=[str(f) for f in workflow.configfiles],
     overrides=workflow.config_settings.config,
     local=workflow.local_exec and workflow.is_main_process,
+    cache=CACHE_FILE,
 )
-W = WorkflowConfig.from_config(config, INFOS)
-R = Rules(W)
-RESULTS = W.results
 # `snakemake --report` documents what has been built; it fails on a missing file
 REPORTING = any(a == "--report" or a.startswith("--report=") for a in sys.argv)
+# the user's data is an input: each dataset's fingerprint is in every artifact's slice
+W = watch_data(WorkflowConfig.from_config(config, INFOS))
+# the results folder belongs to one config; a real run (not -n, --lint, --report) records it
+claim_results(
+    W,
+    [str(f) for f in workflow.configfiles],
+    replace_results=bool(config.get("replace_results", False)),
+    write=workflow.is_main_process and executing(sys.argv),
+)
+R = Rules(W)
+RESULTS = W.results
 ENV = "../envs/memorization.yaml"
 STAGE = "../scripts/stage.py"
 
@@ -50,6 +65,19 @@ def path(name, exp=None, **wildcards):
 
 def dataset_of(wildcards):
     return R.paths.of("dataset", wildcards.exp)
+
+
+def subsets_estimates(wildcards):
+    """The estimates the subsets are drawn from, where the experiment names one
+    (subsets_from); else none: the turn-over scores draw them."""
+    exp = W.experiments[wildcards.exp]
+    return path("estimates", wildcards.exp) if exp.subsets_from else []
+
+
+def estimates_oob(wildcards):
+    """The out-of-bag artifact, where the experiment asks for the out-of-bag estimator."""
+    wanted = oob_options(W.experiments[wildcards.exp]) is not None
+    return path("oob", wildcards.exp) if wanted else []
 
 
 def all_of(name):

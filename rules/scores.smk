@@ -66,9 +66,11 @@ rule scores_test:
 
 
 rule subsets:
-    """The easy and difficult subsets: the lowest and highest memorization scores."""
+    """The easy and difficult subsets: the lowest and highest memorization scores (or
+    estimates, with subsets_from)."""
     input:
         scores=path("scores"),
+        estimates=subsets_estimates,
     output:
         output=path("subsets"),
     log:

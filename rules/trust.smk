@@ -99,3 +99,43 @@ rule validation:
         slice=lambda wc: {"options": W.figures["validation"]},
     script:
         STAGE
+
+
+rule oob:
+    """Out-of-bag sub-networks: each example scored by the networks that never saw it."""
+    input:
+        dataset=dataset_of,
+        labels=path("labels"),
+    output:
+        output=path("oob"),
+    log:
+        R.log("oob"),
+    benchmark:
+        R.benchmark("oob")
+    conda:
+        ENV
+    threads: W.threads
+    resources:
+        **R.resources("oob"),
+    params:
+        **R.params("oob", "dataset", "labels"),
+    script:
+        STAGE
+
+
+rule estimates:
+    """Every memorization estimate of the experiment, with its family and cost in plain runs."""
+    input:
+        scores=path("scores"),
+        peers=path("peers"),
+        oob=estimates_oob,
+    output:
+        output=path("estimates"),
+    log:
+        R.log("estimates"),
+    conda:
+        ENV
+    params:
+        **R.params("estimates", "scores", "peers", "oob"),
+    script:
+        STAGE

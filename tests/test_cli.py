@@ -280,7 +280,7 @@ def test_top_prints_the_most_memorized_examples_and_a_grid(results, tmp_path):
     result = invoke("top", "noisy", "--results", results, "-n", "12", "--grid", grid)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["rank", "example", "label", "true", "unmuted", "muted",
+    assert lines[0].split() == ["rank", "example", "label", "given", "unmuted", "muted",
                                 "memorization"]  # fmt: skip
     rows = [line.split() for line in lines[1:13]]
     assert lines[13] == f"image grid: {grid}"

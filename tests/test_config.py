@@ -52,6 +52,9 @@ def test_each_config_has_its_own_results_folder():
 
 
 _NOT_A_STRING = "is a string, expected integer"
+#: an experiment with a model of one's own (a torchvision ResNet-18)
+_OWN = {"dataset": "mnist5k", "model": "torchvision:resnet18", "seed": 0, "epochs": 1,
+        "lr": 0.1, "batch_size": 64}  # fmt: skip
 
 # (path, value, message): every entry must be refused, the message naming the key
 BAD = [
@@ -95,6 +98,20 @@ BAD = [
     ("experiments.mnist_mlp.test_subset_size", 501, "test_subset_size: 501 is more than half"),
     ("experiments.mnist_mlp_noisy.probe_size", 1000, "probe_size: 1000 is larger than the subsets"),
     ("experiments.mnist_mlp_noisy.cosine_pairs", "all", "cosine_pairs: 'all' is not one of"),
+    # the optimizer's recipe: unknown values, and options that contradict each other
+    ("experiments.mnist_mlp.optimizer", "adam", "experiments.mnist_mlp.optimizer: 'adam' is not"),
+    ("experiments.mnist_mlp.schedule", "linear", "experiments.mnist_mlp.schedule: 'linear' is no"),
+    ("experiments.mnist_mlp.precision", "fp8", "experiments.mnist_mlp.precision: 'fp8' is not"),
+    ("experiments.mnist_mlp.betas", [0.9], "experiments.mnist_mlp.betas: [0.9] is too short"),
+    ("experiments.mnist_mlp.warmup_epochs", 20,
+     "experiments.mnist_mlp.warmup_epochs: 20 warm-up epochs are not shorter than the training"),
+    ("experiments.mnist_mlp.clip_norm", 1.0,
+     "experiments.mnist_mlp.clip_norm: clipping by the global norm of the batch gradient"),
+    ("experiments.mnist_mlp.betas", [0.9, 0.99],
+     "experiments.mnist_mlp.betas: is an option of optimizer: adamw"),
+    ("experiments.mnist_mlp.eps", 1e-6, "experiments.mnist_mlp.eps: is an option of optimizer"),
+    ("experiments.mnist_vgg.schedule", "cosine",
+     "experiments.mnist_vgg.milestones: [10] apply to the step schedule only"),
     ("devcie", "cpu", "devcie: unknown key (did you mean 'device'?)"),
     ("thread", 2, "thread: unknown key (did you mean 'threads'?)"),
     ("device", "tpu", "device: 'tpu' is not one of"),
@@ -138,6 +155,14 @@ BAD = [
     ("experiments.mnist_mlp.model", "mpl",
      "experiments.mnist_mlp.model: 'mpl' is not a built-in model (mlp, vgg11, cct); other models "
      "are named torchvision:NAME, timm:NAME or package.module:function (did you mean 'mlp'?)"),
+    # hostile input: a folder nothing can be written in, sites that break turn-over
+    ("results", "/proc/x", "results: '/proc/x' cannot be created or written"),
+    ("experiments.mnist_mlp", _OWN | {"turnover": ["layer1", "layer1"]},
+     "experiments.mnist_mlp: the torchvision:resnet18 model with these options (turnover) "
+     "cannot be built: turnover sites: 'layer1' named more than once"),
+    ("experiments.mnist_mlp", _OWN | {"turnover": ["conv1"]},  # a batch-norm follows conv1
+     "experiments.mnist_mlp: the torchvision:resnet18 model: the zero-gradient proof on 2 "
+     "examples refuses it: site 'conv1' breaks turn-over"),
 ]  # fmt: skip
 
 

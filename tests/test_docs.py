@@ -183,6 +183,26 @@ def test_included_files_exist_and_have_no_relative_links():
     assert {"ARCHITECTURE.md", "CHANGELOG.md"} <= names, names
 
 
+#: a line that is meant as an include (``--8<--``), however a formatter spaced it
+_INCLUDE_LIKE = re.compile(r"^\s*-+\s*8\s*<\s*-+", re.M)
+
+
+def test_every_include_line_is_one_the_site_renders():
+    """An include line the snippets extension does not recognise (``--8 < --"file"``, as
+    a Markdown formatter rewrites it) is shown literally, and ``mkdocs build --strict``
+    passes anyway: this test fails instead."""
+    broken = []
+    for page in _pages():
+        for line in _INCLUDE_LIKE.finditer(page.read_text()):
+            text = page.read_text()[line.start() :].splitlines()[0]
+            if not SNIPPET.match(text) or not re.fullmatch(r'\s*--8<-- "[^"]+"\s*', text):
+                broken.append(f"{page.relative_to(ROOT)}: {text.strip()!r}")
+    assert not broken, 'include lines rendered literally (write --8<-- "path"):\n' + (
+        "\n".join(broken)
+    )
+    assert _INCLUDE_LIKE.match('--8 < --"docs/examples/most_memorized.py"')
+
+
 def test_the_changelog_version_is_the_package_version():
     text = (ROOT / "CHANGELOG.md").read_text()
     versions = re.findall(r"^## \[(\d+\.\d+\.\d+)\]", text, flags=re.M)

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,79 @@ def test_path_choice_and_refusals():
         train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1], subsets)
     with pytest.raises(ValueError, match="subsets must be"):
         train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1, 2], subsets)
+
+
+RECIPE = OptimSpec(
+    epochs=3,
+    lr=0.01,
+    batch_size=32,
+    weight_decay=0.05,
+    optimizer="adamw",
+    betas=(0.8, 0.99),
+    eps=1e-7,
+    schedule="cosine",
+    warmup_epochs=1,
+    clip_norm=0.1,
+)
+
+
+@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+@pytest.mark.parametrize("equal", [True, False])
+def test_adamw_cosine_warmup_clipped_ensemble_matches_sequential_fit(path, equal):
+    train = _sparse_split(seed=2)
+    subsets = _subsets(3, len(train), equal)
+    options = {"hidden": 40}
+    reference = train_sequential(spec("mlp", options, 4), train, RECIPE, SEEDS[:3], subsets)
+    ens = train_ensemble(
+        spec("mlp", options, 4), train, RECIPE, SEEDS[:3], subsets, path=path, hidden_block=8
+    )
+    _assert_same_models(ens, reference)
+    # the clipping binds: without it the models end elsewhere
+    unclipped = train_sequential(
+        spec("mlp", options, 4), train, replace(RECIPE, clip_norm=None), SEEDS[:3], subsets
+    )
+    w = unclipped[0].state_dict()["hidden.weight"]
+    assert (ens.state_dicts()[0]["hidden.weight"] - w).abs().max() > 1e-3
+
+
+def test_clipped_sgd_ensemble_matches_sequential_for_a_conv_net():
+    g = torch.Generator().manual_seed(1)
+    train = TensorSplit(
+        torch.randn(48, 1, 8, 8, generator=g),
+        torch.randint(0, 3, (48,), generator=g),
+        np.arange(48),
+    )
+    opt = replace(OPT, batch_size=16, clip_norm=0.01, schedule="step", warmup_epochs=1)
+    subsets = _subsets(2, 48, equal=False)
+    model = spec("vgg11", {"width": 0.125}, 3)
+    reference = train_sequential(model, train, opt, SEEDS[:2], subsets)
+    _assert_same_models(train_ensemble(model, train, opt, SEEDS[:2], subsets), reference)
+    unclipped = train_sequential(model, train, replace(opt, clip_norm=None), SEEDS[:2], subsets)
+    ref, free = reference[0].state_dict(), unclipped[0].state_dict()
+    floats = [n for n in ref if ref[n].is_floating_point()]
+    assert max(float((ref[n] - free[n]).abs().max()) for n in floats) > 1e-3  # it binds
+
+
+def test_epoch_lr_follows_the_torch_schedules():
+    from memorization.method.optim import build_optimizer
+
+    for opt in [
+        replace(RECIPE, epochs=7, warmup_epochs=2),
+        replace(RECIPE, epochs=5, warmup_epochs=0),
+        replace(OPT, epochs=6, warmup_epochs=2, milestones=(3, 5)),
+    ]:
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer, schedule = build_optimizer([param], opt)
+        lrs = []
+        for epoch in range(opt.epochs):
+            assert epoch_lr(opt, epoch) == optimizer.param_groups[0]["lr"]
+            lrs.append(epoch_lr(opt, epoch))
+            optimizer.step()
+            schedule.step()
+        warm = opt.warmup_epochs
+        assert lrs[:warm] == pytest.approx([opt.lr * (e + 1) / warm for e in range(warm)])
+        assert max(lrs) == pytest.approx(opt.lr)
+        if opt.schedule == "cosine":
+            assert lrs[warm] == pytest.approx(opt.lr)
+            assert all(a > b for a, b in zip(lrs[warm:-1], lrs[warm + 1 :], strict=True))
+            assert 0 < lrs[-1] < 0.5 * opt.lr

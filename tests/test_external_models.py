@@ -305,7 +305,7 @@ def test_timm_resnet18():
 def test_options_and_refusals():
     assert set(OPTIONS) == {
         "turnover", "mask_groups", "head_hidden", "keep_fraction", "weights",
-        "small_input", "model_args",
+        "small_input", "model_args", "preprocess",
     }  # fmt: skip
     assert all(opt.doc and opt.schema for opt in OPTIONS.values())
     assert OPTIONS["small_input"].default == "auto" and OPTIONS["keep_fraction"].default == 0.5

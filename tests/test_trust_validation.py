@@ -244,7 +244,7 @@ def _goal(turnover_noise: float, peer_noise: float, seed: int, n: int = N):
 def test_goal_claim_when_turnover_clearly_wins():
     claim = _goal(0.02, 0.6, seed=1)
     assert claim.verdict == SUPPORTED and claim.low > 0
-    assert claim.key == "turnover_at_least_peers" and claim.experiment == "e"
+    assert claim.key == "estimate_at_least_peers" and claim.experiment == "e"
     assert "loses nowhere" in claim.evidence
     assert set(claim.values) == {f"margin_{m}" for m in ("auc_memorized", "top_overlap",
                                                          "spearman", "pearson")}  # fmt: skip
@@ -258,7 +258,7 @@ def test_goal_claim_when_turnover_clearly_loses():
 
 def test_goal_claim_on_a_tie_is_inconclusive():
     """Equally noisy estimators: the margins are within the noise of the examples."""
-    claim = _goal(0.3, 0.3, seed=3, n=200)
+    claim = _goal(0.3, 0.3, seed=3, n=400)
     assert claim.verdict == INCONCLUSIVE
     assert claim.low < 0 < claim.high
 
@@ -273,11 +273,11 @@ def test_goal_claims_per_architecture_and_unmeasured():
     ]
     table = estimator_table(clean=runs)
     claims = FIGURE.claims({"validation": table}, {})
-    goals = [c for c in claims if c.key == "turnover_at_least_peers"]
+    goals = [c for c in claims if c.key == "estimate_at_least_peers"]
     assert [c.experiment for c in goals] == ["a", "b"]
     assert "cct" in goals[1].statement
     assert {c.key for c in claims} == {
-        "turnover_at_least_peers", "turnover_matches_truth", "turnover_beats_tracin"
+        "estimate_at_least_peers", "turnover_matches_truth", "turnover_beats_tracin"
     }  # fmt: skip
     # no peers: the goal cannot be measured
     runs[0].peers = None
@@ -294,9 +294,11 @@ def test_validation_config_checks_every_architecture():
     cfg = yaml.safe_load((ROOT / "config/validation.yaml").read_text())
     assert check_config(cfg) == []
     options = cfg["figures"]["validation"]
-    assert options["clean"] == ["mnist_mlp", "mnist_vgg", "mnist_cct"]
+    assert options["clean"] == ["mnist_mlp", "mnist_vgg", "mnist_cct", "digits_resnet"]
+    assert cfg["experiments"]["digits_resnet"]["model"] == "torchvision:resnet18"
     for name in options["clean"]:
-        assert cfg["experiments"][name]["truth"]["models"] >= 80
+        truth = cfg["experiments"][name]["truth"]
+        assert truth["models"] >= 96 and truth["design"] == "pairs"
     cfg["experiments"]["mnist_vgg"]["replicates"] = 2
     cfg["experiments"]["mnist_cct"]["score_form"] = "cumulative"
     options["clean"] = [*options["clean"], "missing"]
@@ -335,7 +337,7 @@ TRUST = {
             "lr": 0.1,
             "batch_size": 64,
             "replicates": 2,
-            "truth": {"models": 6, "fraction": 0.7, "shards": 1, "top_k": 5},
+            "truth": {"models": 8, "design": "pairs", "shards": 2, "top_k": 5},
         },
         "noisy": {
             "dataset": "digits",
@@ -375,13 +377,20 @@ def test_validation_stages_end_to_end(tmp_path):
             assert np.isfinite(ds["pearson"].sel(estimator=name)).all(), name
         assert np.isfinite(ds["random_label_auc"].sel(estimator="turnover_loss_R1"))
         assert "influence_top_overlap" in ds.attrs and ds.attrs["influence_experiment"] == "mlp"
+        assert list(ds["truth_design"].values) == ["random", "pairs"]
+        assert (ds["truth_seconds"].values > 0).all()  # every truth's wall time
+        assert np.isfinite(ds["truth_reliability"].values).all()
+        assert np.isfinite(ds["equal_cost_difference"].values).all()
+        assert (ds["equal_cost_low"] <= ds["equal_cost_high"]).all()
+    with xr.open_dataset(out / "sparse/truth.nc", engine="netcdf4") as ds:
+        assert ds.attrs["design"] == "pairs" and (ds["n_in"].values == 4).all()
     with xr.open_dataset(out / "mlp/scores.nc", engine="netcdf4") as ds:
         by = ds["cumulative_memorization_by_replicate"].values
         np.testing.assert_allclose(ds["cumulative_memorization"].values, by.mean(0))
         assert ds["cumulative_memorization_se"].attrs["units"] == "nats"
     claims = [c for c in json.loads((out / "claims.json").read_text())
               if c["figure"] == "validation"]  # fmt: skip
-    goals = [c for c in claims if c["key"] == "turnover_at_least_peers"]
+    goals = [c for c in claims if c["key"] == "estimate_at_least_peers"]
     assert [c["experiment"] for c in goals] == ["mlp", "sparse"]
     for c in claims:
         assert c["verdict"] in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)

@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from memorization.trust.metrics import pearson, spearman
 from memorization.trust.peers import ESTIMATORS
-from memorization.trust.validation import Runs, estimator_table, influence_agreement
+from memorization.trust.validation import (
+    GOAL_METRICS,
+    Runs,
+    equal_cost_difference,
+    estimate_rows,
+    estimates_from_dataset,
+    estimator_table,
+    influence_agreement,
+)
 
 N = 400
 
@@ -125,3 +134,81 @@ def test_influence_agreement():
     # high pairs: (0,2) hit, (1,3) hit, (1,4) hit, (2,7) miss
     assert out["influence_high_recall"] == pytest.approx(3 / 4)
     assert out["influence_high_pairs"] == 4
+
+
+def test_reliability_corrected_correlations_and_the_truths_agreement():
+    rng = np.random.default_rng(0)
+    truth_mem = np.where(np.arange(N) < 40, 0.6, 0.0) + rng.uniform(0, 0.1, N)
+    truth = _truth(truth_mem)
+    runs = Runs("clean", _scores([truth_mem + rng.normal(0, 0.05, N)]), truth=truth)
+    table = estimator_table(clean=[runs], replicates=(1,)).sel(experiment="clean")
+    half = truth["memorization_half"].values
+    r_h = spearman(half[0], half[1])
+    assert float(table["truth_half_spearman"]) == pytest.approx(r_h)
+    assert float(table["truth_reliability"]) == pytest.approx(2 * r_h / (1 + r_h))
+    ceiling = table.sel(estimator="fz_half_vs_half")
+    assert float(table["truth_half_auc"]) == float(ceiling["auc_memorized"])
+    assert float(table["truth_half_overlap"]) == float(ceiling["top_overlap"])
+    row = table.sel(estimator="turnover_loss_R1")
+    assert float(row["spearman_corrected"]) == pytest.approx(
+        float(row["spearman"]) / np.sqrt(float(table["truth_reliability"]))
+    )
+    r_p = pearson(half[0], half[1])
+    assert float(row["pearson_corrected"]) == pytest.approx(
+        float(row["pearson"]) * np.sqrt((1 + r_p) / (2 * r_p))
+    )
+    assert float(table["truth_seconds"]) == 99.0
+    assert table["truth_design"].item() == "random"
+
+
+def test_equal_cost_difference_of_the_best_estimate_and_the_best_peer():
+    """A turn-over estimate equal to the truth against peers that are noise: the difference
+    is large and its interval above 0; swap them and it is below 0. Estimates over 4 runs
+    are out of the comparison."""
+    rng = np.random.default_rng(0)
+    truth_mem = np.where(np.arange(N) < 40, 0.6, 0.0) + rng.uniform(0, 0.1, N)
+    noise = rng.normal(0, 1, N)
+    runs = Runs("clean", _scores([truth_mem]), _estimators(noise, np.ones(N, bool)),
+                _truth(truth_mem))  # fmt: skip
+    table = estimator_table(clean=[runs], replicates=(1,)).sel(experiment="clean")
+    for metric in GOAL_METRICS:
+        at = table.sel(goal_metric=metric)
+        assert at["equal_cost_estimate"].item().startswith("turnover_")
+        assert at["equal_cost_peer"].item() in ESTIMATORS
+        assert float(at["equal_cost_difference"]) > 0.3
+        assert 0 < float(at["equal_cost_low"]) <= float(at["equal_cost_high"])
+    truth = _truth(truth_mem)
+    rows = estimate_rows({"new": (noise, 1.0, "oob"), "csl": (truth_mem, 2.0, "peer"),
+                          "costly": (truth_mem, 8.0, "oob")}, truth)  # fmt: skip
+    assert rows["csl"].metrics["auc_memorized"] == pytest.approx(1.0)
+    est, peer, d, low, high = equal_cost_difference(
+        rows, truth_mem, "auc_memorized", np.random.default_rng(0), draws=200
+    )
+    assert (est, peer) == ("new", "csl") and d < -0.3 and high < 0  # "costly" over budget
+    with pytest.raises(ValueError, match="estimate 'bad': 3 values"):
+        estimate_rows({"bad": (np.zeros(3), 1.0, "oob")}, truth)
+
+
+def test_an_estimates_file_replaces_the_nominal_costs():
+    rng = np.random.default_rng(0)
+    truth_mem = np.where(np.arange(N) < 40, 0.6, 0.0) + rng.uniform(0, 0.1, N)
+    estimates = xr.Dataset(
+        {"oob_probability_K8": ("example", truth_mem[::-1]),
+         "cumulative_loss_R4": ("example", rng.normal(size=N)),
+         "no_cost": ("example", np.zeros(N))},
+        coords={"example": np.arange(N)[::-1]},
+    )  # fmt: skip
+    estimates["oob_probability_K8"].attrs.update(family="oob", cost_runs=3.7)
+    estimates["cumulative_loss_R4"].attrs.update(family="peer", cost_runs=4.02)
+    assert set(estimates_from_dataset(estimates)) == {"oob_probability_K8", "cumulative_loss_R4"}
+    runs = Runs("clean", _scores([truth_mem]), truth=_truth(truth_mem), estimates=estimates)
+    table = estimator_table(clean=[runs], replicates=(1,)).sel(experiment="clean")
+    assert "turnover_loss_R1" not in table["estimator"].values  # the file replaces them
+    oob = table.sel(estimator="oob_probability_K8")
+    assert float(oob["cost_runs"]) == 3.7 and oob["family"].item() == "oob"
+    assert float(oob["auc_memorized"]) == pytest.approx(1.0)  # aligned by example id
+    at = table.sel(goal_metric="auc_memorized")
+    assert at["equal_cost_peer"].item() == ""  # the peer costs more than 4 runs
+    assert np.isnan(float(at["equal_cost_difference"]))
+    with pytest.raises(ValueError, match="no variable with family and cost_runs"):
+        estimates_from_dataset(estimates[["no_cost"]])

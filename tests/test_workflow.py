@@ -616,12 +616,17 @@ def test_trust_rules_end_to_end(tmp_path):
         )
         assert np.isfinite(ds["random_label_auc"].sel(estimator="final_loss"))
         assert 0 <= ds.attrs["fitted_plain"] <= 1 and "influence_top_overlap" in ds.attrs
+        # the experiment's own R = 2: its measured cost from estimates.nc; fewer: nominal R
         cost = ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R2")
-        assert float(cost) == 2
+        assert float(ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R1")) == 1
+    with xr.open_dataset(res / "clean/estimates.nc", engine="netcdf4") as est:
+        measured = est["turnover_loss"].attrs
+        assert measured["family"] == "turnover" and measured["cost_basis"] == "measured"
+        assert float(cost) == pytest.approx(float(measured["cost_runs"])) and float(cost) > 1
     claims = json.loads((res / "claims.json").read_text())
     keys = {c["key"] for c in claims if c["figure"] == "validation"}
     assert keys == {
-        "turnover_at_least_peers",
+        "estimate_at_least_peers",
         "turnover_matches_truth",
         "turnover_beats_tracin",
         "turnover_finds_fitted_random_labels",

@@ -46,7 +46,9 @@ def most_memorized(results: Path, experiment: str, n: int = 20) -> xr.Dataset:
 
 
 def draw(top: xr.Dataset, output: Path, columns: int = 10) -> None:
-    """A grid of the images, each titled with its label, its real class and its score."""
+    """A grid of the images, each titled with the label it was trained with, its label as
+    given in the dataset where they differ (``true_label``: the label before ``corrupt:``
+    drew a random one) and its score."""
     classes = [str(c) for c in top["class_name"].values]
     rows = -(-top.sizes["example"] // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.5 * rows), squeeze=False)
@@ -59,8 +61,8 @@ def draw(top: xr.Dataset, output: Path, columns: int = 10) -> None:
         else:
             image = plt.imread(str(one["path"].values))
         ax.imshow(image.squeeze(), cmap="gray")
-        label, real = classes[int(one["label"])], classes[int(one["true_label"])]
-        title = label if label == real else f"{label} (is {real})"
+        label, given = classes[int(one["label"])], classes[int(one["true_label"])]
+        title = label if label == given else f"{label} (given {given})"
         ax.set_title(f"{title}\n{float(one['memorization']):.2f}", fontsize=7)
     fig.tight_layout()
     fig.savefig(output, dpi=150)

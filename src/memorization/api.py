@@ -19,30 +19,77 @@ turn-over masks on a network you built::
 from __future__ import annotations
 
 import copy
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
+from jsonschema import Draft202012Validator
 from torch import nn
 
 from .data.corruption import corrupt_labels
 from .data.prepare import prepare_dataset
-from .data.spec import DatasetSpec
+from .data.spec import DatasetError, DatasetSpec
 from .data.tensors import to_tensors
 from .infra.device import lease_device
+from .infra.options import Option
+from .method.models import MODELS, external
 from .method.models.base import TurnOverNet
-from .method.models.spec import ModelSpec
-from .method.optim import OptimSpec
+from .method.models.spec import ModelSpec, model_option_table
+from .method.optim import OPTIONS as OPTIM_OPTIONS
+from .method.optim import OptimSpec, recipe_problems
+from .method.precision import supports
 from .method.scoring import SHARPEN_TEMPERATURE, score_split
 from .method.turnover import check_turnover, turnover
 from .workflow.artifacts import annotate
+from .workflow.check import _describe, _suggest  # the config check's words, did-you-mean
+from .workflow.specs import EXPERIMENT_OPTIONS
 from .workflow.stages.scores import CHECK_EXAMPLES, SCORES
 
-__all__ = ["prepare", "score", "turnover"]
+__all__ = ["ArgumentError", "prepare", "score", "turnover"]
+
+
+class ArgumentError(ValueError):
+    """Arguments of :func:`score` or :func:`prepare` that the config check would refuse;
+    the message lists every problem, each naming the argument."""
+
+
+#: the keywords of turnover() for a network you built, as the config names them
+_MODULE_OPTIONS = {"turnover": "sites", "mask_groups": "mask_groups"}
+_MODULE_OPTIONS |= {"keep_fraction": "keep_fraction", "head_hidden": "head_hidden"}
+
+
+def _array(value, name: str) -> np.ndarray:
+    """A numpy array of ``value`` (a tensor is detached and copied to the CPU)."""
+    if torch.is_tensor(value):
+        return value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise ArgumentError(f"{name}: cannot be read as an array: {err}") from None
+
+
+def _problems(values: Mapping, options: Mapping[str, Option]) -> list[str]:
+    """The config check's messages for ``values`` against the schema of ``options``."""
+    out = []
+    for key, value in values.items():
+        if key not in options:
+            hint = _suggest(key, options) or f"; known: {', '.join(sorted(options))}"
+            out.append(f"{key}: unknown key{hint}")
+            continue
+        value = list(value) if isinstance(value, tuple) else value
+        for err in Draft202012Validator(dict(options[key].schema)).iter_errors(value):
+            out += _describe(err, [key, *err.absolute_path])
+    return out
+
+
+def _raise(problems: list[str], call: str = "score()") -> None:
+    if problems:
+        raise ArgumentError(f"{call}: {len(problems)} problem(s)\n  " + "\n  ".join(problems))
 
 
 def prepare(
@@ -58,19 +105,34 @@ def prepare(
     """The ``dataset`` artifact of arrays, checked as ``source: arrays`` checks a file:
     ``images`` (N,H,W | N,H,W,C | N,C,H,W), ``labels`` (N,), optionally ``split``
     ("train"/"test" per example; else a stratified ``test_fraction`` split)."""
+    if images is None or labels is None:
+        raise ArgumentError("prepare(): give both images and labels")
+    arrays = {"images": _array(images, "images"), "labels": _array(labels, "labels")}
+    if split is not None:
+        arrays["split"] = np.asarray(_array(split, "split"), dtype=str)
+    if class_names is not None:
+        arrays["class_names"] = np.asarray(_array(class_names, "class_names"), dtype=str)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "arrays.npz"
-        extra = {} if split is None else {"split": np.asarray(split, dtype=str)}
-        if class_names is not None:
-            extra["class_names"] = np.asarray(class_names, dtype=str)
-        np.savez(path, images=np.asarray(images), labels=np.asarray(labels), **extra)
+        np.savez(path, **arrays)
         options = {
             "path": str(path),
             "test_fraction": test_fraction,
             "split_seed": split_seed,
             "layout": layout,
         }
-        return prepare_dataset(DatasetSpec("arrays", "arrays", options)).load()
+        try:
+            return prepare_dataset(DatasetSpec("arrays", "arrays", options)).load()
+        except DatasetError as err:  # named by the argument, not by the temporary file
+            raise ArgumentError(f"prepare(): {_by_argument(str(err), path)}") from None
+
+
+def _by_argument(message: str, path: Path) -> str:
+    """``message`` with the temporary file's keys named as the arguments they came from."""
+    for key in ("images", "labels", "split", "class_names"):
+        message = message.replace(f"{str(path)!r} key {key!r}", f"argument {key}")
+    message = message.replace(f"arrays file {str(path)!r}", "the arrays given")
+    return message.replace(str(path), "the arrays given")
 
 
 @dataclass(frozen=True)
@@ -83,14 +145,110 @@ class _Given(ModelSpec):
         return copy.deepcopy(self.module)
 
 
+def _model_problems(model, options: Mapping) -> list[str]:
+    """What the config check would say of ``model`` and its options."""
+    if isinstance(model, (ModelSpec, TurnOverNet)):
+        return [f"{k}: unknown key (the model is already built with its options)" for k in options]
+    if isinstance(model, nn.Module):
+        table = model_option_table("external:module")
+        return _problems(options, {k: table[k] for k in _MODULE_OPTIONS})
+    if not isinstance(model, str):
+        return [
+            f"model: {model!r} is neither a model name (mlp, vgg11, cct, torchvision:NAME, "
+            "timm:NAME, package.module:function), a ModelSpec nor a torch nn.Module"
+        ]
+    try:
+        table = model_option_table(model)
+    except ValueError as err:
+        return [f"model: {err}{_suggest(model, MODELS)}"]
+    return _problems(options, table)
+
+
 def _model(model, n_classes: int, in_shape, options: dict) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model.with_classes(n_classes)
     if isinstance(model, str):
         return ModelSpec.from_config(model, options).with_classes(n_classes)
     if not isinstance(model, TurnOverNet):
-        model = turnover(model, n_classes=n_classes, in_shape=tuple(in_shape), **options)
+        kwargs = {_MODULE_OPTIONS[k]: v for k, v in options.items()}
+        model = turnover(model, n_classes=n_classes, in_shape=tuple(in_shape), **kwargs)
     return _Given("module", {}, n_classes, model)
+
+
+def _data(images, labels, data) -> xr.Dataset:
+    """The prepared dataset: ``data``, or ``images`` and ``labels`` prepared (not both)."""
+    if data is not None:
+        if images is not None or labels is not None:
+            _raise(["data: give either data (a prepared dataset) or images and labels, not both"])
+        if not isinstance(data, xr.Dataset) or "label" not in data or "split" not in data:
+            _raise([f"data: expected a dataset made by prepare(), got {type(data).__name__}"])
+        return data
+    if images is None or labels is None:
+        _raise(["images, labels: give both (or data, a dataset made by prepare())"])
+    try:
+        return prepare(images, labels)
+    except ArgumentError as err:
+        raise ArgumentError(str(err).replace("prepare():", "score():", 1)) from None
+
+
+def _size_problems(data: xr.Dataset, batch_size: int, corrupt: int) -> list[str]:
+    """Sizes against the data, as the config check has them."""
+    split = np.asarray(data["split"].values).astype(str)
+    n_train, n_test = int((split == "train").sum()), int((split == "test").sum())
+    out = []
+    if batch_size > n_train:
+        out.append(f"batch_size: {batch_size} is larger than the {n_train} training examples")
+    if corrupt > n_train:
+        out.append(f"corrupt: {corrupt} exceeds the {n_train} training examples")
+    if n_test == 0:
+        out.append("data: the test split is empty; the held-out accuracy needs test examples")
+    return out
+
+
+def _recipe(model, model_options: Mapping, optim: dict, given: dict) -> OptimSpec:
+    """The optimizer's spec of ``optim``, every argument checked as the config check would."""
+    problems = _problems(optim, OPTIM_OPTIONS) + _problems(given, EXPERIMENT_OPTIONS)
+    _raise(problems + _model_problems(model, model_options))
+    opt = OptimSpec.from_config(optim)  # every recipe key by name
+    _raise([f"{key}: {msg}" for key, msg in recipe_problems(opt)])
+    return opt
+
+
+def _preprocessing(model, data: xr.Dataset, model_options: Mapping):
+    """The model's own preprocessing with ``preprocess="model"`` (refused for a model that
+    has none, naming the key), else None: the dataset's channel statistics."""
+    if isinstance(model, ModelSpec):
+        name, options = model.name, dict(model.options)
+    else:
+        name, options = model, dict(model_options)
+    if not isinstance(name, str):
+        return None
+    channels = len(np.atleast_1d(data.attrs["channel_mean"]))
+    try:
+        return external.preprocessing_of(name, options, channels)
+    except (ValueError, ImportError) as err:
+        raise ArgumentError(f"score(): 1 problem(s)\n  {err}") from None
+
+
+def _tensors(model, data: xr.Dataset, model_options: Mapping, corruption: tuple):
+    """(train, test, true labels, which were corrupted): the tensors the model reads, with
+    ``corruption`` = (how many, seed, kind) training labels drawn at random."""
+    pre = _preprocessing(model, data, model_options)
+    train, test = to_tensors(data, "train", preprocess=pre), to_tensors(data, "test", None, pre)
+    true = train.y.numpy()
+    noisy, drawn = corrupt_labels(true, corruption[0], data.sizes["class"], *corruption[1:])
+    train.y = torch.as_tensor(noisy, dtype=torch.int64)
+    return train, test, true, drawn
+
+
+def _precision_problems(opt: OptimSpec, dev) -> list[str]:
+    """``precision`` where ``dev`` would only emulate it."""
+    if supports(opt.precision, dev):
+        return []
+    return [
+        f"precision: {opt.precision}: {dev} has no {opt.precision} kernels; use fp32"
+        + (" or bf16" if supports("bf16", dev) else "")
+    ]
 
 
 def score(
@@ -101,17 +259,24 @@ def score(
     data: xr.Dataset | None = None,
     epochs: int,
     lr: float,
-    batch_size: int = 128,
+    batch_size: int = OptimSpec.batch_size,  # declared once, by the optimizer's spec
     momentum: float = 0.0,
     milestones: Sequence[int] = (),
     gamma: float = 0.1,
     weight_decay: float = 0.0,
+    optimizer: str = "sgd",
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    schedule: str = "step",
+    warmup_epochs: int = 0,
+    precision: str = "fp32",
+    channels_last: bool = False,
     seed: int = 0,
     corrupt: int = 0,
     corruption: str = "uniform",
     score_temperature: float = SHARPEN_TEMPERATURE,
     device: str = "auto",
-    progress: bool = False,
+    progress: bool | None = None,
     **model_options,
 ) -> xr.Dataset:
     """Train a turn-over model and score every training example (see the module docstring).
@@ -121,19 +286,37 @@ def score(
     or any classifier (wrapped with masks at its head's input). The data: ``images`` and
     ``labels`` (prepared with :func:`prepare`), or ``data``, a prepared dataset. ``corrupt``
     training labels are drawn at random first. Before training, the zero-gradient check runs
-    on the first training examples (its report is the ``turnover_check`` attribute).
+    on the first training examples (its report is the ``turnover_check`` attribute), and of
+    the update of ``optimizer`` (``"sgd"``, the paper's, or ``"adamw"``) with a ``"step"`` or
+    ``"cosine"`` ``schedule`` after ``warmup_epochs`` of linear warm-up, in ``precision``
+    (fp32, bf16, fp16: :mod:`~memorization.method.precision`), ``channels_last`` if asked. A
+    timm or torchvision model with ``preprocess="model"`` reads the images as its weights expect.
+
+    Every argument is checked first as the config check checks a config (an unknown
+    keyword gets the same did-you-mean): :class:`ArgumentError` lists every problem.
+    ``progress``: a progress bar per epoch on stderr (None: where stderr is a terminal).
     """
-    data = prepare(images, labels) if data is None else data
-    train, test = to_tensors(data, "train"), to_tensors(data, "test")
-    true = train.y.numpy()
-    noisy, drawn = corrupt_labels(true, corrupt, data.sizes["class"], seed, corruption)
-    train.y = torch.as_tensor(noisy, dtype=torch.int64)
-    spec = _model(model, data.sizes["class"], train.x.shape[1:], model_options)
-    opt = OptimSpec(epochs, lr, momentum, batch_size, tuple(milestones), gamma, weight_decay)
+    optim = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
+    optim |= {"milestones": list(milestones), "gamma": gamma, "weight_decay": weight_decay}
+    optim |= {"optimizer": optimizer, "betas": list(betas), "eps": eps, "schedule": schedule}
+    optim |= {"warmup_epochs": warmup_epochs, "precision": precision}
+    optim["channels_last"] = channels_last
+    given = {"seed": seed, "corrupt": corrupt, "corruption": corruption}
+    given["score_temperature"] = score_temperature
+    opt = _recipe(model, model_options, optim, given)
+    data = _data(images, labels, data)
+    _raise(_size_problems(data, batch_size, corrupt))
+    train, test, true, drawn = _tensors(model, data, model_options, (corrupt, seed, corruption))
+    try:
+        spec = _model(model, data.sizes["class"], train.x.shape[1:], model_options)
+    except ValueError as err:  # a site the network cannot have, options it cannot take
+        raise ArgumentError(f"score(): model: {err}") from None
+    progress = sys.stderr.isatty() if progress is None else bool(progress)
     with lease_device(device) as dev:
+        _raise(_precision_problems(opt, dev))
         net = spec.build(tuple(train.x.shape[1:]), seed=seed).to(dev)
         rows = torch.arange(min(CHECK_EXAMPLES, len(train)))
-        check = check_turnover(net, train.x[rows].to(dev), train.y[rows].to(dev), seed)
+        check = check_turnover(net, train.x[rows].to(dev), train.y[rows].to(dev), seed, opt)
         out = score_split(
             spec,
             train.to(dev),

@@ -8,7 +8,9 @@ of the config that made them (``results`` by default, ``results/paper`` for
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import typer
 import yaml
 
 from .data.examples import write_examples
+from .method.scoring import SCORE_FORMS
 from .report.claims import readme_markers, update_readme
 from .report.summary import summarize
 from .report.top import load, ranked, table, write_grid
@@ -34,6 +37,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def plain_help(doc: str | None) -> str:
+    """A docstring as ``--help`` shows it: paragraphs joined into lines (the terminal wraps
+    them, never mid-sentence) and reStructuredText's double backticks dropped."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(doc or ""))
+    text = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    return text.replace("``", "")
+
+
+def _command(name: str, **settings):
+    """``app.command`` with the function's docstring as :func:`plain_help`."""
+
+    def register(fn):
+        return app.command(name, help=plain_help(fn.__doc__), **settings)(fn)
+
+    return register
+
+
 Results = Annotated[Path, typer.Argument(help="the results folder of a finished run")]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +64,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-@app.command("check")
+@_command("check")
 def check_files(
     files: Annotated[list[Path], typer.Argument(help="config files")] = None,
 ) -> None:
@@ -56,7 +77,7 @@ def check_files(
             typer.echo(str(err), err=True)
             status = 1
             continue
-        errors, _ = check(cfg, local=True)
+        errors, _ = check(cfg, local=True, data_files=True)
         if errors:
             typer.echo(f"{path}: {len(errors)} problem(s)\n  " + "\n  ".join(errors), err=True)
             status = 1
@@ -65,7 +86,7 @@ def check_files(
     raise typer.Exit(status)
 
 
-@app.command("claims")
+@_command("claims")
 def claims(
     results: Results = Path("results"),
     readme: Annotated[Path | None, typer.Option(help="copy the table into this README")] = None,
@@ -92,33 +113,65 @@ def claims(
         typer.echo(md.read_text())
 
 
-@app.command("summary")
+@_command("summary")
 def summary(results: Results = Path("results")) -> None:
     """Print the claims table and the headline numbers of every experiment of a run."""
     if not results.is_dir():
         _fail(f"{results} is not a folder of results (run the workflow first)")
-    typer.echo(summarize(results))
+    text = summarize(results)
+    if not text.strip():
+        _fail(
+            f"{results} holds no results (no claims.md, no <experiment>/scores.nc): give the "
+            "results folder of a finished run (the config's results:)"
+        )
+    typer.echo(text)
 
 
-@app.command("top")
+@_command("top")
 def top(
     experiment: Annotated[str, typer.Argument(help="the experiment's name in the config")],
     results: Annotated[Path, typer.Option(help="the run's results folder")] = Path("results"),
     n: Annotated[int, typer.Option("-n", min=1, help="how many examples")] = 20,
     least: Annotated[bool, typer.Option(help="the least memorized instead")] = False,
-    form: Annotated[str, typer.Option(help="score form: loss, probability, ...")] = "loss",
+    form: Annotated[str, typer.Option(help=f"score form: {', '.join(SCORE_FORMS)}")] = "loss",
     grid: Annotated[Path | None, typer.Option(help="write an image grid here (.png)")] = None,
 ) -> None:
-    """List the most (or least) memorized training examples, with their labels."""
+    """List the most (or least) memorized training examples, with their labels (the given
+    labels, after any corruption the config asked for, and their originals)."""
+    if form not in SCORE_FORMS:
+        _fail(f"--form: {form!r} is not a score form; the forms: {', '.join(SCORE_FORMS)}")
     try:
         scores, data = load(results, experiment)
     except FileNotFoundError as err:
-        _fail(str(err))
+        _fail(_missing_scores(err, results, experiment))
     rows = ranked(scores, n, least, form)
     typer.echo(table(scores, data, rows, form))
     if grid is not None:
         write_grid(scores, data, rows, grid, form)
         typer.echo(f"image grid: {grid}")
+
+
+def _missing_scores(err: Exception, results: Path, experiment: str) -> str:
+    """Where an experiment's scores are, by the configs that define it, or ``err``."""
+    found = []
+    for path in sorted((ROOT / "config").glob("**/*.yaml")):
+        try:
+            cfg = load_yaml(path)
+        except ConfigError:
+            continue
+        if experiment in (cfg.get("experiments") or {}):
+            found.append((path.relative_to(ROOT), str(cfg.get("results", "results"))))
+    here = [(p, r) for p, r in found if Path(r) != results]
+    if not here:
+        return str(err)
+    lines = [f"{results / experiment / 'scores.nc'} does not exist; {experiment} is defined in:"]
+    for path, folder in here:
+        target = f"{folder}/{experiment}/scores.nc"
+        lines.append(
+            f"  {path} (results: {folder}): build it with `memorization run {target} "
+            f"--configfile {path}`, then `memorization top {experiment} --results {folder}`"
+        )
+    return "\n".join(lines)
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -157,7 +210,7 @@ def _snakemake_args(targets, configfile, cores, gpus, profile, overrides=()) -> 
     return args
 
 
-@app.command("plan")
+@_command("plan")
 def plan(
     targets: Annotated[list[str], typer.Argument(help="files to build (default: all)")] = None,
     configfile: Annotated[Path | None, typer.Option(help="the config file")] = None,
@@ -194,7 +247,7 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
     targets: Annotated[list[str], typer.Argument(help="files to build (default: all)")] = None,
@@ -215,7 +268,7 @@ def run(
     raise typer.Exit(subprocess.call([sys.executable, "-m", "snakemake", *args]))
 
 
-@app.command("schema")
+@_command("schema")
 def show_schema(
     write: Annotated[Path | None, typer.Option(help="write it to this file")] = None,
 ) -> None:
@@ -234,17 +287,20 @@ def schema_text() -> str:
     return header + yaml.safe_dump(schema(), sort_keys=False, width=100)
 
 
-@app.command("examples")
+@_command("examples")
 def examples(
     folder: Annotated[Path, typer.Option(help="where to write them")] = ROOT / "data" / "examples",
 ) -> None:
     """Write the example datasets of config/examples/ (MNIST digits as an arrays file and
     as an image folder)."""
-    written = write_examples(folder)
+    try:
+        written = write_examples(folder)
+    except OSError as err:
+        _fail(f"--folder {folder}: cannot write the examples there ({err.strerror or err})")
     typer.echo(f"{folder}: " + (", ".join(p.name for p in written) or "already there"))
 
 
-@app.command("stages")
+@_command("stages")
 def stages() -> None:
     """List the workflow's stages: name (= rule), artifact path, whether it trains."""
     for record in STAGES.values():
@@ -252,11 +308,55 @@ def stages() -> None:
         typer.echo(f"{record.name:<17} {record.path:<36} {flag:<6}  {record.doc}")
 
 
+@_command("stage")
+def run_one_stage(
+    name: Annotated[str, typer.Argument(help="the stage (memorization stages lists them)")],
+    experiment: Annotated[str, typer.Argument(help="the experiment (for a dataset: one using it)")],
+    configfile: Annotated[Path | None, typer.Option(help="the config file")] = None,
+    config: Annotated[
+        list[str], typer.Option(help="KEY=VALUE overrides, as snakemake --config")
+    ] = None,
+    wildcard: Annotated[
+        list[str], typer.Option(help="NAME=N for a stage of many jobs (rep, shard, level)")
+    ] = None,
+    debugger: Annotated[
+        bool, typer.Option("--pdb", help="on an error, stop in the debugger where it was raised")
+    ] = False,
+) -> None:
+    """Run one stage of one experiment in this process, outside Snakemake, as its job would
+    run: the same inputs, output, params and execution settings, read from the config,
+    the registry and the paths. For a debugger or a profiler; its inputs must exist."""
+    from .workflow.debug import check_inputs, run_stage, stage_job  # heavy: Snakemake's API
+
+    overrides = {k: yaml.safe_load(v) for k, _, v in (c.partition("=") for c in config or [])}
+    given = dict(item.partition("=")[::2] for item in wildcard or [])
+    files = [str(configfile)] if configfile is not None else []
+    try:
+        job = stage_job(name, experiment, configfiles=files, overrides=overrides, wildcards=given)
+        check_inputs(job)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(f"stage {name} of {experiment}: {dict(job.input)} -> {job.output['output']}")
+    try:
+        run_stage(job)
+    except Exception as err:
+        if not debugger:
+            raise
+        import pdb  # optional: only with --pdb
+
+        pdb.post_mortem(err.__traceback__)
+        raise typer.Exit(1) from None
+    typer.echo(f"{job.output['output']}: written")
+
+
 def main() -> None:
     """Run the command line; an unexpected error prints one line (and where to see the
     traceback: ``MEMORIZATION_DEBUG=1``), not a Python traceback."""
     try:
         app()
+    except KeyboardInterrupt:  # Ctrl-C: what was running has said what it kept
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except Exception as err:  # noqa: BLE001 - the last resort of a command line
         if os.environ.get("MEMORIZATION_DEBUG"):
             raise

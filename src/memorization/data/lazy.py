@@ -15,15 +15,17 @@ with PIL's bilinear filter to ``(H, W)``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .depth import to_8bit
 from .spec import DatasetError
 
-__all__ = ["GREY_MODES", "LazyImages", "read_image"]
+__all__ = ["GREY_MODES", "LazyImages", "check_files", "file_manifest", "read_image"]
 
 #: PIL modes read as one channel (with ``channels: null``); every other mode as RGB
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -38,13 +40,51 @@ def read_image(
     try:
         with Image.open(path) as im:
             mode = "L" if channels == 1 else "RGB"
-            out = im if im.mode == mode else im.convert(mode)
+            wide = to_8bit(im, path)  # 16-bit and float images scaled, not clipped
+            out = wide if wide.mode == mode else wide.convert(mode)
             if size is not None and out.size != (int(size[1]), int(size[0])):
                 out = out.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
             arr = np.asarray(out, dtype=np.uint8)
+    except DatasetError:
+        raise  # to_8bit's: it names the file already
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(f"image file {str(path)!r} cannot be read: {err}") from err
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def file_manifest(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(sizes, mtime_ns)`` of image files, int64 each, as recorded at preparation."""
+    stats = [os.stat(p) for p in paths]
+    return (
+        np.array([s.st_size for s in stats], dtype=np.int64),
+        np.array([s.st_mtime_ns for s in stats], dtype=np.int64),
+    )
+
+
+def check_files(
+    paths: Sequence[str], sizes: Sequence[int], mtimes: Sequence[int], dataset: str = ""
+) -> None:
+    """Refuse image files that changed (size or modification time) or vanished since the
+    dataset was prepared: its labels, ids and channel statistics describe the old files."""
+    bad = []
+    for path, size, mtime in zip(paths, sizes, mtimes, strict=True):
+        try:
+            st = os.stat(path)
+        except OSError:
+            bad.append(f"{path} (gone)")
+            continue
+        if st.st_size != size or st.st_mtime_ns != mtime:
+            bad.append(f"{path} (changed)")
+    if not bad:
+        return
+    name = f" {dataset!r}" if dataset else ""
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    raise DatasetError(
+        f"{len(bad)} image file(s) of dataset{name} changed or vanished since it was "
+        f"prepared: {', '.join(bad[:5])}{more}. Prepare the dataset again: run snakemake "
+        f"again (it notices the changed folder and rebuilds the dataset{name} and what "
+        "depends on it)."
+    )
 
 
 class LazyImages:

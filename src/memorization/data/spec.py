@@ -68,12 +68,32 @@ class DatasetSpec:
     name: str
     source: str = "builtin"
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: what the source's files are now (:mod:`memorization.data.fingerprint`); None: not
+    #: watched (a built-in dataset as installed)
+    fingerprint: str | None = None
 
     def params(self) -> dict:
-        """The YAML-able form a config slice records."""
-        return {"name": self.name, "source": self.source, **dict(self.options)}
+        """The YAML-able form a config slice records (the fingerprint only when set).
+        Options named as a key of its own (torchvision's and huggingface's ``name``) are
+        kept apart, under ``options``."""
+        out = {"name": self.name, "source": self.source}
+        if _RESERVED & set(self.options):
+            out["options"] = dict(self.options)
+        else:
+            out.update(self.options)
+        if self.fingerprint is not None:
+            out["fingerprint"] = self.fingerprint
+        return out
 
     @classmethod
     def from_params(cls, params: Mapping) -> DatasetSpec:
         params = dict(params)
-        return cls(params.pop("name"), params.pop("source"), params)
+        fingerprint = params.pop("fingerprint", None)
+        name, source = params.pop("name"), params.pop("source")
+        if set(params) == {"options"} and isinstance(params["options"], Mapping):
+            params = dict(params["options"])
+        return cls(name, source, params, fingerprint)
+
+
+#: the keys of a dataset's params besides its source's options
+_RESERVED = frozenset({"name", "source", "fingerprint", "options"})

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .lazy import LazyImages
+from .lazy import LazyImages, check_files
+from .preprocess import Preprocess, preprocess_images
 
 __all__ = ["TensorSplit", "to_tensors"]
 
@@ -42,18 +43,40 @@ def _stats(data: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def to_tensors(data: xr.Dataset, split: str, labels: np.ndarray | None = None) -> TensorSplit:
-    """A split of a prepared dataset as tensors; ``labels`` overrides the stored labels."""
+def to_tensors(
+    data: xr.Dataset,
+    split: str,
+    labels: np.ndarray | None = None,
+    preprocess: Preprocess | None = None,
+) -> TensorSplit:
+    """A split of a prepared dataset as tensors; ``labels`` overrides the stored labels.
+
+    ``preprocess``: the model's own preprocessing (``preprocess: model``: resized to its
+    input size, standardised with its mean and std); None: the train split's statistics.
+    """
     sel = data.sel(example=data["split"].values == split)
     mean, std = _stats(data)
+    size = np.atleast_1d(data.attrs.get("image_size", 0))
+    if preprocess is not None:  # lazily read images are decoded at the model's size
+        mean, std = preprocess.stats(len(mean))
+        size = np.asarray(preprocess.size)
     if "image" not in sel.variables and "path" in sel.variables:
+        if "file_size" in sel.variables:  # the files as prepared: refuse changed ones now
+            check_files(
+                sel["path"].values,
+                sel["file_size"].values,
+                sel["file_mtime"].values,
+                str(data.attrs.get("dataset", "")),
+            )
         x = LazyImages(
             sel["path"].values,
-            np.atleast_1d(data.attrs["image_size"]),
+            size,
             len(mean),
             mean,
             std,
         )
+    elif preprocess is not None:
+        x = preprocess_images(sel["image"].values, preprocess)
     else:
         images = sel["image"].values
         scale = np.float32(255.0) if images.dtype == np.uint8 else np.float32(1.0)

@@ -10,28 +10,14 @@ or killed job never leaves a card reserved.
 
 Design, and the failures each part prevents:
 
-* **Locks name the physical card, the same way in every process of the node.**
-  The key is the device UUID (``GPU-8f0c...``, as ``nvidia-smi -L`` prints it),
-  else the PCI bus id (``pci-00000000:3B:00.0``), else the card's
-  ``CUDA_VISIBLE_DEVICES`` entry (or its local index); the log says which was
-  used. A local index or a ``CUDA_VISIBLE_DEVICES`` entry is not enough: under
-  SLURM with ``ConstrainDevices=yes`` every job sees its own card renumbered as
-  ``CUDA_VISIBLE_DEVICES=0``, so two jobs of one node would both want
-  ``gpu-0.lock`` and the second would wait on a card it owns.
-* **One lock folder per machine, for every user and whatever ``TMPDIR`` says**:
-  :data:`SHARED_LOCK_DIR` (``/tmp/memorization-gpu-locks``), or
-  ``$MEMORIZATION_GPU_LOCK_DIR``. A per-user or ``TMPDIR``-based folder (Snakemake
-  sets one ``TMPDIR`` per job) would let two jobs take the same card. The folder
-  appears atomically with mode ``1777`` (world-writable, sticky: nobody removes
-  another user's lock file); lock files are created ``0666`` whatever the umask.
-  An existing file is opened without ``O_CREAT`` (``fs.protected_regular``
-  refuses ``O_CREAT`` on another user's file in a sticky folder) and read-only
-  when it is not writable (``flock`` works on a read-only descriptor). Card
-  lock files are never removed, so every process agrees on the inode it locks.
-  The folder must be local to the machine (``/tmp`` is) and spared by cleaners
-  of old files in ``/tmp``, and the jobs must see the same ``/tmp`` (SLURM's
-  ``job_container/tmpfs`` gives each job its own: harmless where the scheduler
-  assigns the cards, else set ``$MEMORIZATION_GPU_LOCK_DIR``).
+* **Locks name the physical card, the same way in every process of the node**
+  (:mod:`.gpu_cards`: the device UUID, else the PCI bus id, else the
+  ``CUDA_VISIBLE_DEVICES`` entry; the log says which was used).
+* **One lock folder per machine, for every user and whatever ``TMPDIR`` says**
+  (:mod:`.gpu_locks`). The folder must be local to the machine (``/tmp`` is) and spared
+  by cleaners of old files in ``/tmp``, and the jobs must see the same ``/tmp`` (SLURM's
+  ``job_container/tmpfs`` gives each job its own: harmless where the scheduler assigns
+  the cards, else set ``$MEMORIZATION_GPU_LOCK_DIR``).
 * **A scheduler's assignment is respected, and one job never waits on another
   job.** When the job runs under a scheduler that gave it its own cards
   (``SLURM_JOB_ID`` with ``SLURM_JOB_GPUS``, ``SLURM_STEP_GPUS``,
@@ -54,39 +40,70 @@ Usage in a script::
         model.to(device)
         ...
 
+The parts, one job each: card identity (:mod:`.gpu_cards`), the scheduler job
+(:mod:`.scheduler`), the lock folder and files (:mod:`.gpu_locks`), holder records
+(:mod:`.lock_holders`), thread counts (:mod:`.threads`); this module is the lease
+policy, and every name of the parts stays importable from here.
+
 Tests drive the lock logic without GPUs through ``devices=[...]`` (fake card
-keys), ``env={...}`` (fake environment variables), or by monkeypatching the
-``_cuda_*`` functions (the only ones that touch ``torch.cuda``).
+keys), ``env={...}`` (fake environment variables), or by setting the ``_cuda_*``
+functions (the only ones that touch ``torch.cuda``) on this module: a name of a part
+set here is set in that part too, where its functions read it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import logging
 import os
-import pwd
-import re
-import socket
-import stat
-import tempfile
+import sys
 import time
-import uuid as uuidlib
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from . import gpu_cards, gpu_locks, lock_holders, scheduler, threads
+from .gpu_cards import (  # noqa: F401 (the _cuda_* queries: stand-ins are set here)
+    Card,
+    _cuda_device_name,
+    _cuda_device_pci_bus_id,
+    _cuda_device_uuid,
+    _cuda_set_device,
+    cuda_device_count,
+    normalize_uuid,
+    physical_ids,
+    visible_cards,
+)
+from .gpu_locks import (
+    LOCK_DIR_ENV,
+    SHARED_LOCK_DIR,
+    _ensure_lock_dir,
+    _job_lock_name,
+    _Lock,
+    _release,
+    _try_lock,
+    default_lock_dir,
+    lock_file_name,
+)
+from .lock_holders import _describe, _identity, _read_record, _write_record
+from .scheduler import ASSIGNMENT_VARS, JOB_ID_VARS, SchedulerJob, scheduler_job
+from .threads import resolve_threads
+
+if TYPE_CHECKING:  # torch is loaded by the jobs that lease a device, not on import
+    import torch
 
 __all__ = [
+    "ASSIGNMENT_VARS",
     "DEFAULT_TIMEOUT",
+    "JOB_ID_VARS",
     "LOCK_DIR_ENV",
     "PREFERENCES",
     "SHARED_LOCK_DIR",
     "Card",
     "SchedulerJob",
+    "cuda_device_count",
     "default_lock_dir",
     "lease_device",
     "lock_file_name",
@@ -97,414 +114,17 @@ __all__ = [
     "visible_cards",
 ]
 
+# the logger's name is part of the interface: users and tests configure it by this name
 logger = logging.getLogger("memorization.device")
 
 PREFERENCES = ("auto", "cpu", "cuda")
 """The values ``lease_device`` accepts (the config's ``device`` key)."""
-
-LOCK_DIR_ENV = "MEMORIZATION_GPU_LOCK_DIR"
-"""Environment variable overriding the lock folder (:data:`SHARED_LOCK_DIR`)."""
-
-SHARED_LOCK_DIR = Path("/tmp/memorization-gpu-locks")
-"""The machine-wide lock folder: a fixed path, not ``TMPDIR`` (which differs between jobs)."""
 
 DEFAULT_TIMEOUT = 3600.0
 """Seconds ``lease_device`` waits for a free card before raising TimeoutError."""
 
 POLL_INTERVAL = 0.1
 """Seconds between two attempts while every GPU is leased."""
-
-JOB_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")
-"""Environment variables naming the scheduler job a process belongs to (first set wins)."""
-
-ASSIGNMENT_VARS = (
-    "SLURM_JOB_GPUS",
-    "SLURM_STEP_GPUS",
-    "GPU_DEVICE_ORDINAL",
-    "CUDA_VISIBLE_DEVICES",
-)
-"""Variables a scheduler sets when it gave the job its own cards."""
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK  # no symlinks, FIFOs never block
-_RECORD_BYTES = 4096
-
-
-# --- CUDA queries: the only functions that touch torch.cuda (monkeypatchable) ---
-
-
-def cuda_device_count() -> int:
-    """Number of CUDA devices this process can see (0 without CUDA)."""
-    try:
-        if not torch.cuda.is_available():
-            return 0
-        return int(torch.cuda.device_count())
-    except Exception:  # a broken driver counts as no GPU
-        return 0
-
-
-def _cuda_set_device(index: int) -> None:
-    torch.cuda.set_device(index)
-
-
-def _cuda_device_name(index: int) -> str | None:
-    try:
-        return torch.cuda.get_device_name(index)
-    except Exception:
-        return None
-
-
-def _cuda_device_uuid(index: int) -> str | None:
-    """UUID of local device ``index`` as nvidia-smi writes it (``GPU-xxxxxxxx-...``), or None."""
-    try:
-        raw = torch.cuda.get_device_properties(index).uuid
-    except Exception:
-        return None
-    return normalize_uuid(raw)
-
-
-def _cuda_device_pci_bus_id(index: int) -> str | None:
-    """PCI address of local device ``index`` (``00000000:3B:00.0``), or None."""
-    try:
-        props = torch.cuda.get_device_properties(index)
-        domain, bus, device = props.pci_domain_id, props.pci_bus_id, props.pci_device_id
-    except Exception:
-        return None
-    if not (domain or bus or device):
-        return None
-    return f"{int(domain):08X}:{int(bus):02X}:{int(device):02X}.0"
-
-
-def normalize_uuid(raw: object) -> str | None:
-    """``GPU-<8-4-4-4-12 hex>`` from torch's uuid (its ``bytes`` or its string), else None.
-
-    A ``GPU-``/``MIG-`` prefix already present is kept; an all-zero or empty
-    uuid (some drivers, emulators) is None.
-    """
-    if raw is None:
-        return None
-    data = getattr(raw, "bytes", None)
-    if isinstance(data, (bytes, bytearray, list, tuple)) and len(data) == 16:
-        text = str(uuidlib.UUID(bytes=bytes(bytearray(data))))
-    else:
-        text = str(raw).strip()
-    prefix = ""
-    if text[:4].upper() in ("GPU-", "MIG-"):
-        prefix, text = text[:4].upper(), text[4:]
-    text = text.lower()
-    if not text or set(text) <= {"0", "-"}:
-        return None
-    if not prefix and _UUID.fullmatch(text):
-        prefix = "GPU-"
-    return prefix + text
-
-
-# --- which cards, which job ---
-
-
-def physical_ids(count: int, cuda_visible_devices: str | None = None) -> list[str]:
-    """``CUDA_VISIBLE_DEVICES`` entries of the ``count`` visible devices, local index order.
-
-    Entry ``k`` of ``CUDA_VISIBLE_DEVICES`` (read from the environment when
-    ``cuda_visible_devices`` is None) is local device ``k``; without it the
-    ids are ``"0"`` .. ``str(count - 1)``. Should the runtime report more
-    devices than the variable lists, the extra ones get ``"local-<k>"``.
-    These name a card only within one process's view (a cgroup renumbers
-    them); the lock key prefers the UUID (:func:`visible_cards`).
-    """
-    if cuda_visible_devices is None:
-        cuda_visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if cuda_visible_devices is None:
-        return [str(k) for k in range(count)]
-    entries = [e.strip() for e in cuda_visible_devices.split(",") if e.strip()]
-    return [entries[k] if k < len(entries) else f"local-{k}" for k in range(count)]
-
-
-@dataclass(frozen=True)
-class Card:
-    """One visible GPU: its local index (``cuda:<index>``) and the key its lock is named by."""
-
-    index: int
-    key: str
-    source: str
-    """Where the key comes from: ``device uuid``, ``PCI bus id``,
-    ``CUDA_VISIBLE_DEVICES entry``, ``local index`` or ``fake device``."""
-
-    def __str__(self) -> str:
-        return f"cuda:{self.index} = {self.key}"
-
-
-def visible_cards(env: Mapping[str, str] | None = None) -> list[Card]:
-    """The CUDA devices this process sees, each keyed by UUID, else PCI bus id, else its
-    ``CUDA_VISIBLE_DEVICES`` entry or local index ([] without GPU)."""
-    env = os.environ if env is None else env
-    count = cuda_device_count()
-    cvd = env.get("CUDA_VISIBLE_DEVICES")
-    entries = physical_ids(count, cvd) if cvd is not None else [str(k) for k in range(count)]
-    cards = []
-    for k in range(count):
-        if uuid := _cuda_device_uuid(k):
-            cards.append(Card(k, uuid, "device uuid"))
-        elif pci := _cuda_device_pci_bus_id(k):
-            cards.append(Card(k, f"pci-{pci}", "PCI bus id"))
-        else:
-            source = "CUDA_VISIBLE_DEVICES entry" if cvd is not None else "local index"
-            cards.append(Card(k, entries[k], source))
-    return cards
-
-
-@dataclass(frozen=True)
-class SchedulerJob:
-    """The scheduler job this process runs in, and whether it was given its own cards."""
-
-    job_id: str
-    variable: str
-    """The variable the job id was read from (``SLURM_JOB_ID``, ...)."""
-    assigned_by: str | None
-    """``NAME=value`` of the variable saying the scheduler assigned the cards, else None."""
-
-    def __str__(self) -> str:
-        return f"{self.variable.split('_')[0]} job {self.job_id}"
-
-
-def scheduler_job(env: Mapping[str, str] | None = None) -> SchedulerJob | None:
-    """The scheduler job of this process (SLURM, PBS, LSF), None outside one."""
-    env = os.environ if env is None else env
-    for var in JOB_ID_VARS:
-        if job_id := env.get(var, "").strip():
-            assigned = next((f"{a}={env[a]}" for a in ASSIGNMENT_VARS if env.get(a)), None)
-            return SchedulerJob(job_id, var, assigned)
-    return None
-
-
-# --- lock folder and lock files ---
-
-
-def lock_file_name(key: str) -> str:
-    """File name of the lock for one card key, safe on any filesystem."""
-    safe = _UNSAFE.sub("_", key).strip("._") or "unnamed"
-    return f"gpu-{safe}.lock"
-
-
-def _job_lock_name(key: str, job: SchedulerJob) -> str:
-    job_id = _UNSAFE.sub("_", job.job_id).strip("._") or "unnamed"
-    return lock_file_name(key)[: -len(".lock")] + f".job-{job_id}.lock"
-
-
-def default_lock_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$MEMORIZATION_GPU_LOCK_DIR``, else :data:`SHARED_LOCK_DIR` (never ``TMPDIR``)."""
-    env = os.environ if env is None else env
-    override = env.get(LOCK_DIR_ENV)
-    return Path(override) if override else SHARED_LOCK_DIR
-
-
-def _ensure_lock_dir(path: Path) -> None:
-    """Create the lock folder with mode 1777 unless it exists (made by anyone).
-
-    The folder is made under a temporary name, given its mode, then renamed:
-    it never exists with the umask's mode, when another user could not create
-    a lock file in it. An existing folder is used as it is.
-    """
-    if path.is_dir():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp = tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent)
-    except OSError as exc:
-        if path.is_dir():
-            return
-        raise PermissionError(
-            f"cannot create the GPU lock folder {path}: {exc}; set {LOCK_DIR_ENV} to a folder "
-            "every GPU job of this machine can write"
-        ) from exc
-    try:
-        os.chmod(tmp, 0o1777)
-        os.rename(tmp, path)  # atomic; fails when another process made a non-empty one
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.rmdir(tmp)
-        if not path.is_dir():
-            raise
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return str(uid)
-
-
-def _unwritable_message(path: Path, exc: OSError) -> str:
-    folder = path.parent
-    try:
-        st = folder.stat()
-        made = f"owned by {_user_name(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}"
-    except OSError:
-        made = "not readable"
-    return (
-        f"cannot open or create the GPU lock file {path} as user {_user_name(os.getuid())} "
-        f"({exc.strerror}); its folder {folder} is {made}. Ask its owner to `chmod 1777` it, or "
-        f"set {LOCK_DIR_ENV} to a folder that every GPU job of this machine shares and can write"
-    )
-
-
-def _open_lock(path: Path) -> tuple[int, bool]:
-    """Open (creating it 0666 if absent) one lock file: ``(fd, writable)``.
-
-    An existing file is opened without ``O_CREAT`` (refused on another user's
-    file in a sticky folder under ``fs.protected_regular``), read-write when
-    it may be written, else read-only.
-    """
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | _OPEN_FLAGS)
-            writable = True
-        except FileNotFoundError:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
-            except FileExistsError:
-                continue  # created meanwhile by another process: open that one
-            except PermissionError as exc:
-                raise PermissionError(_unwritable_message(path, exc)) from exc
-            with contextlib.suppress(OSError):
-                os.fchmod(fd, 0o666)  # whatever the umask: other users must write it too
-            writable = True
-        except PermissionError:
-            try:
-                fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-            except FileNotFoundError:
-                continue
-            except PermissionError as exc:
-                raise PermissionError(_unwritable_message(path, exc)) from exc
-            writable = False
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError(errno.EINVAL, f"GPU lock {path} is not a regular file")
-        return fd, writable
-
-
-@dataclass
-class _Lock:
-    """One locked file."""
-
-    path: Path
-    fd: int
-    writable: bool
-    transient: bool  # a per-job lock: removed on release
-
-
-def _try_lock(path: Path, transient: bool = False) -> _Lock | None:
-    """The locked file, or None when another process holds it."""
-    while True:
-        fd, writable = _open_lock(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                return None
-            raise
-        # a per-job lock may have been removed by its last holder between open and flock:
-        # the lock is ours only if the path still names the locked file
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
-        except FileNotFoundError:
-            same = False
-        if same:
-            return _Lock(path, fd, writable, transient)
-        os.close(fd)
-
-
-def _release(lock: _Lock) -> None:
-    try:
-        if lock.transient:
-            with contextlib.suppress(OSError):
-                os.unlink(lock.path)  # still locked: whoever opened it re-checks the path
-        elif lock.writable:
-            with contextlib.suppress(OSError):
-                os.ftruncate(lock.fd, 0)  # no holder any more
-        fcntl.flock(lock.fd, fcntl.LOCK_UN)  # also for forked children sharing the fd
-    finally:
-        os.close(lock.fd)
-
-
-# --- holder records ---
-
-
-def _identity(card: Card, job: SchedulerJob | None) -> dict:
-    """Who holds a lock: written into the lock file, read back by waiting jobs."""
-    return {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "user": _user_name(os.getuid()),
-        "job": None if job is None else job.job_id,
-        "scheduler": None if job is None else job.variable,
-        "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "card": card.key,
-        "cuda": card.index,
-    }
-
-
-def _write_record(lock: _Lock, record: dict) -> None:
-    if not lock.writable:
-        return  # another user's read-only file: the holder stays unknown to waiters
-    with contextlib.suppress(OSError):
-        os.ftruncate(lock.fd, 0)
-        os.pwrite(lock.fd, (json.dumps(record) + "\n").encode(), 0)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OSError, OverflowError, ValueError):
-        return False
-    return True
-
-
-def _read_record(path: Path) -> dict | None:
-    """The holder record in a lock file, None when absent, unreadable or stale.
-
-    Stale: written on this host by a process that no longer lives (a holder
-    that could not write, the file being another user's read-only one, leaves
-    its predecessor's record behind).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        record = json.loads(os.pread(fd, _RECORD_BYTES, 0).decode())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    finally:
-        os.close(fd)
-    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
-        return None
-    if record.get("host") == socket.gethostname() and not _pid_alive(record["pid"]):
-        return None
-    return record
-
-
-def _describe(record: dict | None) -> str:
-    if record is None:
-        return "an unknown process (no readable holder record in its lock file)"
-    job = record.get("job")
-    scheduler = (record.get("scheduler") or "").split("_")[0] or "scheduler"
-    where = f"{scheduler} job {job}" if job else "no scheduler job"
-    return (
-        f"pid {record['pid']} (user {record.get('user')}, {where}, host {record.get('host')}, "
-        f"since {record.get('since')})"
-    )
-
-
-# --- acquiring ---
 
 
 @dataclass
@@ -628,6 +248,8 @@ def _acquire(
 
 
 def _no_gpu_message(env: Mapping[str, str]) -> str:
+    import torch  # heavy: as in lease_device
+
     built = torch.version.cuda
     return (
         "device 'cuda' was requested but no CUDA device is visible "
@@ -665,6 +287,8 @@ def lease_device(
     env: the environment variables to read (``CUDA_VISIBLE_DEVICES``, the
     scheduler's, ``MEMORIZATION_GPU_LOCK_DIR``); default ``os.environ``.
     """
+    import torch  # heavy: the jobs lease a device; the workflow's start needs no torch
+
     if preference not in PREFERENCES:
         raise ValueError(
             f"device preference must be one of {', '.join(map(repr, PREFERENCES))}, "
@@ -704,6 +328,8 @@ def lease_device(
 
 def _leased(cards, fake, lock_dir, env, timeout, say, warn) -> Iterator[torch.device]:
     """Lease one of ``cards`` (waiting up to ``timeout``) and yield it as a torch device."""
+    import torch  # heavy: as in lease_device
+
     job = scheduler_job(env)
     weak = [c for c in cards if c.source in ("CUDA_VISIBLE_DEVICES entry", "local index")]
     if weak:
@@ -727,10 +353,21 @@ def _leased(cards, fake, lock_dir, env, timeout, say, warn) -> Iterator[torch.de
             _release(lock)
 
 
-def resolve_threads(n: int) -> int:
-    """Give torch ``n`` intra-op threads (the rule's ``threads``); return ``n``."""
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"threads must be at least 1, not {n}")
-    torch.set_num_threads(n)
-    return n
+#: the modules this one is made of (see :class:`_Forwarding`)
+_PARTS = (gpu_cards, gpu_locks, lock_holders, scheduler, threads)
+
+
+class _Forwarding(types.ModuleType):
+    """This module, where setting a name that a part holds as the same object sets it in
+    that part too: the part's functions read their own module's names, so a stand-in CUDA
+    query or lock folder set here reaches them."""
+
+    def __setattr__(self, name, value):
+        old = self.__dict__.get(name, _Forwarding)
+        for part in _PARTS:
+            if old is not _Forwarding and vars(part).get(name, _Forwarding) is old:
+                setattr(part, name, value)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Forwarding

@@ -2,7 +2,7 @@
 
 A training stage (turn-over scoring, the plain-training studies) hands a
 :class:`Checkpoint` to the library function that trains, which passes it on to
-:func:`memorization.training.fit`. The checkpoint file holds everything the
+:func:`memorization.method.training.fit`. The checkpoint file holds everything the
 rest of the training depends on:
 
 - ``fit``'s state: the model's weights, the optimizer (momentum buffers), the
@@ -63,7 +63,7 @@ __all__ = [
     "source_hash",
 ]
 
-log = logging.getLogger("memorization.checkpoint")
+log = logging.getLogger(__name__)
 
 #: version of the checkpoint file's layout
 FORMAT = 1
@@ -360,7 +360,8 @@ class Checkpoint:
 
 
 class RunCheckpoint:
-    """One training run of a :class:`Checkpoint`, as :func:`memorization.training.fit` uses it."""
+    """One training run of a :class:`Checkpoint`, as
+    :func:`memorization.method.training.fit` uses it."""
 
     def __init__(self, checkpoint: Checkpoint, name: str) -> None:
         self.checkpoint = checkpoint

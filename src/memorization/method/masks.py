@@ -171,7 +171,7 @@ class TurnOverMasks:
     their position ``0..len(examples)-1``. The unmuted sub-network keeps a
     fraction ``keep_fraction`` of every layer's units (scaled by ``1/p``), the
     muted one the rest (scaled by ``1/(1-p)``). A model's own masks come from
-    :meth:`memorization.models.TurnOverNet.turnover_masks`, which passes its
+    :meth:`memorization.method.models.TurnOverNet.turnover_masks`, which passes its
     keep fraction.
     """
 

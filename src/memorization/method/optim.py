@@ -1,13 +1,25 @@
-"""The optimizer of every training run: SGD with momentum and a multi-step schedule."""
+"""The optimizer of every training run: SGD with momentum and a multi-step schedule (the
+paper's), or AdamW; a step or cosine schedule with linear warm-up; gradient clipping."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+
+import torch
 
 from ..infra.options import Option
 
-__all__ = ["OPTIONS", "OptimSpec", "epoch_lr"]
+__all__ = [
+    "OPTIONS",
+    "OptimSpec",
+    "build_optimizer",
+    "clip_gradients",
+    "epoch_lr",
+    "lr_factor",
+    "recipe_problems",
+]
 
 #: the optimizer's config options (appendix A: SGD, momentum, lr divided at milestones)
 OPTIONS = {
@@ -54,7 +66,10 @@ OPTIONS = {
     ),
     "clip_norm": Option(
         None,
-        "clip the gradient of each step to this global norm (null: no clipping)",
+        "clip the gradient of each step to this global norm (null: no clipping); the config "
+        "check refuses it, since the norm makes every parameter's step depend on every "
+        "example and turn-over training would no longer be exact (plain training from "
+        "Python can clip)",
         {"type": ["number", "null"], "exclusiveMinimum": 0},
     ),
     "precision": Option(
@@ -167,13 +182,140 @@ class OptimSpec:
     def scaled(self, ratio: float) -> OptimSpec:
         """The same schedule over ``ratio`` times the epochs (e.g. as many steps on a
         split ``1/ratio`` the size): epochs and milestones scaled, at least 1."""
+        epochs = max(1, round(self.epochs * ratio))
+        warmup = self.warmup_epochs
+        if warmup:  # as many warm-up steps, and at least one epoch after it
+            warmup = max(1, min(round(warmup * ratio), epochs - 1)) if epochs > 1 else 0
         return replace(
             self,
-            epochs=max(1, round(self.epochs * ratio)),
+            epochs=epochs,
             milestones=tuple(max(1, round(m * ratio)) for m in self.milestones),
+            warmup_epochs=warmup,
         )
 
 
+def lr_factor(opt: OptimSpec, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (0-based) over ``lr``: during the warm-up
+    (epoch + 1) / warmup_epochs; then γ^#{m ≤ epoch} (step) or the cosine from 1 down to
+    0 over the epochs after the warm-up (reaching 0 after the last)."""
+    warmup = opt.warmup_epochs
+    if epoch < warmup:
+        return (epoch + 1) / warmup
+    if opt.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (opt.epochs - warmup)))
+    return opt.gamma ** sum(1 for m in opt.milestones if m <= epoch)
+
+
 def epoch_lr(opt: OptimSpec, epoch: int) -> float:
-    """Learning rate of epoch ``epoch`` (0-based) under ``MultiStepLR``: lr·γ^#{m ≤ epoch}."""
-    return opt.lr * opt.gamma ** sum(1 for m in opt.milestones if m <= epoch)
+    """Learning rate of epoch ``epoch`` (0-based): what the schedule of
+    :func:`build_optimizer` sets (``MultiStepLR`` for the paper's step schedule without
+    warm-up: lr·γ^#{m ≤ epoch}; otherwise ``LambdaLR``: lr·:func:`lr_factor`)."""
+    if _is_multistep(opt):
+        return opt.lr * opt.gamma ** sum(1 for m in opt.milestones if m <= epoch)
+    return opt.lr * lr_factor(opt, epoch)
+
+
+def _is_multistep(opt: OptimSpec) -> bool:
+    return opt.schedule == "step" and opt.warmup_epochs == 0
+
+
+def build_optimizer(params: Iterable[torch.Tensor], opt: OptimSpec):
+    """The torch optimizer and its per-epoch learning-rate schedule for ``opt``.
+
+    SGD (momentum, weight decay added to the gradient) with ``MultiStepLR``, the paper's,
+    is built exactly as the SGD-only releases built it; AdamW takes ``betas``, ``eps`` and
+    decoupled weight decay; a cosine schedule or a warm-up runs through ``LambdaLR``.
+    """
+    if opt.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
+        )
+    elif opt.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=opt.lr,
+            betas=tuple(opt.betas),
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+        )
+    else:
+        raise ValueError(f"optimizer: unknown {opt.optimizer!r} (known: sgd, adamw)")
+    if opt.schedule not in ("step", "cosine"):
+        raise ValueError(f"schedule: unknown {opt.schedule!r} (known: step, cosine)")
+    if _is_multistep(opt):
+        schedule = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(opt.milestones), gamma=opt.gamma
+        )
+    else:
+
+        def factor(epoch: int) -> float:
+            return lr_factor(opt, epoch)
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, schedule
+
+
+def clip_gradients(model_or_params, opt: OptimSpec) -> None:
+    """Scale the gradients (``.grad``) of a model's parameters, or of the given ones,
+    so that their global norm is at most ``clip_norm`` (``clip_grad_norm_``); nothing
+    without ``clip_norm``."""
+    if opt.clip_norm is None:
+        return
+    params = model_or_params
+    if isinstance(params, torch.nn.Module):
+        params = params.parameters()
+    torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], opt.clip_norm)
+
+
+def recipe_problems(opt: OptimSpec, given: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """What in ``opt`` contradicts itself, as (key, message) pairs: a warm-up not shorter
+    than the training, milestones with the cosine schedule, AdamW's ``betas``/``eps`` with
+    SGD, SGD's ``momentum`` with AdamW. ``given``: the keys set explicitly (None: those
+    that differ from their defaults)."""
+
+    def set_(key: str) -> bool:
+        if given is not None:
+            return key in given
+        default = OPTIONS[key].default
+        value = getattr(opt, key)
+        return (list(value) if isinstance(value, tuple) else value) != (
+            list(default) if isinstance(default, tuple) else default
+        )
+
+    out = []
+    if opt.warmup_epochs >= opt.epochs:
+        out.append(
+            (
+                "warmup_epochs",
+                f"{opt.warmup_epochs} warm-up epochs are not shorter than the training "
+                f"({opt.epochs} epochs), so the schedule never starts; use fewer than "
+                f"{opt.epochs}",
+            )
+        )
+    if opt.schedule == "cosine" and opt.milestones:
+        out.append(
+            (
+                "milestones",
+                f"{list(opt.milestones)} apply to the step schedule only; with schedule: "
+                "cosine the learning rate follows the cosine: remove them or use schedule: step",
+            )
+        )
+    if opt.optimizer == "sgd":
+        for key in ("betas", "eps"):
+            if set_(key):
+                out.append(
+                    (
+                        key,
+                        "is an option of optimizer: adamw; SGD would ignore it: remove it "
+                        "or set optimizer: adamw",
+                    )
+                )
+    elif opt.momentum and set_("momentum"):
+        out.append(
+            (
+                "momentum",
+                "is an option of optimizer: sgd; AdamW's momentum is betas[0]: remove it or "
+                "set optimizer: sgd",
+            )
+        )
+    return out

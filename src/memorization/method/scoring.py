@@ -40,6 +40,7 @@ from .masks import TurnOverMasks
 from .models.base import TurnOverNet
 from .models.spec import ModelSpec
 from .optim import OptimSpec
+from .precision import autocast, to_channels_last_batch
 from .training import fit
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
     "train_turnover",
 ]
 
-log = logging.getLogger("memorization.scoring")
+log = logging.getLogger(__name__)
 
 SUBNETS = ("unmuted", "muted")
 
@@ -104,12 +105,18 @@ def score_examples(
     masks: TurnOverMasks,
     batch_size: int = 1024,
     sharpen_temperature: float | None = None,
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, np.ndarray]:
     """Losses, label probabilities and predictions of both sub-networks for every example.
 
     ``masks`` addresses the examples of ``split`` by position. Work the two
     sub-networks share (e.g. the MLP's unmasked first layer) is done once. With
     ``sharpen_temperature``, also ``sharpened_memorization`` from the same logits.
+    The forward passes run in the training's ``precision`` (autocast,
+    :mod:`.precision`) and, with ``channels_last``, on channels-last batches; losses and
+    probabilities are computed in float32 from the logits.
     """
     model.eval()
     keys = [f"{k}_{s}" for k in ("loss", "prob", "pred") for s in SUBNETS]
@@ -120,7 +127,10 @@ def score_examples(
     for start in range(0, len(split), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(split)), device=device)
         x, y = split.x[rows], split.y[rows]
-        pair = model.forward_pair(x, masks.unmuted(rows))
+        with autocast(precision, device):  # fp32: no autocast at all
+            pair = model.forward_pair(
+                to_channels_last_batch(x) if channels_last else x, masks.unmuted(rows)
+            )
         for subnet, logits in zip(SUBNETS, pair, strict=True):
             logp = F.log_softmax(logits.float(), dim=1)
             nll = -logp.gather(1, y[:, None])[:, 0]
@@ -207,11 +217,12 @@ def train_turnover(
     y = split.y.cpu().numpy()
     if checkpoint is not None:
         checkpoint.track(Records(history=run.history, final=run.final, cumulative=run.cumulative))
+    arith = {"precision": opt.precision, "channels_last": opt.channels_last}
 
     def after_epoch(epoch: int) -> dict[str, float]:
         run.final.clear()
         run.final.update(
-            score_examples(net, split, run.masks, score_batch_size, sharpen_temperature)
+            score_examples(net, split, run.masks, score_batch_size, sharpen_temperature, **arith)
         )
         accumulate(run.cumulative, run.final)
         for s in SUBNETS:
@@ -219,7 +230,7 @@ def train_turnover(
             run.history[f"loss_{s}"].append(float(run.final[f"loss_{s}"].mean()))
         info = {f"acc_{s}": run.history[f"acc_{s}"][-1] for s in SUBNETS}
         if heldout is not None:
-            held = score_examples(net, heldout, held_masks, score_batch_size)
+            held = score_examples(net, heldout, held_masks, score_batch_size, **arith)
             y_held = heldout.y.cpu().numpy()
             for s in SUBNETS:
                 run.history[f"heldout_{s}"].append(float((held[f"pred_{s}"] == y_held).mean()))

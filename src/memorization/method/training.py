@@ -18,11 +18,12 @@ from .augment import build_augment
 from .checkpoint import Checkpoint, RunCheckpoint, SignalGuard, rng_state, set_rng_state
 from .masks import TurnOverMasks
 from .models.base import TurnOverNet
-from .optim import OptimSpec
+from .optim import OptimSpec, build_optimizer, clip_gradients
+from .precision import autocast, loss_scaler, to_channels_last, to_channels_last_batch
 
 __all__ = ["fit"]
 
-log = logging.getLogger("memorization.training")
+log = logging.getLogger(__name__)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -58,9 +59,10 @@ def fit(
     ``augment(x, generator)`` transforms every training batch's images (by default
     the augmentation ``opt.augment`` names, :mod:`memorization.method.augment`); its
     random draws come from a generator of its own seeded from ``seed``, so the batch
-    order is the same with and without it.
+    order is the same with and without it. ``opt.precision`` and ``opt.channels_last``:
+    :class:`_Run` (:mod:`memorization.method.precision`).
 
-    With ``checkpoint`` (:mod:`memorization.checkpoint`), training resumes from the
+    With ``checkpoint`` (:mod:`memorization.method.checkpoint`), training resumes from the
     state saved there, if any, and saves its state every ``checkpoint.every``
     epochs and, mid-epoch, when SIGTERM or SIGINT arrives (then the process exits
     as the signal would have made it); the result is bit-identical to an
@@ -93,9 +95,7 @@ def fit(
     first, done_batches = 1, 0
     saved = None if checkpoint is None else checkpoint.resume()
     if saved is not None:
-        first, done_batches, run.total, run.count = _restore(
-            saved, run.trainer, len(rows_all), opt, device
-        )
+        first, done_batches = run.resume(saved)
         _log_resume(desc, saved, opt, len(rows_all), checkpoint)
     bar = _progress(desc, first, opt.epochs, progress)
     with contextlib.nullcontext() if checkpoint is None else SignalGuard() as guard:
@@ -114,14 +114,9 @@ def fit(
 
 
 def _optimizer(model, opt: OptimSpec):
-    """SGD with momentum and weight decay, and its multi-step learning-rate schedule."""
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(opt.milestones), gamma=opt.gamma
-    )
-    return optimizer, schedule
+    """The optimizer of ``opt`` (SGD with momentum and weight decay, or AdamW) and its
+    learning-rate schedule (:func:`~.optim.build_optimizer`)."""
+    return build_optimizer(model.parameters(), opt)
 
 
 def _progress(desc: str, first: int, epochs: int, progress: bool):
@@ -140,7 +135,15 @@ def _progress(desc: str, first: int, epochs: int, progress: bool):
 
 
 class _Run:
-    """The state of one :func:`fit` call and the work of one epoch."""
+    """The state of one :func:`fit` call and the work of one epoch.
+
+    ``opt.precision``: bf16 and fp16 run the forward pass and the loss under autocast
+    (fp16 with a loss scaler; the gradients are unscaled before clipping); parameters and
+    optimizer state stay float32. A ``step`` of its own runs in the arithmetic it sets up
+    itself (fp16 refused: it would not scale its loss). ``opt.channels_last`` converts a
+    convolutional model and every batch to channels-last (a model without convolutions is
+    left as it is, with a note in the log).
+    """
 
     def __init__(self, trainer, train, rows_all, opt, masks, step, augment, checkpoint, desc):
         self.trainer = trainer
@@ -150,6 +153,25 @@ class _Run:
         self.checkpoint, self.desc = checkpoint, desc
         self.device = train.x.device
         self.total, self.count = 0.0, 0
+        if opt.channels_last:  # in place: the optimizer keeps the same parameters
+            to_channels_last(self.model)
+        # fp16's loss scaler (None for fp32 and bf16); a custom step does its own backward
+        self.scaler = loss_scaler(opt.precision, self.device)
+        if self.scaler is not None and step is not None:
+            raise ValueError(
+                f"precision: {opt.precision} needs loss scaling, which a training step of its "
+                "own (e.g. the gradient statistics') does not do: use bf16 or fp32"
+            )
+
+    def resume(self, saved: Mapping) -> tuple[int, int]:
+        """Load a saved state (fp16's loss scale too); return (first epoch, done batches)."""
+        n_rows = len(self.rows_all)
+        first, done, self.total, self.count = _restore(
+            saved, self.trainer, n_rows, self.opt, self.device
+        )
+        if self.scaler is not None and "scaler" in saved:
+            self.scaler.load_state_dict(saved["scaler"])
+        return first, done
 
     def train_epoch(self, epoch: int, done_batches: int, guard: SignalGuard | None) -> None:
         """One epoch of SGD steps (skipping ``done_batches``, trained before an interruption)."""
@@ -163,6 +185,7 @@ class _Run:
             self._step(rows)
             if guard is not None and guard.received is not None:
                 state = _state(self.trainer, self.device, self.opt, n, epoch - 1, k + 1)
+                self._add_scaler(state)
                 self.checkpoint.save(
                     {**state, "order_generator": epoch_start, "loss": (self.total, self.count)}
                 )
@@ -172,14 +195,24 @@ class _Run:
         x, y = self.train.x[rows], self.train.y[rows]
         if self.augment is not None:
             x = self.augment(x, self.augment_generator)
+        if self.opt.channels_last:
+            x = to_channels_last_batch(x)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.step is not None:
+        if self.step is not None:  # its own forward and backward, in its own arithmetic
             loss = self.step(x, y, rows)
         else:
-            logits = self.model(x, None if self.masks is None else self.masks.unmuted(rows))
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-        self.optimizer.step()
+            with autocast(self.opt.precision, self.device):  # fp32: no autocast at all
+                logits = self.model(x, None if self.masks is None else self.masks.unmuted(rows))
+                loss = F.cross_entropy(logits, y)
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
+        clip_gradients(self.model, self.opt)
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the step when the scaled gradients overflowed
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.total += float(loss.detach()) * len(rows)
         self.count += len(rows)
 
@@ -188,9 +221,15 @@ class _Run:
         opt, every = self.opt, self.checkpoint.every
         if guard.received is not None or (epoch % every == 0 and epoch < opt.epochs):
             state = _state(self.trainer, self.device, opt, len(self.rows_all), epoch, 0)
+            self._add_scaler(state)
             self.checkpoint.save(state)
         if guard.received is not None:
             _exit_on_signal(guard, self.desc, self.checkpoint, epoch, 0, opt)
+
+    def _add_scaler(self, state: dict) -> None:
+        """fp16's loss scale goes into the checkpoint (no key otherwise)."""
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
 
 
 def _state(trainer, device, opt: OptimSpec, n_rows: int, epoch: int, batch: int) -> dict:

@@ -24,7 +24,7 @@ with the reason for their value; they are the same for every config.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,8 @@ __all__ = [
     "judged",
     "read_claims",
     "subnetwork_check",
+    "subsets_line",
+    "subsets_sources",
     "unmeasured",
     "verdict",
     "write_claims",
@@ -258,13 +260,19 @@ MUTED_STATEMENT = (
 
 
 def write_claims(
-    claims: Iterable[Claim], markdown: str | Path, js: str | Path, run: str = ""
+    claims: Iterable[Claim],
+    markdown: str | Path,
+    js: str | Path,
+    run: str = "",
+    subsets_from: Mapping[str, str] | None = None,
 ) -> None:
     """Write the claims as a markdown table and as JSON (atomically); ``run`` says which
-    run made them (commit, machine, date)."""
+    run made them (commit, machine, date), ``subsets_from`` which estimate drew the
+    subsets where not the turn-over score."""
     claims = list(claims)
+    table = to_markdown(claims, run, subsets_from)
     atomic_write(js, lambda tmp: Path(tmp).write_text(_to_json(claims)))
-    atomic_write(markdown, lambda tmp: Path(tmp).write_text(to_markdown(claims, run)))
+    atomic_write(markdown, lambda tmp: Path(tmp).write_text(table))
 
 
 def _to_json(claims: Sequence[Claim]) -> str:
@@ -275,8 +283,33 @@ def read_claims(path: str | Path) -> list[Claim]:
     return [Claim(**c) for c in json.loads(Path(path).read_text())]
 
 
-def to_markdown(claims: Sequence[Claim], run: str = "") -> str:
-    """The claims as a markdown table (``run``: a line saying which run made them)."""
+def subsets_sources(datasets: Iterable) -> dict[str, str]:
+    """experiment -> the estimate that drew its easy and difficult subsets, for every
+    subsets artifact among ``datasets`` drawn from another estimate than the paper's
+    turn-over score (``subsets_from``); the paper's own are left out."""
+    out = {}
+    for ds in datasets:
+        attrs = getattr(ds, "attrs", {})
+        if attrs.get("kind") in ("subsets", "subsets_test") and attrs.get("subsets_from"):
+            out[str(attrs.get("experiment", ""))] = str(attrs["subsets_from"])
+    return out
+
+
+def subsets_line(sources: Mapping[str, str]) -> str:
+    """``Easy and difficult subsets drawn from ...`` (empty where every experiment's come
+    from the turn-over score)."""
+    if not sources:
+        return ""
+    each = ", ".join(f"{exp}: {name}" for exp, name in sorted(sources.items()))
+    return f"Easy and difficult subsets drawn from the estimate (estimates.nc) {each}."
+
+
+def to_markdown(
+    claims: Sequence[Claim], run: str = "", subsets_from: Mapping[str, str] | None = None
+) -> str:
+    """The claims as a markdown table (``run``: a line saying which run made them;
+    ``subsets_from``: experiment -> the estimate that drew its subsets, where not the
+    turn-over score)."""
     counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     lines = [
         "# The paper's claims on this run",
@@ -285,6 +318,7 @@ def to_markdown(claims: Sequence[Claim], run: str = "") -> str:
         f"{counts[INCONCLUSIVE]} inconclusive, {counts[NOT_MEASURED]} not measured."
         + (f" {run}" if run else ""),
         "",
+        *([subsets_line(subsets_from), ""] if subsets_from else []),
         "| figure | claim | experiment | effect [95 % interval] vs threshold | measured evidence "
         "| verdict |",
         "|---|---|---|---|---|---|",

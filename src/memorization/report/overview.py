@@ -12,19 +12,14 @@ muted-generalization check in the claims table.
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..trust.replicates import first_replicate  # noqa: E402
-from ..workflow.artifacts import config_of  # noqa: E402
-from ..workflow.slices import summary  # noqa: E402
-from ..workflow.specs import describe  # noqa: E402
-from .figures.base import save  # noqa: E402
-from .top import image_of, ranked  # noqa: E402
+from ..trust.replicates import first_replicate
+from ..workflow.artifacts import config_of
+from ..workflow.slices import summary
+from ..workflow.specs import describe
+from .figures.base import pyplot, save
+from .top import image_of, ranked
 
 __all__ = ["draw_overview"]
 
@@ -83,9 +78,12 @@ def _examples(axes, scores, data, rows, title: str) -> None:
     )
 
 
-def draw_overview(scores, data, output) -> None:
-    """The overview page of one experiment (see the module docstring)."""
+def draw_overview(scores, data, output, subsets_from: str | None = None) -> None:
+    """The overview page of one experiment (see the module docstring); ``subsets_from``:
+    the estimate that drew the experiment's easy and difficult subsets, where not the
+    turn-over score shown here."""
     scores = first_replicate(scores)
+    plt = pyplot()  # matplotlib: loaded by the job that draws, not by the Snakefile
     fig = plt.figure(figsize=(8, 6.4))
     grid = fig.add_gridspec(4, SHOWN, height_ratios=[2.2, 0.25, 1, 1])
     _histogram(fig.add_subplot(grid[0, : SHOWN // 2]), scores)
@@ -106,5 +104,11 @@ def draw_overview(scores, data, output) -> None:
     )
     cfg = summary(config_of(scores))
     fig.suptitle(f"{scores.attrs.get('experiment', '')}: {describe(cfg)}", fontsize=9)
-    fig.text(0.01, 0.005, "Above each image: its label and memorization score.", fontsize=6)
+    note = "Above each image: its label and memorization score."
+    if subsets_from:
+        note += (
+            f" The easy and difficult subsets of this experiment are drawn from {subsets_from}"
+            " (estimates.nc), not from this turn-over score."
+        )
+    fig.text(0.01, 0.005, note, fontsize=6)
     save(fig, output)

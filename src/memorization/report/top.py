@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from ..infra.files import atomic_write  # noqa: E402
-from ..method.scoring import SCORE_FORMS  # noqa: E402
-from ..trust.replicates import first_replicate  # noqa: E402
-from ..workflow.artifacts import config_of, open_artifact  # noqa: E402
-from ..workflow.slices import summary  # noqa: E402
+from ..infra.files import atomic_write
+from ..method.scoring import SCORE_FORMS
+from ..trust.replicates import first_replicate
+from ..workflow.artifacts import config_of, open_artifact
+from ..workflow.slices import summary
+from .figures.base import pyplot
 
 __all__ = ["image_of", "ranked", "table", "write_grid"]
 
@@ -50,11 +46,12 @@ def load(results: str | Path, experiment: str) -> tuple[xr.Dataset, xr.Dataset]:
 
 
 def table(scores: xr.Dataset, data: xr.Dataset, rows: np.ndarray, form: str = "loss") -> str:
-    """A plain-text table: rank, example id, class names of label/true label/predictions,
+    """A plain-text table: rank, example id, the class names of the label trained on (after
+    any corruption), the label as given in the dataset and both sub-networks' predictions,
     the score."""
     names = [str(c) for c in data["class_name"].values]
     head = (
-        f"{'rank':>4}  {'example':>8}  {'label':<12} {'true':<12} {'unmuted':<12} "
+        f"{'rank':>4}  {'example':>8}  {'label':<12} {'given':<12} {'unmuted':<12} "
         f"{'muted':<12} {SCORE_FORMS[form]}"
     )
     lines = [head]
@@ -90,6 +87,7 @@ def write_grid(scores, data, rows, output: str | Path, form: str = "loss", cols:
     """An image grid of the chosen examples, each titled with its label and score."""
     names = [str(c) for c in data["class_name"].values]
     n_rows = max(1, -(-len(rows) // cols))
+    plt = pyplot()  # matplotlib: loaded by what draws, not by the Snakefile
     fig, axes = plt.subplots(n_rows, cols, figsize=(1.1 * cols, 1.35 * n_rows), squeeze=False)
     var = scores[SCORE_FORMS[form]].values
     for ax in axes.flat:

@@ -44,7 +44,7 @@ def cross_training(
         checkpoint.track(Records(accuracy=acc, loss=loss))
 
     def record(t: int, epoch: int, model) -> dict[str, float]:
-        correct, losses = evaluate(model, shown)
+        correct, losses = evaluate(model, shown, precision=opt.precision)
         for e, evaluate_on in enumerate(SUBSETS):
             acc[epoch, t, e] = correct[within[evaluate_on]].mean()
             loss[epoch, t, e] = losses[within[evaluate_on]].mean()

@@ -68,7 +68,7 @@ def training_dynamics(
 
     def record(r: int, epoch: int, model) -> dict[str, float]:
         for s, split in enumerate((train, test)):
-            correct, losses = evaluate(model, split)
+            correct, losses = evaluate(model, split, precision=opt.precision)
             name = ("train", "test")[s]
             acc[r, epoch, s] = subset_means(correct.astype(float), rows[name])
             loss[r, epoch, s] = subset_means(losses, rows[name])

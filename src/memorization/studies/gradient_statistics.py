@@ -9,6 +9,7 @@ them exactly without materialising per-example gradients).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,11 +20,14 @@ from ..data.tensors import TensorSplit
 from ..method.checkpoint import Checkpoint, Records
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
+from ..method.precision import autocast_forward
 from ..method.training import fit
-from .gradstats import contributions, cosine_similarity
+from .gradstats import contributions, cosine_similarity, resolve_method
 from .plain import SUBSETS, members, plain_model
 
 __all__ = ["COSINE_PAIRS", "gradient_statistics"]
+
+log = logging.getLogger("memorization.gradient_statistics")
 
 #: what the cosine similarity is taken over (see :func:`gradient_statistics`)
 COSINE_PAIRS = ("probe", "batch")
@@ -116,6 +120,22 @@ class _Recorder:
         return {f"cos_{s}": self.cosine[epoch - 1, k] for k, s in enumerate(SUBSETS)}
 
 
+def _arithmetic(net, method: str, precision: str) -> tuple[str, str]:
+    """(method, precision) of the statistics. The hooks method reads activations and output
+    gradients of one dtype, so under a mixed precision it runs in fp32 (exact, and on the
+    paper's MLP about 80x faster than the per-example method in bf16); the per-example
+    (func) method runs in the training's precision."""
+    if precision == "fp32":
+        return method, precision
+    resolved = resolve_method(net, method)
+    if resolved == "func":
+        return resolved, precision
+    log.info(
+        "gradient statistics: the %s method computes in fp32 (precision %s)", resolved, precision
+    )
+    return resolved, "fp32"
+
+
 def gradient_statistics(
     model: ModelSpec,
     train: TensorSplit,
@@ -146,7 +166,10 @@ def gradient_statistics(
     rows = members(train_subsets, len(train))
     probes = _probes(rows, probe_size, seed) if cosine_pairs == "probe" else {}
     net = plain_model(model, train, seed)
-    rec = _Recorder(net, train, rows, probes, opt.epochs, cosine_pairs, method)
+    method, precision = _arithmetic(net, method, opt.precision)
+    # the forward passes in that precision; backward and the sums as they are
+    mixed = autocast_forward(net, precision, train.x.device)
+    rec = _Recorder(mixed, train, rows, probes, opt.epochs, cosine_pairs, method)
     if checkpoint is not None:
         checkpoint.track(rec.records())
     fit(

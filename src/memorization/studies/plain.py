@@ -20,6 +20,7 @@ from ..data.tensors import TensorSplit
 from ..method.checkpoint import Checkpoint
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
+from ..method.precision import autocast
 from ..method.training import fit
 
 __all__ = ["SUBSETS", "evaluate", "members", "subset_means", "subset_sds", "train_runs"]
@@ -28,13 +29,17 @@ SUBSETS = ("full", "easy", "difficult")
 
 
 @torch.inference_mode()
-def evaluate(model, split: TensorSplit, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """(correct, loss) of the plain model for every example of ``split``."""
+def evaluate(
+    model, split: TensorSplit, batch_size: int = 1024, precision: str = "fp32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, loss) of the plain model for every example of ``split`` (the forward
+    passes in the training's ``precision``, the losses in float32 from the logits)."""
     model.eval()
     correct, losses = [], []
     for start in range(0, len(split), batch_size):
         x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
-        logits = model(x)
+        with autocast(precision, x.device):  # fp32: no autocast at all
+            logits = model(x)
         correct.append((logits.argmax(1) == y).cpu())
         losses.append(F.cross_entropy(logits.float(), y, reduction="none").cpu())
     return torch.cat(correct).numpy(), torch.cat(losses).numpy()

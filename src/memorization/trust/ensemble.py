@@ -1,7 +1,7 @@
 """K plain models trained at once as one vectorised ensemble.
 
 Model ``k`` of an ensemble is exactly what :func:`train_sequential` (the
-ordinary :func:`memorization.training.fit` loop) makes from the same three
+ordinary :func:`memorization.method.training.fit` loop) makes from the same three
 things, to float tolerance:
 
 - its initialisation: ``model.build(in_shape, turnover=False, seed=seeds[k])``;
@@ -10,23 +10,26 @@ things, to float tolerance:
 - its batch order: every epoch a ``torch.randperm`` of its subset drawn from a
   generator seeded with ``seeds[k] + 1``, as ``fit`` draws it,
 
-and the optimizer of :class:`~memorization.method.optim.OptimSpec`: SGD on the
-mean cross-entropy of each batch, with momentum, weight decay and the
-multi-step schedule, exactly as ``torch.optim.SGD`` and ``MultiStepLR`` do it.
+and the optimizer of :class:`~memorization.method.optim.OptimSpec` on the
+mean cross-entropy of each batch: SGD with momentum and weight decay, or AdamW
+(bias-corrected moments, decoupled weight decay), as ``torch.optim.SGD`` and
+``torch.optim.AdamW`` do it, after clipping each model's gradient by its own global
+norm where ``clip_norm`` says so; the learning rate of each epoch is
+:func:`~memorization.method.optim.epoch_lr` (the step, cosine and warm-up schedules).
 
 All models take their ``s``-th step together. Subsets of equal size (as
-:func:`memorization.truth.draw_subsets` draws them: exactly ``round(fraction *
+:func:`memorization.trust.truth.draw_subsets` draws them: exactly ``round(fraction *
 N)`` rows each) give every model the same number of batches of the same sizes.
 Subsets of different sizes work too: the batches of a step are padded to the
 longest with rows of weight 0, and a model whose epoch has fewer batches sits
-the extra steps out (no update, its momentum untouched).
+the extra steps out (no update, its momentum or moments and its step count untouched).
 
 How a step is computed (``path``):
 
 - ``"func"``: any model, through ``torch.func``: the models' parameters stacked
   (``stack_module_state``) and the per-model gradient of the batch loss from
   ``vmap(grad(functional_call))``.
-- ``"sparse_mlp"``: the one-hidden-layer :class:`~memorization.models.MLP` with
+- ``"sparse_mlp"``: the one-hidden-layer :class:`~memorization.method.models.mlp.MLP` with
   hand-written batched products, fast when most inputs sit at one value per
   feature (MNIST: 81 % of the standardised pixels are the background value).
   The inputs are split exactly into that per-feature value ``base`` plus a
@@ -48,7 +51,7 @@ import copy
 import logging
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -63,6 +66,7 @@ from ..data.tensors import TensorSplit
 from ..method.models.mlp import MLP
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec, epoch_lr
+from ..method.precision import autocast
 from ..method.training import fit
 
 __all__ = [
@@ -80,7 +84,7 @@ __all__ = [
     "train_sequential",
 ]
 
-log = logging.getLogger("memorization.ensemble")
+log = logging.getLogger(__name__)
 
 PATHS = ("auto", "func", "sparse_mlp")
 
@@ -90,7 +94,7 @@ SPARSE_DENSITY = 0.35
 
 
 def batch_order(seed: int) -> torch.Generator:
-    """The generator of a model's batch order: the one :func:`~memorization.training.fit`
+    """The generator of a model's batch order: the one :func:`~memorization.method.training.fit`
     seeds with ``seed + 1``."""
     return torch.Generator().manual_seed(int(seed) + 1)
 
@@ -135,16 +139,19 @@ def train_sequential(
     return models
 
 
-# --------------------------------------------------------------------------- SGD
+# --------------------------------------------------------------------------- optimizer
 @dataclass
-class _SGD:
-    """``torch.optim.SGD`` (dampening 0, no Nesterov) on stacked [K, ...] tensors."""
+class _Stacked:
+    """The optimizer of an :class:`~memorization.method.optim.OptimSpec` on stacked
+    [K, ...] tensors: ``torch.optim.SGD`` (dampening 0, no Nesterov) or
+    ``torch.optim.AdamW``, after ``clip_grad_norm_`` of each model's own gradient."""
 
-    momentum: float
-    weight_decay: float
+    opt: OptimSpec
 
     def __post_init__(self) -> None:
-        self.buffers: list[Tensor] | None = None
+        self.buffers: list[Tensor] | None = None  # SGD momentum, or Adam's first moments
+        self.second: list[Tensor] | None = None  # Adam's second moments
+        self.steps: Tensor | None = None  # [K] steps each model took (Adam)
 
     def step(
         self,
@@ -157,38 +164,81 @@ class _SGD:
         """One update of every model; ``active`` [K] bool (None: all) says which take it.
 
         The models are indexed along ``model_dim`` of every tensor. A model that sits
-        the step out keeps its parameters and its momentum.
+        the step out keeps its parameters, its momentum or moments and its step count.
         """
+        k = params[0].shape[model_dim]
+
+        def per_model(v: Tensor, like: Tensor) -> Tensor:  # [K] broadcast along model_dim
+            shape = [1] * like.dim()
+            shape[model_dim] = k
+            return v.view(shape)
 
         def select(new: Tensor, old: Tensor) -> Tensor:
-            if active is None:
-                return new
-            shape = [1] * new.dim()
-            shape[model_dim] = len(active)
-            return torch.where(active.view(shape), new, old)
+            return new if active is None else torch.where(per_model(active, new), new, old)
 
-        if self.weight_decay:
-            grads = [g.add(p, alpha=self.weight_decay) for g, p in zip(grads, params, strict=True)]
-        if self.momentum:
+        if self.opt.clip_norm is not None:
+            grads = _clip(grads, self.opt.clip_norm, model_dim, per_model)
+        if self.opt.optimizer == "adamw":
+            self._adamw(params, grads, lr, active, k, per_model, select)
+        else:
+            self._sgd(params, grads, lr, select)
+
+    def _sgd(self, params, grads, lr, select) -> None:
+        momentum, decay = self.opt.momentum, self.opt.weight_decay
+        if decay:
+            grads = [g.add(p, alpha=decay) for g, p in zip(grads, params, strict=True)]
+        if momentum:
             first = self.buffers is None
             if first:
                 self.buffers = [torch.zeros_like(g) for g in grads]
             for buf, g in zip(self.buffers, grads, strict=True):
-                new = g if first else buf.mul(self.momentum).add_(g)
+                new = g if first else buf.mul(momentum).add_(g)
                 buf.copy_(select(new, buf))
             grads = self.buffers
         for p, g in zip(params, grads, strict=True):
             p.add_(select(g, torch.zeros_like(g)), alpha=-lr)
 
+    def _adamw(self, params, grads, lr, active, k, per_model, select) -> None:
+        beta1, beta2 = self.opt.betas
+        if self.buffers is None:
+            self.buffers = [torch.zeros_like(p) for p in params]
+            self.second = [torch.zeros_like(p) for p in params]
+            self.steps = torch.zeros(k, dtype=torch.float64, device=params[0].device)
+        self.steps += 1 if active is None else active.to(self.steps.dtype)
+        t = self.steps.clamp(min=1)  # a model yet to take a step: any value, it is not used
+        step_size = (lr / (1 - beta1**t)).to(params[0].dtype)
+        root2 = (1 - beta2**t).sqrt().to(params[0].dtype)
+        for p, g, m, v in zip(params, grads, self.buffers, self.second, strict=True):
+            m.copy_(select(m.lerp(g, 1 - beta1), m))
+            v.copy_(select(v.mul(beta2).addcmul_(g, g, value=1 - beta2), v))
+            denom = (v.sqrt() / per_model(root2, p)).add_(self.opt.eps)
+            new = p.mul(1 - lr * self.opt.weight_decay).sub_(m * per_model(step_size, p) / denom)
+            p.copy_(select(new, p))
+
+
+def _clip(grads: list[Tensor], max_norm: float, model_dim: int, per_model) -> list[Tensor]:
+    """Each model's gradient scaled to a global norm of at most ``max_norm``, as
+    ``clip_grad_norm_`` scales one model's (the norm over all its tensors)."""
+    norms = torch.stack(
+        [torch.linalg.vector_norm(g.movedim(model_dim, 0).flatten(1), dim=1) for g in grads]
+    )
+    total = torch.linalg.vector_norm(norms, dim=0)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    return [g * per_model(coef, g) for g in grads]
+
 
 # --------------------------------------------------------------------------- steps
 class _FuncStep:
-    """Batch gradients of all models through ``vmap(grad(functional_call))``."""
+    """Batch gradients of all models through ``vmap(grad(functional_call))``; with a
+    mixed ``precision`` the forward and the loss run under autocast, the stacked
+    parameters and the optimizer's state stay float32."""
 
     name = "func"
     model_dim = 0
 
-    def __init__(self, models: list[nn.Module], x_train: Tensor, y_train: Tensor) -> None:
+    def __init__(
+        self, models: list[nn.Module], x_train: Tensor, y_train: Tensor, precision: str = "fp32"
+    ) -> None:
         self.template = copy.deepcopy(models[0]).to("meta")
         params, buffers = stack_module_state(models)
         self.params = {k: v.detach().clone() for k, v in params.items()}
@@ -196,11 +246,13 @@ class _FuncStep:
         self.x, self.y = x_train, y_train
 
         def loss_one(p, b, x, y, w):
-            logits = functional_call(self.template, (p, b), (x,))
-            return (F.cross_entropy(logits, y, reduction="none") * w).sum()
+            with autocast(precision, x.device):  # fp32: no autocast at all
+                logits = functional_call(self.template, (p, b), (x,))
+                return (F.cross_entropy(logits, y, reduction="none") * w).sum()
 
         def logits_one(p, b, x):
-            return functional_call(self.template, (p, b), (x,))
+            with autocast(precision, x.device):
+                return functional_call(self.template, (p, b), (x,))
 
         self._grad = vmap(grad(loss_one))
         self._logits = vmap(logits_one, in_dims=(0, 0, None))
@@ -457,6 +509,25 @@ class Ensemble:
         )
 
 
+def _precision_path(path: str, precision: str) -> str:
+    """The path under ``precision``: the sparse MLP's hand-written products are float32,
+    so a mixed precision takes the func path (autocast); fp16 needs a loss scaler, which
+    the stacked optimizer has not."""
+    if precision == "fp32":
+        return path
+    if precision == "fp16":
+        raise ValueError(
+            "precision: fp16 needs loss scaling, which the vectorised ensembles do not do: "
+            "use bf16 or fp32"
+        )
+    if path == "sparse_mlp":
+        raise ValueError(
+            f"path 'sparse_mlp' computes in float32; precision {precision} "
+            "needs path 'func' or 'auto'"
+        )
+    return "func"
+
+
 def train_ensemble(
     model: ModelSpec,
     train: TensorSplit,
@@ -469,6 +540,8 @@ def train_ensemble(
     progress: bool = False,
     desc: str = "ensemble",
     after_epoch: Callable[[Ensemble, int], None] | None = None,
+    start: Mapping[str, Tensor] | None = None,
+    epochs: tuple[int, int] | None = None,
 ) -> Ensemble:
     """Train ``len(seeds)`` models together (see the module docstring); returns the ensemble.
 
@@ -476,24 +549,28 @@ def train_ensemble(
     ``after_epoch(ensemble, epoch)`` (1-based) is called after every epoch, e.g. to record
     every model's predictions along training (it must not change the models). The models,
     their momentum and their activations are held at once: train large K in chunks
-    (:func:`train_in_chunks`).
+    (:func:`train_in_chunks`). ``start`` (a plain model's ``state_dict``): every model
+    starts from it instead of its own initialisation (branches of a forked run);
+    ``epochs`` = (e0, e1): train only epochs [e0, e1) of ``opt``'s schedule.
     """
     subsets = _check_subsets(subsets, len(seeds), len(train))
     device = train.x.device
     models = [m.to(device) for m in build_models(model, train.x.shape[1:], seeds)]
-    path = _resolve_path(path, models, train.x)
+    for m in models if start is not None else ():
+        m.load_state_dict(start)
+    path = _resolve_path(_precision_path(path, opt.precision), models, train.x)
     if path == "sparse_mlp":
         step = _SparseMLPStep(models, train.x, train.y, hidden_block)
     else:
-        step = _FuncStep(models, train.x, train.y)
+        step = _FuncStep(models, train.x, train.y, opt.precision)
     template = copy.deepcopy(models[0])
     del models
     ensemble = Ensemble(template, step)
-    sgd = _SGD(opt.momentum, opt.weight_decay)
+    optimizer = _Stacked(opt)
     positions = [torch.from_numpy(np.flatnonzero(s)).to(device) for s in subsets]
     generators = [batch_order(s) for s in seeds]
     bar = tqdm(
-        range(opt.epochs),
+        range(*(epochs or (0, opt.epochs))),
         desc=desc,
         unit="epoch",
         disable=not progress,
@@ -504,7 +581,7 @@ def train_ensemble(
         lr = epoch_lr(opt, epoch)
         for rows, weights, active in _epoch_batches(positions, generators, opt.batch_size):
             grads = step.gradients(rows, weights)
-            sgd.step(step.tensors(), grads, lr, active, step.model_dim)
+            optimizer.step(step.tensors(), grads, lr, active, step.model_dim)
         log.info("%s epoch %d/%d lr %.4g", desc, epoch + 1, opt.epochs, lr)
         if after_epoch is not None:
             after_epoch(ensemble, epoch + 1)

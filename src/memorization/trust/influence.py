@@ -30,7 +30,7 @@ from ..method.models.mlp import MLP
 
 __all__ = ["influence", "influence_block", "top_turnover_influence"]
 
-log = logging.getLogger("memorization.trust.influence")
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()

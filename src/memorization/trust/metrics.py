@@ -7,7 +7,7 @@ model's subset).
 - :func:`roc_auc`: the probability that a positive example scores above a
   negative one (ties count one half), i.e. the Mann–Whitney statistic;
 - :func:`memorization_auc`: ROC AUC of the estimator for "FZ memorization >
-  ``threshold``" (default 0.25);
+  ``threshold``" (default :data:`MEMORIZED`, 0.25);
 - :func:`top_overlap`: ``|top(est) ∩ top(truth)| / k`` with ``k =
   round(fraction · n)`` (default the top 10 %), the top sets taken in
   decreasing order with ties broken by position (first wins);
@@ -19,16 +19,25 @@ model's subset).
 - :func:`quality`: AUC, top overlap, Spearman and Pearson together;
 - :func:`quality_draws`: the same four metrics of many estimators on resamples of the
   examples (with replacement), vectorised over the estimators, for the intervals of the
-  validation figure's claims.
+  validation figure's claims;
+- :func:`spearman_brown`: the reliability of a truth of K models from the correlation
+  ``r_h`` of its two halves, ``R = 2 r_h / (1 + r_h)``;
+- :func:`corrected_correlation`: an estimator's correlation with a noisy truth divided by
+  ``sqrt(R)``, its correlation with the truth the models estimate (Spearman's correction
+  for attenuation, on the truth's side only: the estimator's own noise stays);
+- :func:`difference_interval`: the 95 % interval of the difference of one metric between
+  two estimators, from a paired bootstrap over the examples.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 __all__ = [
+    "MEMORIZED",
     "QUALITY",
+    "corrected_correlation",
+    "difference_interval",
     "memorization_auc",
     "pearson",
     "quality",
@@ -36,8 +45,20 @@ __all__ = [
     "random_label_auc",
     "roc_auc",
     "spearman",
+    "spearman_brown",
     "top_overlap",
 ]
+
+#: an example counts as memorized when its (true) memorization exceeds this: Feldman and
+#: Zhang's threshold of high memorization
+MEMORIZED = 0.25
+
+
+def _rankdata(values) -> np.ndarray:
+    """scipy's average ranks (ties share their mean rank)."""
+    from scipy.stats import rankdata  # heavy: loaded where ranks are computed, not on import
+
+    return rankdata(values)
 
 
 def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +85,11 @@ def roc_auc(scores, positive) -> float:
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(scores)  # average ranks: ties count one half
+    ranks = _rankdata(scores)  # average ranks: ties count one half
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def memorization_auc(estimate, truth, threshold: float = 0.25) -> float:
+def memorization_auc(estimate, truth, threshold: float = MEMORIZED) -> float:
     """ROC AUC of ``estimate`` for ``truth > threshold``."""
     est, tru = _pair(estimate, truth)
     return roc_auc(est, tru > threshold)
@@ -100,7 +121,7 @@ def spearman(estimate, truth) -> float:
     est, tru = _pair(estimate, truth)
     if len(est) < 2:
         return float("nan")
-    return _correlation(rankdata(est), rankdata(tru))
+    return _correlation(_rankdata(est), _rankdata(tru))
 
 
 def pearson(estimate, truth) -> float:
@@ -117,7 +138,9 @@ def random_label_auc(estimate, is_random) -> float:
 QUALITY = ("auc", "top_overlap", "spearman", "pearson")
 
 
-def quality(estimate, truth, threshold: float = 0.25, fraction: float = 0.1) -> dict[str, float]:
+def quality(
+    estimate, truth, threshold: float = MEMORIZED, fraction: float = 0.1
+) -> dict[str, float]:
     """``auc`` (for truth > threshold), ``top_overlap``, ``spearman`` and ``pearson``."""
     return {
         "auc": memorization_auc(estimate, truth, threshold),
@@ -177,7 +200,7 @@ def _draw(values, dense, truth, threshold: float, k: int) -> np.ndarray:
     in_top = np.zeros(len(truth), bool)
     in_top[_top(truth, k)] = True
     overlap = in_top[order[:, :k]].sum(1) / k
-    spear = _rows_correlation(ranks, rankdata(truth))
+    spear = _rows_correlation(ranks, _rankdata(truth))
     return np.stack([auc, overlap, spear, _rows_correlation(values, truth)])
 
 
@@ -186,7 +209,7 @@ def quality_draws(
     truth,
     rng: np.random.Generator,
     draws: int = 400,
-    threshold: float = 0.25,
+    threshold: float = MEMORIZED,
     fraction: float = 0.1,
 ) -> dict[str, np.ndarray]:
     """``[draws, E]`` of each metric of :data:`QUALITY` on resamples of the examples.
@@ -212,3 +235,54 @@ def quality_draws(
             rows = rng.integers(0, n, n)
             out[d] = _draw(values[:, rows], dense[:, rows], truth[rows], threshold, k)
     return {metric: out[:, m] for m, metric in enumerate(QUALITY)}
+
+
+def spearman_brown(r_half: float) -> float:
+    """Reliability of a truth of K models from the correlation ``r_half`` of two truths of
+    K/2: ``2 r / (1 + r)`` (NaN for NaN or r <= -1; a negative r gives a negative R)."""
+    r = float(r_half)
+    if not np.isfinite(r) or r <= -1:
+        return float("nan")
+    return 2 * r / (1 + r)
+
+
+def corrected_correlation(raw, reliability: float):
+    """``raw / sqrt(reliability)``: the correlation with the noise-free truth that an
+    observed correlation ``raw`` with a truth of ``reliability`` implies (NaN where the
+    reliability is not positive). The estimator's own noise is not corrected for."""
+    rel = float(reliability)
+    raw = np.asarray(raw, dtype=np.float64)
+    out = raw / np.sqrt(rel) if np.isfinite(rel) and rel > 0 else np.full_like(raw, np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def difference_interval(
+    a,
+    b,
+    truth,
+    metric: str,
+    rng: np.random.Generator,
+    draws: int = 1000,
+    threshold: float = MEMORIZED,
+    fraction: float = 0.1,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """``(difference, low, high)``: ``metric`` (one of :data:`QUALITY`) of estimate ``a``
+    minus that of ``b`` against ``truth``, and its ``level`` interval (percentiles) from
+    ``draws`` resamples of the examples, the same resample for both (paired)."""
+    if metric not in QUALITY:
+        raise ValueError(f"metric must be one of {QUALITY}, got {metric!r}")
+    pair = np.stack([np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()])
+    truth = np.asarray(truth, np.float64).ravel()
+    keep = np.isfinite(truth) & np.isfinite(pair).all(0)  # the examples both are scored on
+    pair, truth = pair[:, keep], truth[keep]
+    q = quality(pair[0], truth, threshold, fraction)[metric]
+    q -= quality(pair[1], truth, threshold, fraction)[metric]
+    d = quality_draws(pair, truth, rng, draws, threshold, fraction)[metric]
+    diff = d[:, 0] - d[:, 1]
+    diff = diff[np.isfinite(diff)]
+    if not len(diff):
+        return float(q), float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(diff, [tail, 100 - tail])
+    return float(q), float(low), float(high)

@@ -1,12 +1,12 @@
 """Peer estimators of memorization from one plain training run.
 
 The experiment's model is trained once, plainly (no turn-over masks), with
-:func:`memorization.training.fit`. At the end of every epoch (a checkpoint, as
+:func:`memorization.method.training.fit`. At the end of every epoch (a checkpoint, as
 in the TracIn paper) the model is evaluated, in eval mode, on every training
 example: its loss, whether it is classified correctly, and the squared norm of
 its loss gradient ``||∇_θ ℓ_i||²`` over all trainable parameters, exact and
 without materialising per-example gradients (the gradient-statistics fast path,
-:func:`memorization.gradstats.batch_statistics`). From these records, every
+:func:`memorization.studies.gradstats.batch_statistics`). From these records, every
 estimator is oriented so that **higher means more memorized**:
 
 - ``tracin_self_influence``: TracIn self-influence (Pruthi et al. 2020),
@@ -38,6 +38,9 @@ on the MLP-4096 (mnist5k, one thread), so a recorded run costs about 3 plain run
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,6 +48,7 @@ import xarray as xr
 from torch import nn
 
 from ..data.tensors import TensorSplit
+from ..method.masks import splitmix64
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec, epoch_lr
 from ..method.training import fit
@@ -52,26 +56,41 @@ from ..studies.gradstats import batch_statistics
 
 __all__ = [
     "ESTIMATORS",
+    "PEERS",
+    "Peer",
+    "average_peers",
     "checkpoint_records",
     "cumulative_loss",
     "estimators_from_records",
     "forgetting_events",
     "peer_estimators",
+    "peer_seeds",
+    "peers_over_runs",
     "record_plain_run",
     "slow_learning",
     "tracin_self_influence",
 ]
 
-log = logging.getLogger("memorization.trust.peers")
+log = logging.getLogger(__name__)
 
-#: the estimators' variable names, each higher = more memorized
-ESTIMATORS = (
-    "tracin_self_influence",
-    "final_loss",
-    "slow_learning",
-    "forgetting_events",
-    "cumulative_loss",
-)
+_NATS = "nats"
+_SQ_GRAD = "nats^2 per squared parameter unit"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer estimator, the one place it is declared: its variable ``name`` (in
+    ``peers.nc``, ``estimates.nc`` and the validation table), ``compute`` (its values over
+    the examples from :func:`record_plain_run`'s records, oriented so that higher means
+    more memorized), the variable's ``long_name`` and ``units``, and the ``color`` the
+    validation figure draws it in. The PEERS schema, the validation table and figure and
+    ``estimates.nc`` all derive from :data:`PEERS`."""
+
+    name: str
+    compute: Callable[[xr.Dataset], np.ndarray]
+    long_name: str
+    units: str = "1"
+    color: str = "black"
 
 
 def forgetting_events(correct: np.ndarray) -> np.ndarray:
@@ -102,6 +121,47 @@ def cumulative_loss(losses: np.ndarray) -> np.ndarray:
     the plain run keeps anyway.
     """
     return np.asarray(losses, dtype=np.float64).sum(0)
+
+
+def _final_loss(records: xr.Dataset) -> np.ndarray:
+    return records["loss"].values[-1].astype(np.float64)
+
+
+#: every peer estimator, in the order tables and figures list them (add a record to add one)
+PEERS: tuple[Peer, ...] = (
+    Peer(
+        "tracin_self_influence",
+        lambda r: tracin_self_influence(r["grad_sq_norm"].values, r["lr"].values),
+        "TracIn self-influence: sum over epochs of lr * ||grad loss||^2",
+        _SQ_GRAD,
+        "tab:red",
+    ),
+    Peer("final_loss", _final_loss, "training loss after the last epoch", _NATS, "tab:orange"),
+    Peer(
+        "slow_learning",
+        lambda r: slow_learning(r["correct"].values),
+        "1 - learning speed (mean training accuracy over the epochs)",
+        "1",
+        "tab:green",
+    ),
+    Peer(
+        "forgetting_events",
+        lambda r: forgetting_events(r["correct"].values),
+        "forgetting events (correct -> incorrect); never learnt: number of epochs",
+        "",
+        "tab:brown",
+    ),
+    Peer(
+        "cumulative_loss",
+        lambda r: cumulative_loss(r["loss"].values),
+        "cumulative sample loss (CSL): sum over epochs of the end-of-epoch training loss",
+        _NATS,
+        "gold",
+    ),
+)
+
+#: the estimators' variable names, each higher = more memorized
+ESTIMATORS = tuple(p.name for p in PEERS)
 
 
 def checkpoint_records(
@@ -146,15 +206,21 @@ def record_plain_run(
 
     Returns ``loss``, ``correct`` and ``grad_sq_norm`` over (``epoch``, ``example``),
     ``lr`` (the learning rate of each epoch) and ``accuracy`` (training accuracy) per
-    epoch.
+    epoch; attributes ``train_seconds`` (wall seconds of the training alone: one plain
+    run) and ``record_seconds`` (of the checkpoint records).
     """
     records: list[dict[str, np.ndarray]] = []
+    recording = [0.0]
 
     def after_epoch(epoch: int) -> dict[str, float]:
+        start = time.perf_counter()
         records.append(checkpoint_records(model, train, method, batch_size))
+        recording[0] += time.perf_counter() - start
         return {"train_acc": float(records[-1]["correct"].mean())}
 
+    start = time.perf_counter()
     fit(model, train, opt, seed=seed, after_epoch=after_epoch, desc="plain run", progress=progress)
+    total = time.perf_counter() - start
     epochs = np.arange(1, opt.epochs + 1)
     ds = xr.Dataset(
         {
@@ -165,24 +231,18 @@ def record_plain_run(
     )
     ds["lr"] = ("epoch", np.array([epoch_lr(opt, e - 1) for e in epochs]))
     ds["accuracy"] = ds["correct"].mean("example")
+    # measured wall seconds: the plain training alone, and the checkpoint records
+    ds.attrs.update(
+        train_seconds=round(total - recording[0], 3), record_seconds=round(recording[0], 3)
+    )
     return ds
 
 
 def estimators_from_records(records: xr.Dataset) -> xr.Dataset:
-    """The estimators (see the module docstring) from :func:`record_plain_run`'s records."""
-    correct = records["correct"].values
-    values = {
-        "tracin_self_influence": tracin_self_influence(
-            records["grad_sq_norm"].values, records["lr"].values
-        ),
-        "final_loss": records["loss"].values[-1].astype(np.float64),
-        "slow_learning": slow_learning(correct),
-        "forgetting_events": forgetting_events(correct),
-        "cumulative_loss": cumulative_loss(records["loss"].values),
-    }
+    """Every estimator of :data:`PEERS` from :func:`record_plain_run`'s records."""
     ds = records.copy()
-    for name, v in values.items():
-        ds[name] = ("example", v)
+    for peer in PEERS:
+        ds[peer.name] = ("example", np.asarray(peer.compute(records)))
     ds.attrs["estimators"] = list(ESTIMATORS)
     return ds
 
@@ -204,3 +264,62 @@ def peer_estimators(
         net, train, opt, seed=seed, method=method, batch_size=batch_size, progress=progress
     )
     return estimators_from_records(records)
+
+
+def peer_seeds(seed: int, runs: int) -> list[int]:
+    """The seeds of the peers' ``runs`` plain runs. One run: the experiment's own seed (as
+    it always was). R > 1 runs: R seeds hashed from the experiment's seed with a salt of
+    their own, so none is the seed of a turn-over replicate
+    (:func:`memorization.trust.replicates.replicate_seed`) or, but by a 1-in-2^31 chance,
+    of a ground-truth model (drawn by ``SeedSequence``)."""
+    if runs < 1:
+        raise ValueError(f"peer runs must be at least 1, not {runs}")
+    if runs == 1:
+        return [int(seed)]
+    salt = np.uint64(0x9EE5)
+    mixed = [splitmix64(np.uint64(seed) ^ splitmix64(np.uint64(k) + salt)) for k in range(runs)]
+    return [int(m % np.uint64(2**31 - 1)) for m in mixed]
+
+
+def average_peers(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Dataset:
+    """One peers dataset from R single-run ones: every estimator of :data:`PEERS` the mean
+    over the runs; the per-epoch records (loss, correctness, gradient norms, accuracy)
+    kept per run along ``run``, with ``run_seed`` and ``run_train_seconds``."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    for k, run in enumerate(runs[1:], 1):
+        if not np.array_equal(run["example"].values, first["example"].values):
+            raise ValueError(f"peer run {k} records other examples than run 0")
+    stacked = xr.concat(list(runs), dim="run", join="exact", coords="minimal")
+    stacked = stacked.assign_coords(run=np.arange(len(runs)))
+    out = stacked.drop_vars(list(ESTIMATORS))
+    out["lr"] = first["lr"]
+    for name in ESTIMATORS:
+        out[name] = stacked[name].astype(np.float64).mean("run")
+    out["run_seed"] = ("run", np.asarray(seeds, dtype=np.int64))
+    out["run_train_seconds"] = ("run", [float(r.attrs.get("train_seconds", np.nan)) for r in runs])
+    out.attrs = {"estimators": list(ESTIMATORS), "peer_runs": len(runs)}
+    return out
+
+
+def peers_over_runs(
+    model: ModelSpec,
+    train: TensorSplit,
+    opt: OptimSpec,
+    seed: int,
+    runs: int = 1,
+    **kwargs,
+) -> xr.Dataset:
+    """The peer estimators averaged over ``runs`` independent plain runs (seeds
+    :func:`peer_seeds`); attribute ``train_seconds_per_run``: the mean measured wall
+    seconds of one run's plain training (the checkpoint records not counted)."""
+    seeds = peer_seeds(seed, runs)
+    single = [peer_estimators(model, train, opt, s, **kwargs) for s in seeds]
+    out = average_peers(single, seeds)
+    seconds = [float(r.attrs["train_seconds"]) for r in single]
+    out.attrs["train_seconds_per_run"] = round(float(np.mean(seconds)), 3)
+    out.attrs["record_seconds_per_run"] = round(
+        float(np.mean([float(r.attrs["record_seconds"]) for r in single])), 3
+    )
+    return out

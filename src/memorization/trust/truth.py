@@ -1,8 +1,22 @@
 """Ground truth by retraining: Feldman & Zhang's subsampled estimator (2020).
 
-K models of the experiment's architecture are trained, model ``k`` on a random
-subset of the training set holding exactly ``round(fraction * N)`` examples
-(default fraction 0.7). From every model's correctness on every example:
+K models of the experiment's architecture are trained, each on a subset of the
+training set drawn by one of two designs (:data:`DESIGNS`):
+
+- ``random`` (the default): model ``k`` on a random subset of exactly
+  ``round(fraction * N)`` examples (default fraction 0.7). An example is left out of
+  about ``(1 - fraction) K`` models, a binomial count (some examples by none);
+- ``pairs`` (complementary pairs): model ``2j`` on a random half of the training set,
+  stratified by label, model ``2j + 1`` on its complement, so every example is in
+  exactly ``K / 2`` models and out of the other ``K / 2``. Fraction 0.5 gives the
+  difference of two means its smallest standard error for a given K (equal counts in
+  and out), and no example goes without an estimate. The estimand is memorization at
+  half the training set, not at 70 %: Feldman and Zhang's estimand depends on the
+  fraction (a model trained on less data generalizes less, so more examples count as
+  memorized). K must be a multiple of 4, so each half of the models (below) holds whole
+  pairs.
+
+From every model's correctness on every example:
 
 - memorization of training example ``i``:
   ``mem_i = P[correct_i | i in the subset] - P[correct_i | i not in it]``,
@@ -18,11 +32,20 @@ subset of the training set holding exactly ``round(fraction * N)`` examples
   matrix, kept as the ``top_k`` largest per test example.
 
 Model ``k``'s subset and its initialisation seed are pure functions of
-``(seed, k)``, so the K models can be trained in shards (:func:`train_shard`
+``(seed, k)`` (with pairs: of the seed, the pair ``k // 2`` and the side ``k % 2``), so
+the K models can be trained in shards (:func:`train_shard`
 trains models ``[k0, k1)``) by separate jobs and merged (:func:`merge_shards`).
 Each shard trains its models together as one vectorised ensemble
-(:mod:`memorization.ensemble`). An example that is in (or out of) every
+(:mod:`memorization.trust.ensemble`). An example that is in (or out of) every
 model's subset has no estimate (NaN).
+
+The truth's models are never an estimator's: the pairs design's seeds are drawn from a
+stream of their own, at or above :data:`TRUTH_SEED_BASE`, above every seed an estimator
+trains with (the experiment's seed is below 2**32, turn-over replicates' below 2**31,
+and training adds at most 2 to a seed for its batch order and augmentation);
+:func:`check_disjoint` refuses a truth whose seeds meet any estimator's. The random
+design keeps the seeds it always had (below 2**31, drawn from ``(seed, k)``), so the
+artifacts it made stay what they were.
 """
 
 from __future__ import annotations
@@ -38,19 +61,25 @@ from ..data.tensors import TensorSplit
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from .ensemble import Ensemble, train_in_chunks
+from .replicates import replicate_seed
 
 __all__ = [
+    "DESIGNS",
+    "TRUTH_SEED_BASE",
+    "check_disjoint",
     "draw_subsets",
+    "estimator_seeds",
     "influence_matrix",
     "memorization_estimate",
     "merge_shards",
     "model_seeds",
+    "pair_subsets",
     "top_fz_influence",
     "train_shard",
     "truth_dataset",
 ]
 
-log = logging.getLogger("memorization.truth")
+log = logging.getLogger(__name__)
 
 
 def _model_range(n_models: int, k0: int, k1: int | None) -> range:
@@ -60,6 +89,24 @@ def _model_range(n_models: int, k0: int, k1: int | None) -> range:
     return range(k0, k1)
 
 
+#: the designs of the models' training subsets
+DESIGNS = ("random", "pairs")
+
+#: the smallest seed of a pairs-design truth model: every estimator's seeds (and the
+#: seed + 1 and + 2 training derives from them) lie below it
+TRUTH_SEED_BASE = 2**33
+
+
+def _check_design(design: str, n_models: int) -> None:
+    if design not in DESIGNS:
+        raise ValueError(f"truth design must be one of {DESIGNS}, got {design!r}")
+    if design == "pairs" and n_models % 4:
+        raise ValueError(
+            f"the pairs design needs a multiple of 4 models (whole pairs in each half), "
+            f"got {n_models}"
+        )
+
+
 def draw_subsets(
     n_train: int,
     n_models: int,
@@ -67,9 +114,21 @@ def draw_subsets(
     seed: int = 0,
     k0: int = 0,
     k1: int | None = None,
+    *,
+    design: str = "random",
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Training subsets of models ``[k0, k1)``: [k1 - k0, n_train] bool, each row with
-    exactly ``round(fraction * n_train)`` true entries, drawn from ``(seed, k)``."""
+    """Training subsets of models ``[k0, k1)``: [k1 - k0, n_train] bool.
+
+    ``random``: each row with exactly ``round(fraction * n_train)`` true entries, drawn
+    from ``(seed, k)``. ``pairs``: :func:`pair_subsets` of ``labels`` (``fraction`` is
+    not used: it is 1/2).
+    """
+    _check_design(design, n_models)
+    if design == "pairs":
+        if labels is None or len(labels) != n_train:
+            raise ValueError(f"the pairs design needs the {n_train} training labels")
+        return pair_subsets(labels, n_models, seed, k0, k1)
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     size = int(round(fraction * n_train))
@@ -83,13 +142,91 @@ def draw_subsets(
     return out
 
 
-def model_seeds(n_models: int, seed: int = 0, k0: int = 0, k1: int | None = None) -> np.ndarray:
-    """Initialisation (and batch-order) seeds of models ``[k0, k1)``, drawn from ``(seed, k)``."""
+def _half(labels: np.ndarray, seed: int, pair: int) -> np.ndarray:
+    """Pair ``pair``'s first half: half of every label's examples, drawn from
+    ``(seed, pair)`` (of a label with an odd count, the extra example falls on either
+    side by a coin)."""
+    rng = np.random.default_rng([int(seed), int(pair), 2])
+    half = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        take = len(idx) // 2 + int(len(idx) % 2 * rng.integers(2))
+        half[rng.permutation(idx)[:take]] = True
+    return half
+
+
+def pair_subsets(
+    labels: np.ndarray, n_models: int, seed: int = 0, k0: int = 0, k1: int | None = None
+) -> np.ndarray:
+    """Complementary pairs: model ``2j`` trains on pair ``j``'s random half (stratified by
+    ``labels``), model ``2j + 1`` on its complement; [k1 - k0, N] bool, each model's row a
+    pure function of ``(seed, k // 2, k % 2)``, so a shard may end inside a pair."""
+    labels = np.asarray(labels).ravel()
+    _check_design("pairs", n_models)
     models = _model_range(n_models, k0, k1)
+    out = np.zeros((len(models), len(labels)), dtype=bool)
+    halves: dict[int, np.ndarray] = {}
+    for row, k in enumerate(models):
+        if k // 2 not in halves:
+            halves[k // 2] = _half(labels, seed, k // 2)
+        out[row] = halves[k // 2] if k % 2 == 0 else ~halves[k // 2]
+    return out
+
+
+def model_seeds(
+    n_models: int,
+    seed: int = 0,
+    k0: int = 0,
+    k1: int | None = None,
+    *,
+    design: str = "random",
+) -> np.ndarray:
+    """Initialisation (and batch-order) seeds of models ``[k0, k1)``, drawn from
+    ``(seed, k)``: below 2**31 for the random design (the seeds it always had), at or
+    above :data:`TRUTH_SEED_BASE` for the pairs design (a stream no estimator draws
+    from)."""
+    _check_design(design, n_models)
+    models = _model_range(n_models, k0, k1)
+    stream, base = (1, 0) if design == "random" else (3, TRUTH_SEED_BASE)
     return np.array(
-        [np.random.SeedSequence([int(seed), k, 1]).generate_state(1)[0] >> 1 for k in models],
+        [
+            base + int(np.random.SeedSequence([int(seed), k, stream]).generate_state(1)[0] >> 1)
+            for k in models
+        ],
         dtype=np.int64,
     )
+
+
+def estimator_seeds(seed: int, count: int = 64) -> list[int]:
+    """The seeds the experiment's estimators train with: its turn-over replicates and its
+    plain runs (the peers, the studies' seeds) draw :func:`replicate_seed` of the first
+    ``count`` indices."""
+    return [replicate_seed(seed, r) for r in range(count)]
+
+
+def check_disjoint(truth_seeds, estimator_seeds) -> None:
+    """Refuse truth models whose seeds (or the batch-order and augmentation seeds training
+    derives from them, seed + 1 and + 2) meet an estimator's."""
+    truth = {int(s) + d for s in np.ravel(truth_seeds) for d in range(3)}
+    others = {int(s) + d for s in np.ravel(estimator_seeds) for d in range(3)}
+    shared = sorted(truth & others)
+    if shared:
+        raise ValueError(
+            f"truth models share seeds with the estimators' models ({shared[:5]}): "
+            "the ground truth must be trained independently of what it judges"
+        )
+
+
+def _models(train: TensorSplit, n_models: int, fraction: float, seed: int, models: range,
+            design: str) -> tuple[np.ndarray, np.ndarray, float]:  # fmt: skip
+    """The seeds and subsets of ``models`` (checked apart from the estimators' seeds), and
+    the fraction each model sees."""
+    seeds = model_seeds(n_models, seed, models.start, models.stop, design=design)
+    check_disjoint(seeds, estimator_seeds(seed))
+    labels = train.y.cpu().numpy() if design == "pairs" else None
+    subsets = draw_subsets(len(train), n_models, fraction, seed, models.start, models.stop,
+                           design=design, labels=labels)  # fmt: skip
+    return seeds, subsets, 0.5 if design == "pairs" else fraction
 
 
 def train_shard(
@@ -106,8 +243,10 @@ def train_shard(
     chunk_size: int | None = None,
     path: str = "auto",
     progress: bool = False,
+    design: str = "random",
 ) -> xr.Dataset:
-    """Train models ``[k0, k1)`` of the K and record their predictions.
+    """Train models ``[k0, k1)`` of the K, their subsets drawn by ``design``, and record
+    their predictions.
 
     Returns a Dataset over ``model`` and ``example`` (the training examples' ids) with
     ``in_train`` (the subsets), ``correct`` and ``prob`` (label probability) on the
@@ -115,8 +254,7 @@ def train_shard(
     (when ``test`` is given).
     """
     models = _model_range(n_models, k0, k1)
-    seeds = model_seeds(n_models, seed, models.start, models.stop)
-    subsets = draw_subsets(len(train), n_models, fraction, seed, models.start, models.stop)
+    seeds, subsets, fraction = _models(train, n_models, fraction, seed, models, design)
     splits = {"": train} if test is None else {"": train, "_test": test}
     out = {
         f"{what}{tag}": np.zeros((len(models), len(split)), dtype=dtype)
@@ -162,6 +300,8 @@ def train_shard(
     ds.attrs.update(
         n_models=int(n_models), fraction=float(fraction), seed=int(seed), seconds=float(seconds)
     )
+    if design != "random":  # recorded only where not the default: old artifacts stay as made
+        ds.attrs["design"] = design
     return ds
 
 
@@ -170,8 +310,8 @@ def merge_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
     if not shards:
         raise ValueError("no shards to merge")
     first = shards[0]
-    for key in ("n_models", "fraction", "seed"):
-        values = {s.attrs.get(key) for s in shards}
+    for key in ("n_models", "fraction", "seed", "design"):
+        values = {s.attrs.get(key, "random" if key == "design" else None) for s in shards}
         if len(values) != 1:
             raise ValueError(f"shards disagree on {key}: {sorted(values, key=str)}")
     for s in shards[1:]:
@@ -339,7 +479,11 @@ def truth_dataset(merged: xr.Dataset, top_k: int = 10) -> xr.Dataset:
     for name, (long_name, units) in attrs.items():
         ds[name].attrs.update(long_name=long_name, units=units)
     ds.attrs.update(
-        {k: merged.attrs[k] for k in ("n_models", "fraction", "seed") if k in merged.attrs}
+        {
+            k: merged.attrs[k]
+            for k in ("n_models", "fraction", "seed", "design")
+            if k in merged.attrs
+        }
     )
     ds.attrs["n_models_merged"] = int(k)
     return ds

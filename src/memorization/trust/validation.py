@@ -35,10 +35,28 @@ attribute). The per-example values the metrics were computed from are kept, so t
 claims can resample the examples: ``estimate`` (``experiment``, ``estimator``,
 ``example``) against ``truth_memorization`` (``experiment``, ``example``), and
 ``noisy_estimate`` (``estimator``, ``noisy_example``) against ``mislabeled``.
+
+The truth's own noise: its two halves agree at ``truth_half_*`` (ROC AUC, top-10 %
+overlap, Spearman); from the split-half Spearman ``r_h`` the reliability of the full
+truth is the Spearman-Brown ``R = 2 r_h / (1 + r_h)`` (``truth_reliability``; from the
+split-half Pearson for ``truth_reliability_pearson``), and every estimator's Spearman and
+Pearson correlations are also given corrected for it (``spearman_corrected``,
+``pearson_corrected``: the raw one divided by ``sqrt(R)``, the correlation with a
+noise-free truth; the estimator's own noise is not corrected).
+
+Equal cost: :func:`estimate_rows` scores any mapping name -> (values, cost in plain runs,
+family), so a file of estimates with measured costs (:func:`estimates_from_dataset`)
+replaces the nominal costs the turn-over and peer artifacts give (R runs, one run); and
+per experiment the best estimate that is not a peer at ≤ :data:`GOAL_RUNS` runs is
+compared with the best peer at ≤ :data:`GOAL_RUNS` runs on ROC AUC and top-10 % overlap:
+``equal_cost_difference`` and its 95 % interval (``equal_cost_low``/``_high``) from a
+paired bootstrap over the examples (:func:`memorization.trust.metrics.difference_interval`),
+over ``goal_metric``. The best of each side is picked after the fact on the same data.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,14 +64,27 @@ import numpy as np
 import xarray as xr
 
 from ..method.scoring import SCORE_FORMS
-from .metrics import quality, random_label_auc
+from .metrics import (
+    MEMORIZED,
+    corrected_correlation,
+    difference_interval,
+    quality,
+    random_label_auc,
+    spearman_brown,
+)
 from .peers import ESTIMATORS
 from .replicates import subset_means
 
 __all__ = [
     "CLEAN_METRICS",
+    "GOAL_METRICS",
+    "GOAL_RUNS",
     "METRICS",
+    "Estimate",
     "Runs",
+    "equal_cost_difference",
+    "estimate_rows",
+    "estimates_from_dataset",
     "estimator_table",
     "influence_agreement",
 ]
@@ -76,6 +107,46 @@ CLEAN_METRICS = {
 }
 
 
+#: the corrected correlations: column -> the raw column it corrects
+CORRECTED = {"spearman_corrected": "spearman", "pearson_corrected": "pearson"}
+
+#: the equal-cost comparison: its budget in plain runs, and its metrics
+GOAL_RUNS = 4.0
+GOAL_METRICS = ("auc_memorized", "top_overlap")
+#: resamples of the equal-cost difference's interval
+DIFFERENCE_DRAWS = 1000
+#: families that are not estimates of the project's own (the comparison's other side)
+PEER, TRUTH, TURNOVER = "peer", "ground truth", "turnover"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One estimator's values over examples, its training cost in plain runs of the
+    experiment's model, and its family (``turn-over``, ``peer``, ...). ``examples``: the
+    ids of ``values`` (None: already in the truth's order); ``seconds``: measured time."""
+
+    values: np.ndarray
+    cost_runs: float
+    family: str
+    examples: np.ndarray | None = None
+    seconds: float = float("nan")
+
+
+def estimates_from_dataset(ds: xr.Dataset) -> dict[str, Estimate]:
+    """Every variable over ``example`` of an estimates file that carries the ``family`` and
+    ``cost_runs`` attributes, as an :class:`Estimate`."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        if var.dims == ("example",) and "family" in var.attrs and "cost_runs" in var.attrs:
+            out[str(name)] = Estimate(
+                var.values, float(var.attrs["cost_runs"]), str(var.attrs["family"]),
+                ds["example"].values, float(var.attrs.get("seconds", np.nan)),
+            )  # fmt: skip
+    if not out:
+        raise ValueError("the estimates file holds no variable with family and cost_runs")
+    return out
+
+
 @dataclass
 class Runs:
     """The artifacts of one experiment the table is made from (any may be missing)."""
@@ -88,6 +159,9 @@ class Runs:
     variants: Mapping[str, xr.Dataset] = field(default_factory=dict)
     #: the model's name (``mlp``, ``vgg11``, ``cct``, ...)
     architecture: str = ""
+    #: every estimate of the experiment with its measured cost (an ``estimates.nc``); when
+    #: given, it replaces the turn-over scores and peers as the table's estimators
+    estimates: xr.Dataset | None = None
 
 
 def _replicate_seconds(scores: xr.Dataset, r: int) -> float:
@@ -117,18 +191,33 @@ def _turnover(scores: xr.Dataset, tag: str, replicates: Sequence[int]):
 
 def _candidates(runs: Runs, replicates: Sequence[int]):
     """(name, family, runs, seconds, values, their examples) of every estimator of ``runs``."""
+    if runs.estimates is not None:
+        # every estimate at its measured cost, and the turn-over scores of fewer replicates
+        # (the file holds the experiment's R only): the same family at lower costs
+        held = int(runs.scores.sizes.get("replicate", 1)) if runs.scores is not None else 1
+        for name, e in estimates_from_dataset(runs.estimates).items():
+            if e.family == TURNOVER:  # named by its replicates, as the rows of fewer are
+                name = f"{name}_R{held}"
+            yield name, e.family, e.cost_runs, e.seconds, e.values, e.examples
+        fewer = [r for r in replicates if r < held]
+        if fewer:
+            examples = runs.scores["example"].values
+            for name, r, seconds, values in _turnover(runs.scores, "", fewer):
+                yield name, TURNOVER, r, seconds, values, examples
+        return
     sources = [(runs.scores, "")] if runs.scores is not None else []
     sources += [(ds, f"[{n}]") for n, ds in runs.variants.items()]
     for scores, tag in sources:
         examples = scores["example"].values
         for name, r, seconds, values in _turnover(scores, tag, replicates):
-            yield name, "turn-over", r, seconds, values, examples
+            yield name, TURNOVER, r, seconds, values, examples
     if runs.peers is not None:
         seconds = float(runs.peers.attrs.get("seconds", np.nan))
+        plain_runs = float(runs.peers.attrs.get("peer_runs", 1))  # averaged over peer_runs
         for name in ESTIMATORS:
             if name in runs.peers:
                 values = runs.peers[name].values
-                yield name, "peer", 1.0, seconds, values, runs.peers["example"].values
+                yield name, "peer", plain_runs, seconds, values, runs.peers["example"].values
 
 
 @dataclass
@@ -140,23 +229,87 @@ class _Row:
     values: np.ndarray | None = None
 
 
+def estimate_rows(
+    estimates: Mapping[str, Estimate | tuple],
+    truth: xr.Dataset,
+    threshold: float = MEMORIZED,
+    top: float = 0.1,
+) -> dict[str, _Row]:
+    """Every estimate (an :class:`Estimate` or a tuple ``(values, cost_runs, family)`` in
+    the truth's example order) against the truth's memorization: the clean metrics, the
+    correlations corrected for the truth's reliability, and the costs."""
+    order, mem = truth["example"].values, truth["memorization"].values
+    reliability = truth_reliability(truth, threshold, top)
+    rows = {}
+    for name, e in estimates.items():
+        e = e if isinstance(e, Estimate) else Estimate(*e)
+        values = np.asarray(e.values, dtype=np.float64)
+        if e.examples is not None:
+            values = _aligned(values, e.examples, order)
+        elif values.shape != mem.shape:
+            raise ValueError(f"estimate {name!r}: {values.shape[0]} values for {len(mem)} truths")
+        q = quality(values, mem, threshold, top)
+        metrics = {m: q[key] for m, key in CLEAN_METRICS.items()}
+        for col, raw in CORRECTED.items():
+            metrics[col] = corrected_correlation(metrics[raw], reliability[f"reliability_{raw}"])
+        rows[name] = _Row(e.family, float(e.cost_runs), float(e.seconds), metrics, values)
+    return rows
+
+
+def truth_reliability(truth: xr.Dataset, threshold: float = MEMORIZED, top: float = 0.1) -> dict:
+    """The agreement of the truth's two halves (``half_<metric>``) and the Spearman-Brown
+    reliability of the full truth from the split-half Spearman and Pearson."""
+    half = truth["memorization_half"].values
+    q = quality(half[0], half[1], threshold, top)
+    out = {f"half_{m}": q[key] for m, key in CLEAN_METRICS.items()}
+    for raw in ("spearman", "pearson"):
+        out[f"reliability_{raw}"] = spearman_brown(q[raw])
+    return out
+
+
 def _clean_rows(runs: Runs, replicates, threshold: float, top: float) -> dict[str, _Row]:
     """Every estimator of a clean experiment against its truth, and the ceiling."""
     truth = runs.truth
-    order, mem = truth["example"].values, truth["memorization"].values
-    rows = {}
-    for name, family, r, seconds, values, examples in _candidates(runs, replicates):
-        aligned = _aligned(values, examples, order)
-        q = quality(aligned, mem, threshold, top)
-        metrics = {m: q[key] for m, key in CLEAN_METRICS.items()}
-        rows[name] = _Row(family, r, seconds, metrics, aligned)
+    estimates = {
+        name: Estimate(values, r, family, examples, seconds)
+        for name, family, r, seconds, values, examples in _candidates(runs, replicates)
+    }
+    rows = estimate_rows(estimates, truth, threshold, top)
     k = int(truth.attrs.get("n_models_merged", truth.attrs.get("n_models", 0)))
     frac = float(truth.attrs.get("fraction", 0.7))
-    half = truth["memorization_half"].values
-    q = quality(half[0], half[1], threshold, top)
-    metrics = {m: q[key] for m, key in CLEAN_METRICS.items()}
-    rows["fz_half_vs_half"] = _Row("ground truth", k * frac / 2, np.nan, metrics)
+    agree = truth_reliability(truth, threshold, top)
+    metrics = {m: agree[f"half_{m}"] for m in CLEAN_METRICS}
+    rows["fz_half_vs_half"] = _Row(TRUTH, k * frac / 2, np.nan, metrics)
     return rows
+
+
+def equal_cost_difference(
+    rows: Mapping[str, _Row],
+    truth: np.ndarray,
+    metric: str,
+    rng: np.random.Generator,
+    budget: float = GOAL_RUNS,
+    threshold: float = MEMORIZED,
+    top: float = 0.1,
+    draws: int = DIFFERENCE_DRAWS,
+) -> tuple[str, str, float, float, float]:
+    """``(estimate, peer, difference, low, high)``: the best estimate that is not a peer
+    and the best peer, each at ≤ ``budget`` plain runs, by ``metric``, and the 95 %
+    interval of the difference of their ``metric`` from a paired bootstrap over the
+    examples (empty names and NaN where a side has no estimator)."""
+
+    def best(keep) -> str:
+        names = [n for n, r in rows.items() if keep(r) and r.runs <= budget
+                 and r.values is not None and np.isfinite(r.metrics[metric])]  # fmt: skip
+        return max(names, key=lambda n: rows[n].metrics[metric], default="")
+
+    est = best(lambda r: r.family not in (PEER, TRUTH))
+    peer = best(lambda r: r.family == PEER)
+    if not est or not peer:
+        return est, peer, np.nan, np.nan, np.nan
+    d = difference_interval(rows[est].values, rows[peer].values, truth,
+                            CLEAN_METRICS[metric], rng, draws, threshold, top)  # fmt: skip
+    return est, peer, *d
 
 
 def _noisy_rows(runs: Runs, replicates) -> dict[str, _Row]:
@@ -171,12 +324,43 @@ def _noisy_rows(runs: Runs, replicates) -> dict[str, _Row]:
     return rows
 
 
-def _truth_info(truth: xr.Dataset, threshold: float) -> dict[str, float]:
+def _truth_info(truth: xr.Dataset, threshold: float, top: float) -> dict[str, float]:
+    agree = truth_reliability(truth, threshold, top)
     return {
         "truth_seconds": float(truth.attrs.get("seconds", np.nan)),
         "truth_memorized": float((truth["memorization"].values > threshold).sum()),
         "truth_models": float(truth.attrs.get("n_models_merged", 0)),
+        "truth_half_auc": agree["half_auc_memorized"],
+        "truth_half_overlap": agree["half_top_overlap"],
+        "truth_half_spearman": agree["half_spearman"],
+        "truth_reliability": agree["reliability_spearman"],
+        "truth_reliability_pearson": agree["reliability_pearson"],
     }
+
+
+def _equal_cost(clean: Sequence[Runs], per_exp: list[dict], threshold, top) -> xr.Dataset:
+    """The equal-cost comparison of every clean experiment over ``goal_metric``."""
+    shape = (len(clean), len(GOAL_METRICS))
+    names = {side: np.full(shape, "", dtype=object) for side in ("estimate", "peer")}
+    values = {key: np.full(shape, np.nan) for key in ("difference", "low", "high")}
+    for i, (runs, rows) in enumerate(zip(clean, per_exp, strict=True)):
+        truth = runs.truth["memorization"].values
+        for j, metric in enumerate(GOAL_METRICS):
+            rng = np.random.default_rng(zlib.crc32(f"{runs.name}:{metric}".encode()))
+            out = equal_cost_difference(rows, truth, metric, rng, GOAL_RUNS, threshold, top)
+            names["estimate"][i, j], names["peer"][i, j] = out[:2]
+            values["difference"][i, j], values["low"][i, j], values["high"][i, j] = out[2:]
+    dims = ("experiment", "goal_metric")
+    return xr.Dataset(
+        {
+            "equal_cost_estimate": (dims, names["estimate"]),
+            "equal_cost_peer": (dims, names["peer"]),
+            "equal_cost_difference": (dims, values["difference"]),
+            "equal_cost_low": (dims, values["low"]),
+            "equal_cost_high": (dims, values["high"]),
+        },
+        coords={"goal_metric": list(GOAL_METRICS)},
+    )
 
 
 def estimator_table(
@@ -184,7 +368,7 @@ def estimator_table(
     clean: Sequence[Runs] = (),
     noisy: Runs | None = None,
     replicates: Sequence[int] = (1, 2, 4, 8),
-    threshold: float = 0.25,
+    threshold: float = MEMORIZED,
     top: float = 0.1,
 ) -> xr.Dataset:
     """The quality of every estimator in both regimes, with its cost (see the module
@@ -205,19 +389,33 @@ def estimator_table(
     )
     ds = ds.merge(_clean_data(clean, per_exp, names))
     ds = ds.merge(_noisy_data(noisy, noisy_rows, names))
-    for key in ("truth_seconds", "truth_memorized", "truth_models"):
-        ds[key] = ("experiment", [_truth_info(c.truth, threshold)[key] for c in clean])
-    ds.attrs.update(threshold=float(threshold), top_fraction=float(top))
+    infos = [_truth_info(c.truth, threshold, top) for c in clean]
+    for key in ("truth_seconds", "truth_memorized", "truth_models", *_TRUTH_AGREEMENT):
+        ds[key] = ("experiment", np.array([info[key] for info in infos], dtype=np.float64))
+    designs = [str(c.truth.attrs.get("design", "random")) for c in clean]
+    ds = ds.assign_coords(truth_design=("experiment", np.array(designs, dtype=object)))
+    ds = ds.merge(_equal_cost(clean, per_exp, threshold, top))
+    ds.attrs.update(threshold=float(threshold), top_fraction=float(top), goal_runs=GOAL_RUNS)
     if noisy is not None:
         ds.attrs["noisy"] = noisy.name
         ds.attrs.update(_fitted(noisy.scores, noisy.peers))
     return ds
 
 
+_TRUTH_AGREEMENT = (
+    "truth_half_auc",
+    "truth_half_overlap",
+    "truth_half_spearman",
+    "truth_reliability",
+    "truth_reliability_pearson",
+)
+
+
 def _clean_data(clean: Sequence[Runs], per_exp: list[dict], names: list[str]) -> xr.Dataset:
     """The clean metrics and costs [experiment, estimator] and the per-example values."""
     shape = (len(clean), len(names))
-    data = {key: np.full(shape, np.nan) for key in [*CLEAN_METRICS, "cost_runs", "cost_seconds"]}
+    keys = [*CLEAN_METRICS, *CORRECTED, "cost_runs", "cost_seconds"]
+    data = {key: np.full(shape, np.nan) for key in keys}
     examples = np.unique(np.concatenate([c.truth["example"].values for c in clean] or [[]]))
     examples = examples.astype(np.int64)
     estimate = np.full((*shape, len(examples)), np.nan)

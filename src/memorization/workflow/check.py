@@ -23,19 +23,25 @@ import torch
 from jsonschema import Draft202012Validator
 
 from ..data.sources import dataset_info, dataset_spec
-from ..data.sources.builtin import DATASETS
+from ..data.sources.arrays import check_file_pixels
+from ..data.sources.builtin import DATASETS, missing_files
 from ..data.spec import DatasetError, DatasetInfo
 from ..infra.device import cuda_device_count
+from ..infra.options import resolve
+from ..method.dry_run import dry_run
 from ..method.masks import MaskCollisionError, distinct_masks, keep_count
 from ..method.models import MODELS, external
 from ..method.models.spec import ModelSpec, is_external, model_option_table
+from ..method.optim import OptimSpec, recipe_problems
+from ..method.precision import PRECISIONS, has_convolutions, supports
 from ..report.figures import FIGURES
 from ..report.figures.validation import GOAL_RUNS
 from .config import ConfigError, results_folder
 from .registry import STAGES
 from .resources import host_bytes, model_cost
 from .schema import schema
-from .specs import Experiment
+from .specs import EXPERIMENT_OPTIONS, STUDIES, Experiment, study_optim
+from .stages import estimates
 
 __all__ = [
     "ConfigError",
@@ -131,9 +137,18 @@ def dataset_infos(config: Mapping, bad: set[tuple] = frozenset()) -> tuple[dict,
             continue
         where = f"datasets.{name}" if name in user else f"dataset {name!r}"
         try:
-            infos[name] = dataset_info(dataset_spec(name, user), root)
+            spec = dataset_spec(name, user)
+            infos[name] = dataset_info(spec, root)
+            if spec.source == "arrays":  # NaN, inf or constant pixels, from a small file
+                check_file_pixels(spec)
         except DatasetError as err:
             errors.append(f"{where}: {err}")
+            continue
+        if infos[name].n_test == 0:
+            errors.append(
+                f"{where}: the test split is empty (no example has split 'test'); the held-out "
+                "accuracy needs test examples"
+            )
     return infos, errors
 
 
@@ -147,10 +162,12 @@ def _check_experiment(name: str, exp: Mapping, config: Mapping, infos) -> list[s
     if errors:
         return errors
     errors += _check_model_keys(where, exp)
+    errors += _check_subsets_from(where, exp)
     info = infos.get(exp["dataset"])
     if info is None:
         return errors
     errors += _check_sizes(where, exp, info)
+    errors += _check_recipe(where, exp, info)
     if not errors:
         errors += _check_model(where, exp, info)
     return errors
@@ -178,6 +195,26 @@ def _check_names(where: str, exp: Mapping, config: Mapping) -> list[str]:
             f"{_suggest(model, MODELS)}"
         )
     return errors
+
+
+def _check_subsets_from(where: str, exp: Mapping) -> list[str]:
+    """subsets_from names a variable a stage of this experiment puts in estimates.nc."""
+    name = exp.get("subsets_from")
+    if name is None:
+        return []
+    oob = any(str(key).startswith("oob_") for key in exp)
+    known = estimates.estimate_names(oob)
+    if name in known:
+        return []
+    hint = (
+        " (the out-of-bag estimates need an oob_* key, e.g. oob_networks)"
+        if name in estimates.OOB_NAMES
+        else _suggest(name, known)
+    )
+    return [
+        f"{where}.subsets_from: {name!r} is not an estimate of this experiment{hint}; "
+        f"known: {', '.join(known)}"
+    ]
 
 
 def _check_model_keys(where: str, exp: Mapping) -> list[str]:
@@ -254,6 +291,29 @@ def _check_sizes(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
     return errors
 
 
+def _check_recipe(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
+    """The optimizer's options against each other, for the experiment's training and each
+    plain study's (its own epochs and milestones), and no clipping for turn-over."""
+    values = resolve(EXPERIMENT_OPTIONS, exp)
+    optim = OptimSpec.from_config(values)
+    errors = [f"{where}.{key}: {msg}" for key, msg in recipe_problems(optim, set(exp))]
+    if optim.clip_norm is not None:
+        errors.append(
+            f"{where}.clip_norm: clipping by the global norm of the batch gradient makes every "
+            "parameter's step depend on every example of the batch, so turn-over training "
+            "(the scores) would train each example's muted sub-network on it; remove clip_norm"
+        )
+    reported = {key for key, _ in recipe_problems(optim, set(exp))}
+    for study in STUDIES:
+        own = study_optim(study, optim, values, info)
+        for key, msg in recipe_problems(own, set(exp)):
+            study_key = {"warmup_epochs": f"{study}_epochs", "milestones": f"{study}_milestones"}
+            if key in reported or key not in study_key:
+                continue
+            errors.append(f"{where}.{study_key[key]}: the {study} training: {msg}")
+    return errors
+
+
 def _check_truth(where: str, truth, n_train: int) -> list[str]:
     if not isinstance(truth, Mapping):
         return []
@@ -261,6 +321,18 @@ def _check_truth(where: str, truth, n_train: int) -> list[str]:
     models, shards = truth.get("models", 200), truth.get("shards", 1)
     if shards > models:
         errors.append(f"{where}.truth.shards: {shards} shards for {models} models")
+    if truth.get("design") == "pairs":
+        if models % 4:
+            errors.append(
+                f"{where}.truth.models: the pairs design needs a multiple of 4 models "
+                f"(whole complementary pairs in each half), got {models}"
+            )
+        if truth.get("fraction", 0.5) != 0.5:
+            errors.append(
+                f"{where}.truth.fraction: the pairs design trains every model on half of "
+                f"the training set; leave fraction out (got {truth['fraction']})"
+            )
+        return errors
     fraction = truth.get("fraction", 0.7)
     if round(fraction * n_train) in (0, n_train):
         errors.append(
@@ -272,22 +344,65 @@ def _check_truth(where: str, truth, n_train: int) -> list[str]:
 
 def _check_model(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
     """Build the model on the meta device (no memory, no compute) to vet its options,
-    then check that its turn-over masks can be distinct for every example."""
+    check that its turn-over masks can be distinct for every example, and try a model
+    of your own on two examples (its output's shape, the zero-gradient proof: dry_run)."""
     spec = ModelSpec.from_config(exp["model"], exp).with_classes(len(info.classes))
+    shape, refused = _model_shape(where, exp, info, spec)
+    if refused:
+        return refused
     try:
         with torch.device("meta"):
-            model = spec.build(info.shape)
-    except (ValueError, TypeError, AssertionError, RuntimeError, ImportError) as err:
+            model = spec.build(shape)
+    except Exception as err:  # noqa: BLE001 - a factory of the user's may raise anything
         keys = ", ".join(sorted(k for k in spec.options if k in exp)) or "defaults"
+        what = "" if isinstance(err, _EXPECTED_BUILD_ERRORS) else f"{type(err).__name__}: "
         return [
-            f"{where}: the {exp['model']} model with these options ({keys}) cannot be built: {err}"
+            f"{where}: the {exp['model']} model with these options ({keys}) cannot be built: "
+            f"{what}{err}"
         ]
+    layout = _check_layout(where, exp, model)
     n = max(info.n_train, info.n_test)
     problems = mask_collisions(model, n, int(exp["seed"]), info)
+    if not problems:
+        size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        tried = dry_run(spec, shape, size, int(exp["seed"]))
+        return layout + [f"{where}: the {exp['model']} model: {msg}" for msg in tried]
     keys = [k for k in UNITS_OPTIONS.get(_family(exp["model"]), ()) if k in spec.options]
     given = [k for k in keys if k in exp] or keys
-    return [f"{where}.{'/'.join(given)}: {msg}" if given else f"{where}: {msg}" for msg in problems]
+    return layout + [
+        f"{where}.{'/'.join(given)}: {msg}" if given else f"{where}: {msg}" for msg in problems
+    ]
 
+
+def _model_shape(where: str, exp: Mapping, info: DatasetInfo, spec: ModelSpec):
+    """(the shape the model reads, problems): the data's, or with ``preprocess: model`` the
+    model's own input size, refused for a model without a preprocessing config."""
+    if spec.options.get("preprocess", "dataset") != "model":
+        return tuple(info.shape), []
+    try:
+        pre = external.model_preprocessing(spec.name, info.shape, spec.options)
+    except Exception as err:  # noqa: BLE001 - a factory of the user's may raise anything
+        return None, [f"{where}.preprocess: the {spec.name} model's preprocessing: {err}"]
+    if pre is None:
+        return None, [
+            f"{where}.preprocess: the {spec.name} model has no preprocessing config (no "
+            "timm data config, no torchvision weights' transforms); use preprocess: dataset"
+        ]
+    return (int(info.shape[0]), *pre.size), []
+
+
+def _check_layout(where: str, exp: Mapping, model) -> list[str]:
+    """``channels_last`` is a layout of convolutions: refused on a model without any."""
+    if not exp.get("channels_last") or has_convolutions(model):
+        return []
+    return [
+        f"{where}.channels_last: the {exp['model']} model has no convolutions, so the "
+        "channels-last layout changes nothing; remove the key"
+    ]
+
+
+#: errors whose message says it all (others are named by their type)
+_EXPECTED_BUILD_ERRORS = (ValueError, TypeError, AssertionError, RuntimeError, ImportError)
 
 #: the options that decide how many units each model's masked layers have
 UNITS_OPTIONS = {
@@ -416,13 +531,25 @@ def _check_results(config: Mapping) -> list[str]:
                 return [
                     f"results: {raw!r} lies inside {str(parent)!r}, which is a file, not a folder"
                 ]
-            if not os.access(parent, os.W_OK | os.X_OK):
+            if not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):
                 return [
                     f"results: {raw!r} cannot be created or written ({str(parent)!r} is not "
                     "writable); set results: to a folder you can write"
                 ]
             break
     return []
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a folder can be made in ``folder`` (tried: permissions alone say yes for
+    root, and for /proc or a read-only mount)."""
+    import tempfile  # only for this probe
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".memorization-check-", dir=folder))
+    except OSError:
+        return False
+    return True
 
 
 def _check_memory(config: Mapping, infos: Mapping, valid: list[str]) -> list[str]:
@@ -446,6 +573,13 @@ def _check_memory(config: Mapping, infos: Mapping, valid: list[str]) -> list[str
     return errors
 
 
+def _missing_data(config: Mapping, infos: Mapping) -> list[str]:
+    """The built-in torchvision datasets used whose files are not under ``data_root``."""
+    user, root = config.get("datasets") or {}, config.get("data_root", "data")
+    found = [(n, missing_files(n, root)) for n in sorted(infos) if n not in user]
+    return [f"dataset {name!r}: {why}" for name, why in found if why]
+
+
 def _check_device(config: Mapping) -> list[str]:
     if config.get("device") != "cuda" or cuda_device_count() > 0:
         return []
@@ -453,6 +587,26 @@ def _check_device(config: Mapping) -> list[str]:
         "device: 'cuda' asks for a GPU, but none is visible on this machine, where the jobs "
         "run (use device: auto or cpu, or run on a cluster profile whose nodes have GPUs)"
     ]
+
+
+def _check_precision(config: Mapping, experiments: Mapping) -> list[str]:
+    """Refuse a ``precision`` the device the jobs run on here cannot compute natively."""
+    device = "cpu" if config.get("device") == "cpu" or cuda_device_count() == 0 else "cuda"
+    errors = []
+    for name, exp in experiments.items():
+        wanted = exp.get("precision", "fp32") if isinstance(exp, Mapping) else "fp32"
+        if wanted not in PRECISIONS or supports(wanted, device):
+            continue
+        if device == "cpu":
+            what = f"this CPU, where the jobs run, has no {wanted} kernels (it would emulate them)"
+        else:
+            what = f"the GPU the jobs run on ({torch.cuda.get_device_name(0)}) has no {wanted}"
+        alt = " or bf16" if wanted == "fp16" and supports("bf16", device) else ""
+        errors.append(
+            f"experiments.{name}.precision: {wanted}: {what}; use fp32{alt}, or run where "
+            f"{wanted} is native"
+        )
+    return errors
 
 
 def check_config(config: Mapping, *, local: bool = False) -> list[str]:
@@ -468,8 +622,13 @@ def check_config(config: Mapping, *, local: bool = False) -> list[str]:
 _SECTIONS = ("datasets", "experiments", "figures")
 
 
-def check(config: Mapping, *, local: bool = False) -> tuple[list[str], dict[str, DatasetInfo]]:
-    """:func:`check_config`'s problems, and the info of every dataset that could be read."""
+def check(
+    config: Mapping, *, local: bool = False, data_files: bool = False
+) -> tuple[list[str], dict[str, DatasetInfo]]:
+    """:func:`check_config`'s problems, and the info of every dataset that could be read.
+
+    ``data_files``: the built-in torchvision datasets' files must be under ``data_root``
+    unless ``download`` is true (``memorization check``; a dry run plans without them)."""
     if not isinstance(config, Mapping):
         return [f"<top level>: expected a mapping, got {type(config).__name__}"], {}
     errors, bad = _schema_errors(config)
@@ -490,8 +649,11 @@ def check(config: Mapping, *, local: bool = False) -> tuple[list[str], dict[str,
                 valid.append(name)
     errors += _check_figures(config, experiments, bad)
     errors += _check_results(config)
+    if data_files and not config.get("download", False):
+        errors += _missing_data(config, infos)
     if local:
         errors += _check_device(config)
+        errors += _check_precision(config, experiments)
         if not bad:
             errors += _check_memory(config, infos, valid)
     return list(dict.fromkeys(errors)), infos

@@ -61,6 +61,13 @@ WORKFLOW_OPTIONS: dict[str, Option] = {
         "training jobs save a resumable checkpoint every this many epochs",
         {"type": "integer", "minimum": 1},
     ),
+    "replace_results": Option(
+        False,
+        "this config replaces another config's results in the same results folder (the old "
+        "folder is moved aside to <results>.replaced-<time> first); false: such a config "
+        "is refused",
+        {"type": "boolean"},
+    ),
 }
 
 
@@ -118,6 +125,11 @@ def load_yaml(path: str | os.PathLike) -> dict:
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
+#: keys whose values are names, never numbers: ``turnover: ["4", "8"]`` names the
+#: children of an ``nn.Sequential``
+_NAMES_KEYS = frozenset({"turnover"})
+
+
 def coerce_overrides(value):
     """Turn strings that are numbers, booleans, lists or null into them, in place.
 
@@ -128,7 +140,8 @@ def coerce_overrides(value):
     """
     if isinstance(value, dict):
         for key in list(value):
-            value[key] = coerce_overrides(value[key])
+            if key not in _NAMES_KEYS:
+                value[key] = coerce_overrides(value[key])
         return value
     if isinstance(value, list):
         return [coerce_overrides(v) for v in value]

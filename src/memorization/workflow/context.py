@@ -29,7 +29,7 @@ from .provenance import provenance
 
 __all__ = ["Execution", "StageContext"]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ is refused with its line), checks the config (:func:`~.check.check_config`), and
 looks at the targets on the command line: a figure asked for under another config's
 results folder (``results/fig6.pdf`` where the config writes ``results/paper``) is
 named with the path it has. Any problem is printed without a traceback and the
-Snakefile stops (exit status 1) before Snakemake plans a job.
+Snakefile stops (exit status 1) before Snakemake plans a job. A check that passed is
+kept (``cache=``, :mod:`.check_cache`) and not redone while nothing it reads changed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from ..data.spec import DatasetInfo
-from .check import check
+from .check_cache import check_key, read_cached, write_cached
 from .config import ConfigError, load_yaml, results_folder
 
 __all__ = ["check_before_jobs", "target_hints"]
@@ -50,10 +51,12 @@ def check_before_jobs(
     overrides: Mapping | None = None,
     local: bool = True,
     argv: Sequence[str] | None = None,
+    cache: str | None = None,
 ) -> dict[str, DatasetInfo]:
     """Check everything before any job; print every problem and exit 1 if any.
 
     Returns each used dataset's info (its sizes, shape and classes), read once.
+    ``cache``: the file that keeps a passed check (none: always check).
     """
     problems = []
     for path in configfiles:
@@ -61,8 +64,15 @@ def check_before_jobs(
             load_yaml(path)
         except ConfigError as err:
             problems.append(str(err))
-    errors, infos = check(config, local=local)
-    problems += errors
+    key = check_key(config, configfiles, local=local) if cache else None
+    infos = read_cached(cache, key) if cache and not problems else None
+    if infos is None:
+        from .check import check  # heavy: the models and torch; a kept check needs neither
+
+        errors, infos = check(config, local=local)
+        problems += errors
+        if cache and not problems:
+            write_cached(cache, key, infos)
     if not problems:
         figures = list(config.get("figures") or {})
         results = results_folder(config.get("results", "results"))

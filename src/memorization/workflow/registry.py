@@ -26,7 +26,7 @@ from .context import StageContext
 from .resources import Pass
 from .slices import OptionsSlice, Slice
 from .specs import Experiment
-from .stages import data, report, scores, studies, trust
+from .stages import data, estimates, oob, report, scores, studies, trust
 
 __all__ = ["STAGES", "Paths", "Stage", "stage"]
 
@@ -115,8 +115,12 @@ STAGES: dict[str, Stage] = {
         Stage("peers", "{exp}/peers.nc", trust.peers,
               "Peer estimators (TracIn self-influence, final loss, learning speed, "
               "forgetting) from one plain run.",
-              slice=trust.peers_slice, schema=trust.PEERS, trains=True,
+              slice=scores.peers_slice, schema=trust.PEERS, trains=True,
               passes=trust.peers_passes),
+        Stage("estimates", "{exp}/estimates.nc", estimates.estimates,
+              "Every memorization estimate of the experiment (turn-over forms, peers, "
+              "out-of-bag where asked for) with its family and cost in plain runs.",
+              slice=estimates.estimates_slice, schema=estimates.ESTIMATES),
         Stage("truth_shard", "{exp}/truth/shard{shard}.nc", trust.truth_shard,
               "Models [k0, k1) of the Feldman-Zhang ground truth, trained together.",
               slice=trust.truth_shard_slice, schema=trust.TRUTH_SHARD, trains=True,
@@ -129,12 +133,17 @@ STAGES: dict[str, Stage] = {
               "Turn-over influence (eq. 5): the top training examples of every test example.",
               slice=trust.influence_slice, schema=trust.INFLUENCE, trains=True,
               passes=trust.influence_passes),
+        Stage("oob", "{exp}/oob.nc", oob.oob,
+              "Out-of-bag sub-networks: K networks on balanced halves, each example scored "
+              "by those that never saw it against those that did.",
+              slice=oob.oob_slice, schema=oob.OOB, trains=True, passes=oob.oob_passes),
         Stage("validation", "validation.nc", trust.validation,
               "Quality and cost of every memorization estimator (the validation figure's "
               "table).", scope="run", slice=OptionsSlice, schema=trust.VALIDATION),
         Stage("overview", "{exp}/overview.pdf", report.overview,
               "One page per experiment: score histogram, sub-network accuracy, the most and "
-              "least memorized examples (what a config without figures builds)."),
+              "least memorized examples (what a config without figures builds).",
+              slice=estimates.overview_slice),
         Stage("figure", "{fig}.pdf", report.figure,
               "A figure of the paper, drawn from artifacts only (never trains), and its "
               "claims.", scope="run", outputs={"claims": "claims/{fig}.json"}),

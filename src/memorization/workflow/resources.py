@@ -7,7 +7,8 @@ experiment needs: a figure job does not wait in the queue for 4 hours and 16 GB,
 overrides them for one rule.
 
 Work is counted in forward passes of one example (``F`` FLOPs, counted once per model
-on the meta device with :mod:`torch.utils.flop_counter`): a training step costs 3 (the
+on the meta device with :mod:`torch.utils.flop_counter`, at the size the model reads:
+with ``preprocess: model`` its own input size): a training step costs 3 (the
 backward pass is about twice the forward), an evaluation 1, scoring both sub-networks
 2, a step with per-example gradient statistics ``3 * GRADSTATS_FACTOR`` (scoring counts
 every replicate of an experiment that has ``replicates``). A stage is a
@@ -26,7 +27,8 @@ is ``cpu``, ``threads`` times the per-thread rate of each kind of operation in t
 than the rest). Host memory::
 
     bytes  = 16 per pixel of the dataset (both splits: the uint8 artifact, float32
-               tensors and their normalisation temporaries)
+               tensors and their normalisation temporaries; with ``preprocess: model``
+               per pixel of the larger of the data's and the model's input size)
              + 16 per parameter (weights, gradients, momentum, a checkpoint)
              [device cpu: + 4 * 3 * batch_size * activations (a training step's layer
               outputs and their gradients) + 4 * 256 * parameters for a stage with
@@ -47,6 +49,7 @@ from functools import cache
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..method.models import external
 from ..method.models.spec import ModelSpec
 from .specs import Experiment
 
@@ -185,10 +188,27 @@ def _hashable(value):
     return value
 
 
-def model_cost(exp: Experiment) -> ModelCost:
-    """The experiment's model, built on the meta device (no memory, no compute)."""
+#: the input shape of each (model, data shape, options) asked for
+_SHAPES: dict[tuple, tuple[int, ...]] = {}
+
+
+def model_shape(exp: Experiment) -> tuple[int, ...]:
+    """The shape (C, H, W) of the images the experiment's model reads: the data's, or
+    with ``preprocess: model`` the model's own input size."""
+    shape = tuple(int(s) for s in exp.info.shape)
     options = tuple((k, _hashable(v)) for k, v in sorted(exp.model.options.items()))
-    return _model_cost(exp.model.name, tuple(exp.info.shape), len(exp.info.classes), options)
+    key = (exp.model.name, shape, options)
+    if key not in _SHAPES:  # the options as given: a dict stays a dict
+        pre = external.preprocessing_of(exp.model.name, exp.model.options, shape[0])
+        _SHAPES[key] = shape if pre is None else (shape[0], *(int(s) for s in pre.size))
+    return _SHAPES[key]
+
+
+def model_cost(exp: Experiment) -> ModelCost:
+    """The experiment's model on the images it reads (:func:`model_shape`), built on the
+    meta device (no memory, no compute)."""
+    options = tuple((k, _hashable(v)) for k, v in sorted(exp.model.options.items()))
+    return _model_cost(exp.model.name, model_shape(exp), len(exp.info.classes), options)
 
 
 def _ceil_to(value: float, step: int) -> int:
@@ -221,7 +241,8 @@ def runtime_minutes(
 def host_bytes(passes: list[Pass], exp: Experiment, *, device: str = "auto") -> float:
     """The host memory a job of these passes needs, without any margin (bytes)."""
     info, cost = exp.info, model_cost(exp)
-    pixels = (info.n_train + info.n_test) * math.prod(info.shape)
+    read = max(math.prod(info.shape), math.prod(model_shape(exp)))  # resized: the larger
+    pixels = (info.n_train + info.n_test) * read
     total = 16 * pixels + 16 * cost.params
     if device == "cpu":
         total += 4 * 3 * exp.optim.batch_size * cost.activations

@@ -27,6 +27,7 @@ from .specs import GradstatsSpec, LabelSpec, TruthSpec
 
 __all__ = [
     "DatasetSlice",
+    "EstimatesSlice",
     "InfluenceSlice",
     "LabelsSlice",
     "OptionsSlice",
@@ -123,12 +124,25 @@ class ScoresSlice(Slice):
 
 
 @dataclass(frozen=True)
+class EstimatesSlice(Slice):
+    """Every memorization estimate of an experiment (estimates.nc): its turn-over scores,
+    its peers and, where the experiment asks for them, its out-of-bag options."""
+
+    scores: ScoresSlice
+    peers: StudySlice
+    oob: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class SubsetsSlice(Slice):
-    """The easy and difficult subsets of a split's scores."""
+    """The easy and difficult subsets of a split's scores, or (``subsets_from``) of a
+    variable of the experiment's estimates."""
 
     scores: ScoresSlice
     size: int
     score_form: str
+    subsets_from: str | None = None
+    estimates: EstimatesSlice | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from .resources import mem_mb, runtime_minutes
 
 __all__ = ["Rules", "check_code", "run_from_snakemake"]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 
 class Rules:
@@ -207,6 +207,8 @@ def run_from_snakemake(smk) -> None:
         except (KeyboardInterrupt, SystemExit) as stop:
             log.info("stage stopped (%s); rerun to resume", type(stop).__name__)
             print(f"{smk.rule} stopped ({type(stop).__name__}); run again to resume", file=terminal)
+            if isinstance(stop, KeyboardInterrupt):  # the status of SIGINT, no traceback
+                raise SystemExit(130) from None
             raise
         except Exception as err:  # noqa: BLE001 - every failure: its message, not a traceback
             log.info("stage failed:\n%s", traceback.format_exc())

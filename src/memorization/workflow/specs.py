@@ -18,7 +18,7 @@ by the stage's record in the registry (:mod:`.registry`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..method.optim import OptimSpec
 from ..method.scoring import SCORE_FORMS, SHARPEN_TEMPERATURE
 from ..studies.gradient_statistics import COSINE_PAIRS
 from ..studies.gradstats import METHODS as GRADSTATS_METHODS
+from ..trust.oob import OPTIONS as OOB_OPTIONS
 
 __all__ = [
     "EXPERIMENT_OPTIONS",
@@ -69,6 +70,14 @@ TRUTH_OPTIONS = {
     ),
     "shards": Option(1, "jobs the K models are split over", _INT1),
     "top_k": Option(10, "influence pairs kept per test example", _INT1),
+    "design": Option(
+        "random",
+        "how the models' subsets are drawn: random (each model on a random fraction of the "
+        "training set) or pairs (complementary halves, stratified by label: every example "
+        "in exactly half of the models, the lowest standard error per model; fraction is "
+        "1/2 and models a multiple of 4)",
+        {"enum": ["random", "pairs"]},
+    ),
 }
 
 
@@ -129,6 +138,17 @@ EXPERIMENT_OPTIONS: dict[str, Option] = {
     ),
     # --- subsets
     "subset_size": Option(None, "size of the easy and of the difficult subset", _INT1),
+    "subsets_from": Option(
+        None,
+        "the estimate the easy and difficult subsets are drawn from: a variable of "
+        "<exp>/estimates.nc (turnover_<form>, a peer such as cumulative_loss or "
+        "tracin_self_influence, or an out-of-bag form such as oob_loss); every estimate is "
+        "oriented so that higher means more memorized (turn-over: muted minus unmuted; "
+        "peers: higher loss, self-influence, forgetting, slower learning; out-of-bag: held "
+        "out minus trained on), the difficult subset the highest. Default: the turn-over "
+        "score of score_form (the paper's method)",
+        {"type": "string"},
+    ),
     "test_subset_size": Option(
         None, "easy/difficult test subsets (default: subset_size scaled to the test split)", _INT1
     ),
@@ -167,6 +187,15 @@ EXPERIMENT_OPTIONS: dict[str, Option] = {
         "corruption sweep, figure 10: numbers of random labels",
         {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
     ),
+    "peer_runs": Option(
+        1,
+        "independent plain runs the peer estimators (peers.nc) are averaged over, seeds "
+        "derived from seed (one run: the experiment's own seed), to compare them with an "
+        "estimator of the same cost",
+        {"type": "integer", "minimum": 1, "maximum": 64},
+    ),
+    # --- out-of-bag sub-networks (never part of the default target)
+    **OOB_OPTIONS,
     # --- ground truth by retraining (never part of the default target)
     "truth": Option(
         None,
@@ -220,13 +249,28 @@ class GradstatsSpec:
 
 @dataclass(frozen=True)
 class TruthSpec:
-    """Feldman-Zhang ground truth: ``models`` retrainings on random ``fraction`` subsets,
-    trained by ``shards`` jobs; ``top_k`` influence pairs kept per test example."""
+    """Feldman-Zhang ground truth: ``models`` retrainings on random ``fraction`` subsets
+    (``design: random``) or on complementary halves (``pairs``), trained by ``shards``
+    jobs; ``top_k`` influence pairs kept per test example."""
 
     models: int = TRUTH_OPTIONS["models"].default
     fraction: float = TRUTH_OPTIONS["fraction"].default
     shards: int = TRUTH_OPTIONS["shards"].default
     top_k: int = TRUTH_OPTIONS["top_k"].default
+    design: str = TRUTH_OPTIONS["design"].default
+
+    def params(self) -> dict:
+        """The settings; ``design`` only where not the default (so the slices and hashes
+        of truths drawn at random stay those they were made with)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.design == TRUTH_OPTIONS["design"].default:
+            del out["design"]
+        return out
+
+    @property
+    def subset_fraction(self) -> float:
+        """The share of the training set each model sees (1/2 with pairs)."""
+        return 0.5 if self.design == "pairs" else self.fraction
 
     def shard_range(self, shard: int) -> tuple[int, int]:
         """Models ``[k0, k1)`` of shard ``shard`` (as even as possible)."""
@@ -258,6 +302,12 @@ class Experiment:
     studies: Mapping[str, OptimSpec] = field(default_factory=dict)
     #: the experiment's keys as given (defaults applied), for the config check
     given: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: plain runs the peer estimators are averaged over
+    peer_runs: int = 1
+    #: the variable of estimates.nc the subsets are drawn from (None: the turn-over score)
+    subsets_from: str | None = None
+    #: the keys the experiment's config sets itself (before defaults)
+    set_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
     def from_config(
@@ -301,6 +351,9 @@ class Experiment:
             truth=None if truth is None else TruthSpec(**resolve(TRUTH_OPTIONS, truth)),
             studies=studies,
             given=values,
+            peer_runs=int(values["peer_runs"]),
+            subsets_from=values["subsets_from"],
+            set_keys=frozenset(map(str, exp)),
         )
 
     @property

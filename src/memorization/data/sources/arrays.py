@@ -28,9 +28,13 @@ and across a change of ``test_fraction`` or ``split_seed``. The prepared dataset
 lists the examples in the order of their ids.
 
 Everything is checked before any pixel is converted; a :class:`DatasetError`
-names the file and the key at fault. :func:`info` reads only the shape of the
-images (the ``.npy`` header inside the ``.npz``, the variable's shape of a
-``.nc``) and the small keys (labels, split, ids, class names).
+names the file and the key at fault. :func:`info` reads only the shape and dtype
+of the images (the ``.npy`` header inside the ``.npz``, the variable's shape of a
+``.nc``) and the small keys (labels, split, ids, class names); pixels that are not
+real numbers (complex, strings) are refused from the dtype. :func:`load` (and
+:func:`check_file_pixels`, the config check's, for files up to 512 MiB of pixels)
+refuses a NaN or infinite pixel in any split, naming its row, and training images
+that are all one value.
 
 The helpers :func:`int_labels`, :func:`check_classes`, :func:`stratified_split`
 and :func:`to_nchw` are shared with the other sources.
@@ -87,6 +91,70 @@ OPTIONS: dict[str, Option] = {
 _SPLIT_KEY, _IDS_KEY, _NAMES_KEY = "split", "ids", "class_names"
 _CHANNEL_SIZES = (1, 3, 4)
 
+#: pixel dtypes read: unsigned and signed integers, floats (numpy dtype kinds)
+PIXEL_KINDS = "uif"
+
+
+def some(values, n: int = 5) -> str:
+    """At most ``n`` entries of a list, and how many more: messages stay one short line."""
+    values = list(values)
+    head = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:n])
+    more = f", ... and {len(values) - n} more" if len(values) > n else ""
+    return f"[{head}{more}]"
+
+
+def check_pixel_dtype(dtype, where: str) -> None:
+    """Refuse pixels that are not real numbers (complex, strings, objects, booleans)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in PIXEL_KINDS:
+        what = {
+            "c": "complex numbers",
+            "U": "strings",
+            "S": "bytes",
+            "O": "Python objects",
+            "b": "booleans",
+        }.get(dtype.kind, f"dtype {dtype}")
+        raise DatasetError(
+            f"{where}: pixels must be real numbers (integers or floats), got {what} "
+            f"(dtype {dtype}); convert them, e.g. images.astype(np.float32)"
+        )
+
+
+def check_pixels(
+    images: np.ndarray, is_test: np.ndarray, where: str, rows=None, constant: bool = True
+) -> None:
+    """Refuse NaN or infinite pixels in any split (naming the row) and a training split
+    whose images are all one value in a channel (they cannot be standardised; checked
+    with ``constant``).
+
+    ``rows``: the row in the file of each image (default: its position)."""
+    check_pixel_dtype(images.dtype, where)
+    n = len(images)
+    if images.dtype.kind == "f":
+        for start in range(0, n, 4096):
+            chunk = images[start : start + 4096]
+            bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+            if bad.any():
+                i = start + int(np.argmax(bad))
+                row = i if rows is None else int(rows[i])
+                split = "test" if is_test[i] else "train"
+                flat = np.asarray(images[i]).reshape(-1)
+                value = flat[~np.isfinite(flat)][0]
+                raise DatasetError(
+                    f"{where}: the image at row {row} ({split} split) has a pixel {value}; "
+                    "every pixel must be a finite number"
+                )
+    train = np.flatnonzero(~np.asarray(is_test))
+    if constant and len(train) and images.ndim == 4:
+        for c in range(images.shape[1]):
+            first = images[train[0], c].flat[0]
+            if all((images[i, c] == first).all() for i in train):
+                raise DatasetError(
+                    f"{where}: every training image has the value {first} in every pixel of "
+                    f"channel {c}: constant images cannot be standardised (their standard "
+                    "deviation is 0)"
+                )
+
 
 # --- helpers shared with the other sources ---------------------------------------------
 
@@ -116,7 +184,10 @@ def int_labels(values, where: str) -> np.ndarray:
 
 
 def check_classes(
-    labels: np.ndarray, is_test: np.ndarray, n_classes: int | None, where: str
+    labels: np.ndarray,
+    is_test: np.ndarray,
+    n_classes: int | None,
+    where: str,
 ) -> tuple[int, ...]:
     """Check class indices; the number of training examples of each class.
 
@@ -127,6 +198,14 @@ def check_classes(
     if len(labels) == 0:
         raise DatasetError(f"{where}: no examples")
     low, high = int(labels.min()), int(labels.max())
+    if n_classes is None and high >= len(labels):
+        # K classes need 2K examples or more: a larger label is no class index (and
+        # counting up to it would allocate memory for every class below it)
+        row = int(np.argmax(labels))
+        raise DatasetError(
+            f"{where}: labels must be class indices 0..K-1 without gaps; found {high} at row "
+            f"{row}, more than the {len(labels)} examples (number the classes 0, 1, 2, ...)"
+        )
     k = high + 1 if n_classes is None else int(n_classes)
     if low < 0 or high >= k:
         row = int(np.argmax((labels < 0) | (labels >= k)))
@@ -141,14 +220,14 @@ def check_classes(
     empty = np.flatnonzero(counts == 0)
     if len(empty):
         raise DatasetError(
-            f"{where}: class(es) {empty.tolist()} have no training examples (labels must be "
-            f"0..{k - 1} without gaps)"
+            f"{where}: class(es) {some(empty.tolist())} have no training examples (labels must "
+            f"be 0..{k - 1} without gaps)"
         )
     few = np.flatnonzero(counts < 2)
     if len(few):
         raise DatasetError(
             f"{where}: every class needs at least 2 training examples; class(es) "
-            f"{few.tolist()} have {counts[few].tolist()}"
+            f"{some(few.tolist())} have {some(counts[few].tolist())}"
         )
     return tuple(int(c) for c in counts)
 
@@ -164,7 +243,7 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int, where:
     if len(few):
         raise DatasetError(
             f"{where}: a stratified split needs at least 2 examples of every class; "
-            f"class(es) {few.tolist()} have 1"
+            f"class(es) {some(few.tolist())} have 1"
         )
     idx = np.arange(len(labels))
     try:
@@ -236,10 +315,7 @@ def split_values(values, where: str) -> np.ndarray:
     arr = arr.astype(str)
     bad = sorted(set(np.unique(arr)) - {"train", "test"})
     if bad:
-        raise DatasetError(
-            f"{where}: split values must be 'train' or 'test'; found {bad[:5]!r}"
-            + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        )
+        raise DatasetError(f"{where}: split values must be 'train' or 'test'; found {some(bad)}")
     return arr == "test"
 
 
@@ -252,6 +328,12 @@ def check_ids(values, n: int, where: str) -> np.ndarray:
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise DatasetError(f"{where}: ids must be integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and n and int(arr.max()) > np.iinfo(np.int64).max:
+        row = int(np.argmax(arr))
+        raise DatasetError(
+            f"{where}: ids must be at most {np.iinfo(np.int64).max} (2**63 - 1); found "
+            f"{int(arr[row])} at row {row}"
+        )
     arr = arr.astype(np.int64)
     if n and arr.min() < 0:
         raise DatasetError(f"{where}: ids must be non-negative; found {int(arr.min())}")
@@ -259,7 +341,7 @@ def check_ids(values, n: int, where: str) -> np.ndarray:
     if len(uniq) != n:
         dup = uniq[counts > 1]
         raise DatasetError(
-            f"{where}: ids must be unique; {len(dup)} repeated, e.g. {dup[:5].tolist()}"
+            f"{where}: ids must be unique; {len(dup)} repeated, e.g. {some(dup.tolist())}"
         )
     return arr
 
@@ -277,6 +359,12 @@ class _File:
         suffix = path.suffix.lower()
         try:
             if suffix == ".npz":
+                if not zipfile.is_zipfile(path):
+                    raise DatasetError(
+                        f"arrays file {str(path)!r} cannot be opened: it is not an .npz file "
+                        "(not a zip archive as numpy.savez writes); write it with "
+                        "numpy.savez(path, images=..., labels=...)"
+                    )
                 self._npz = np.load(path, mmap_mode="r", allow_pickle=False)
                 self._nc = None
                 self.keys = list(self._npz.files)
@@ -318,18 +406,25 @@ class _File:
             )
 
     def shape(self, key: str) -> tuple[int, ...]:
+        return self.header(key)[0]
+
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of a key (the ``.npy`` header only, for an ``.npz``)."""
         if self._nc is not None:
-            return tuple(self._nc[key].shape)
-        try:  # the .npy header only
+            return tuple(self._nc[key].shape), np.dtype(self._nc[key].dtype)
+        try:
             with self._npz.zip.open(key + ".npy") as f:
                 version = np.lib.format.read_magic(f)
                 if version == (1, 0):
-                    return tuple(np.lib.format.read_array_header_1_0(f)[0])
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    return tuple(shape), np.dtype(dtype)
                 if version == (2, 0):
-                    return tuple(np.lib.format.read_array_header_2_0(f)[0])
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    return tuple(shape), np.dtype(dtype)
         except (KeyError, ValueError, zipfile.BadZipFile):
             pass
-        return tuple(self.get(key).shape)
+        arr = self.get(key)
+        return tuple(arr.shape), arr.dtype
 
     def get(self, key: str) -> np.ndarray:
         try:
@@ -358,7 +453,8 @@ def _read(spec: DatasetSpec, with_images: bool):
     with _File(path) as f:
         f.require(images_key, "images_key")
         f.require(labels_key, "labels_key")
-        shape = f.shape(images_key)
+        shape, dtype = f.header(images_key)
+        check_pixel_dtype(dtype, f.where(images_key))
         order = channel_axis(shape, layout, f.where(images_key))
         labels = int_labels(f.get(labels_key), f.where(labels_key))
         n = int(shape[0])
@@ -394,7 +490,10 @@ def _read(spec: DatasetSpec, with_images: bool):
         else:
             # (the range of the labels first: the split needs valid classes)
             check_classes(
-                labels, np.zeros(n, bool), len(names) if names else None, f.where(labels_key)
+                labels,
+                np.zeros(n, bool),
+                len(names) if names else None,
+                f.where(labels_key),
             )
             where = f"{f.where(labels_key)} (split with test_fraction)"
             is_test = stratified_split(
@@ -413,7 +512,28 @@ def _read(spec: DatasetSpec, with_images: bool):
         if with_images:
             images = f.get(images_key)
             images = to_nchw(images if rows is None else images[rows], order)
+            file_rows = np.arange(n) if rows is None else rows
+            check_pixels(images, is_test, f.where(images_key), file_rows)
     return path, shape, order, labels, is_test, ids, classes, counts, images
+
+
+#: the config check reads the pixels of an arrays file up to this size (a larger file's
+#: pixels are checked when the dataset is prepared, still before any training)
+CHECK_PIXELS_BYTES = 512 * 2**20
+
+
+def check_file_pixels(spec: DatasetSpec, max_bytes: int = CHECK_PIXELS_BYTES) -> bool:
+    """Refuse NaN, infinite or constant pixels of the file as :func:`load` does, where its
+    images take at most ``max_bytes`` (the config check); whether they were read."""
+    opts = spec.options
+    key = str(opts.get("images_key", OPTIONS["images_key"].default))
+    with _File(Path(str(opts["path"])).expanduser()) as f:
+        f.require(key, "images_key")
+        shape, dtype = f.header(key)
+    if float(np.prod(shape, dtype=np.float64)) * dtype.itemsize > max_bytes:
+        return False
+    _read(spec, with_images=True)
+    return True
 
 
 def info(spec: DatasetSpec, data_root: str | Path = "data") -> DatasetInfo:

@@ -74,6 +74,37 @@ _EXPECTED_FILES = {
 }
 
 
+#: the files torchvision reads of each dataset, under data_root
+_FILES = {
+    "mnist": [
+        f"MNIST/raw/{f}"
+        for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    ],
+    "cifar10": [
+        f"cifar-10-batches-py/{f}"
+        for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    ],
+}  # fmt: skip
+_FILES["fashion_mnist"] = [f.replace("MNIST/", "FashionMNIST/") for f in _FILES["mnist"]]
+
+
+def missing_files(name: str, data_root: str | Path = "data") -> str | None:
+    """What is missing of a built-in torchvision dataset under ``data_root`` (None: nothing;
+    cheap: the files are not read), for the config check when nothing may be downloaded."""
+    if name not in _FILES:
+        return None
+    absent = [f for f in _FILES[name] if not (Path(data_root) / f).is_file()]
+    if not absent:
+        return None
+    return (
+        f"dataset {name!r} is not under data_root={str(data_root)!r} (missing: "
+        f"{', '.join(absent[:2])}{' ...' if len(absent) > 2 else ''}) and download is false: put "
+        f"torchvision's files there ({_EXPECTED_FILES[name]}), or set download: true on a "
+        "machine with internet"
+    )
+
+
 def _stratified_split(labels: np.ndarray, n_test: int) -> np.ndarray:
     from sklearn.model_selection import train_test_split  # heavy; only to split
 

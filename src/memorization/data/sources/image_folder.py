@@ -11,6 +11,9 @@ Layouts:
 Classes are the sorted names of the class subfolders (hidden ones skipped); label
 ``k`` is the ``k``-th. Image files are found at any depth under a class folder by
 extension (``.png .jpg .jpeg .bmp .gif .webp``, any case); other files are ignored.
+16-bit grey images (PNG mode ``I;16``) and float images are scaled to 8-bit grey levels,
+not clipped (:mod:`memorization.data.depth`). Training images that are all one value
+are refused (they cannot be standardised).
 
 Options:
 
@@ -49,7 +52,7 @@ from ...infra.options import REQUIRED, Option
 from ..lazy import GREY_MODES, read_image
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
 from ..stats import ChannelSums
-from .arrays import stratified_split
+from .arrays import check_pixels, stratified_split
 
 __all__ = ["EXTENSIONS", "OPTIONS", "info", "load", "scan"]
 
@@ -294,6 +297,7 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
         images = np.empty((len(paths), channels, *size), dtype=np.uint8)
         for i, rel in enumerate(paths):
             images[i] = _decode_checked(root, rel, size, channels, keep_size, first)
+        check_pixels(images, is_test, f"image folder {str(root)!r}")
         return RawData(images=images, attrs=attrs, **common)
     # one streaming pass: every image decoded once (checked), training pixels summed exactly
     sums = ChannelSums(channels)
@@ -302,6 +306,13 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
         if not test:
             sums.add(img)
     mean, std = sums.stats()
+    if (std == 0).any():
+        c = int(np.argmax(std == 0))
+        raise DatasetError(
+            f"image folder {str(root)!r}: every training image has the grey level "
+            f"{round(float(mean[c]) * 255)} in every pixel of channel {c}: constant images "
+            "cannot be standardised (their standard deviation is 0)"
+        )
     attrs.update(channel_mean=mean.tolist(), channel_std=std.tolist())
     abs_paths = np.array([str(root / p) for p in paths], dtype=object)
     return RawData(paths=abs_paths, attrs=attrs, **common)

@@ -38,7 +38,14 @@ import numpy as np
 from ...infra.options import REQUIRED, Option
 from ..lazy import GREY_MODES
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
-from .arrays import channel_axis, check_classes, int_labels, nchw_shape, to_nchw
+from .arrays import (
+    channel_axis,
+    check_classes,
+    check_pixels,
+    int_labels,
+    nchw_shape,
+    to_nchw,
+)
 
 __all__ = ["OPTIONS", "info", "load"]
 
@@ -107,6 +114,26 @@ def _split_args(cls, opts: dict) -> tuple[dict, dict]:
     )
 
 
+def _check_keywords(cls, dataset: str, opts: dict, train_args: dict, test_args: dict) -> None:
+    """Refuse a keyword the class does not take, naming the option (before it is called:
+    the class's own error would read as missing files)."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n in params if n != "root"]
+    given = [("args", dict(opts.get("args") or {})), ("train_args", train_args)]
+    given.append(("test_args", test_args))
+    for option, kwargs in given:
+        for key in kwargs:
+            if key not in params:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise DatasetError(
+                    f"dataset {dataset!r}: {option}.{key}: torchvision {cls.__name__} takes no "
+                    f"argument {key!r}{hint}; its arguments: {', '.join(known)}"
+                )
+
+
 def _construct(spec: DatasetSpec, data_root, download: bool):
     opts = dict(spec.options)
     if "name" not in opts:
@@ -115,6 +142,7 @@ def _construct(spec: DatasetSpec, data_root, download: bool):
     root = str(Path(str(opts.get("root") or data_root)).expanduser())
     train_args, test_args = _split_args(cls, opts)
     takes_download = "download" in inspect.signature(cls).parameters
+    _check_keywords(cls, spec.name, opts, train_args, test_args)
     out = []
     for split_args in (train_args, test_args):
         kwargs = {**dict(opts.get("args") or {}), **split_args}
@@ -261,6 +289,7 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
     if tr_x.dtype != te_x.dtype:
         tr_x, te_x = tr_x.astype(np.float32), te_x.astype(np.float32)
     images = np.concatenate([tr_x, te_x])
+    check_pixels(images, is_test, f"torchvision {name} (rows: training, then test examples)")
     return RawData(
         labels=labels,
         is_test=is_test,

@@ -4,7 +4,9 @@ Model names with a ``:`` are built here:
 
 - ``torchvision:NAME``: a torchvision classification model (``torchvision.models.get_model``,
   never with downloaded weights);
-- ``timm:NAME``: a timm model (``pip install timm``), ``pretrained=False``, ``in_chans`` set;
+- ``timm:NAME``: a timm model (``pip install timm``), ``pretrained=False``, ``in_chans`` set
+  (pretrained weights come from a local file or from the Hugging Face / torch hub cache,
+  never from the network: see ``weights``);
 - ``package.module:function``: a factory of the user's, imported with importlib and called
   with ``num_classes=`` (and ``in_channels=`` / ``in_chans=`` when its signature names
   them) plus ``model_args``.
@@ -33,6 +35,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from ...data.preprocess import Preprocess
 from ...infra.options import Option
 from ..turnover import TurnoverSiteError, find_head, prove_turnover
 from ..turnover import turnover as wrap_turnover
@@ -40,7 +43,14 @@ from ..turnover.head import bias_free_head, replace_module
 from ..turnover.model import TurnOverModel
 from .mlp import OPTIONS as _MLP_OPTIONS
 
-__all__ = ["OPTIONS", "build_external", "load_matching", "parse_name"]
+__all__ = [
+    "OPTIONS",
+    "build_external",
+    "load_matching",
+    "model_preprocessing",
+    "parse_name",
+    "preprocessing_of",
+]
 
 #: the options of every external model
 OPTIONS: dict[str, Option] = {
@@ -70,9 +80,19 @@ OPTIONS: dict[str, Option] = {
     "keep_fraction": _MLP_OPTIONS["keep_fraction"],
     "weights": Option(
         None,
-        "null, a local state-dict file, or a torchvision weights name (DEFAULT, "
-        "IMAGENET1K_V1, ...) already in torch's cache: nothing is ever downloaded",
+        "null, a local state-dict file (.pth, .pt, .bin, .safetensors), a torchvision weights "
+        "name (DEFAULT, IMAGENET1K_V1, ...) already in torch's cache, or a timm pretrained tag "
+        "(DEFAULT, a1_in1k, ...) already in the Hugging Face or torch hub cache: nothing is "
+        "ever downloaded",
         {"type": ["string", "null"], "minLength": 1},
+    ),
+    "preprocess": Option(
+        "dataset",
+        "dataset: standardise the images with the training split's channel statistics; "
+        "model: the model's own preprocessing (timm's data config, a torchvision weights' "
+        "transforms): images resized to its input size with its interpolation, standardised "
+        "with its mean and std",
+        {"enum": ["dataset", "model"]},
     ),
     "small_input": Option(
         "auto",
@@ -84,6 +104,10 @@ OPTIONS: dict[str, Option] = {
         {}, "keyword arguments of the model's constructor or factory", {"type": "object"}
     ),
 }
+
+#: options a config slice records only when they differ from these defaults (added after
+#: artifacts were made with external models: their params stay the same)
+UNRECORDED_DEFAULTS = {"preprocess": OPTIONS["preprocess"].default}
 
 #: inputs at most this many pixels wide get the small-input ResNet stem with "auto"
 SMALL_INPUT_PIXELS = 64
@@ -138,6 +162,11 @@ def _timm(arch: str, n_classes: int, channels: int, model_args: dict) -> nn.Modu
         close = difflib.get_close_matches(arch, timm.list_models(), n=5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"timm has no model {arch!r}{hint}")
+    if "pretrained" in model_args:
+        raise ValueError(
+            f"timm:{arch}: model_args.pretrained would download; give weights: DEFAULT (or a "
+            "tag) to read timm's weights from the local cache, or the path of a file"
+        )
     return timm.create_model(
         arch, pretrained=False, num_classes=n_classes, in_chans=channels, **model_args
     )
@@ -265,8 +294,8 @@ def _new_head(net: nn.Module, n_classes: int, required: bool) -> None:
 
 
 def _looks_like_path(weights: str) -> bool:
-    """A file path rather than a torchvision weights name."""
-    suffixes = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+    """A file path rather than a torchvision weights name or a timm tag."""
+    suffixes = (".pt", ".pth", ".bin", ".ckpt", ".tar", ".safetensors")
     return (
         os.sep in weights or "/" in weights or weights.endswith(suffixes) or Path(weights).exists()
     )
@@ -298,13 +327,69 @@ def _cached_torchvision_weights(arch: str, weights: str) -> Path:
     return file
 
 
+def _timm_cfg(arch: str, weights: str):
+    """timm's pretrained config of ``arch`` with tag ``weights`` (DEFAULT: timm's default)."""
+    import timm  # optional dependency: imported only when a timm model is built
+
+    base = arch.partition(".")[0]
+    tag = arch.partition(".")[2] if weights == "DEFAULT" else weights.rpartition(".")[2]
+    try:
+        cfg = timm.models.get_pretrained_cfg(f"{base}.{tag}" if tag else base)
+    except RuntimeError:  # timm's "Invalid pretrained tag"
+        cfg = None
+    if cfg is None:
+        tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{base}.*")]
+        raise ValueError(
+            f"timm:{arch} has no pretrained weights {weights!r} (known tags: "
+            f"{', '.join(['DEFAULT', *tags])}); or give the path of a local state-dict file"
+        )
+    return cfg
+
+
+def _cached_timm_weights(arch: str, weights: str) -> Path:
+    """The file of timm's pretrained ``weights`` of ``arch`` in the Hugging Face cache (or
+    torch hub's, for weights timm fetches by URL). Only the cache is read: no network call
+    is made, whatever HF_HUB_OFFLINE says (the cache is HF_HUB_CACHE or HF_HOME/hub)."""
+    cfg = _timm_cfg(arch, weights)
+    looked = []
+    if cfg.hf_hub_id:
+        from huggingface_hub import constants, try_to_load_from_cache  # installed with timm
+
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else []
+        for filename in names or ["model.safetensors", "pytorch_model.bin"]:
+            found = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(found, str) and Path(found).is_file():
+                return Path(found)
+        looked.append(f"the Hugging Face repository {repo} in {constants.HF_HUB_CACHE}")
+    if cfg.url:
+        file = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        if file.is_file():
+            return file
+        looked.append(f"the file {file}")
+    if cfg.file and Path(cfg.file).is_file():
+        return Path(cfg.file)
+    name = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else cfg.architecture
+    raise FileNotFoundError(
+        f"pretrained weights {weights} of timm:{arch} ({name}) are not cached: looked for "
+        f"{' and '.join(looked) or 'a file (timm knows no source)'}. Nothing is downloaded "
+        f'here; on a machine with internet run: python -c "import timm; '
+        f"timm.create_model('{name}', pretrained=True)\" and copy the cache (HF_HOME, "
+        "TORCH_HOME) here, or save the state dict to a file and give its path"
+    )
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a file: the dict itself, or the one under "state_dict"/"model"."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file  # optional: installed with timm
+
+        return dict(load_file(str(path), device="cpu"))
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, Mapping):
         if obj and all(torch.is_tensor(v) for v in obj.values()):
             return dict(obj)
-        for key in ("state_dict", "model"):
+        for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(obj.get(key), Mapping):
                 return dict(obj[key])
     raise ValueError(f"{path} holds no state dict (a mapping of names to tensors)")
@@ -342,26 +427,124 @@ def load_matching(net: nn.Module, state: Mapping[str, torch.Tensor]) -> dict:
     return {"loaded": sorted(taken), "skipped": skipped, "missing": sorted(set(own) - set(taken))}
 
 
-def _load_weights(net: nn.Module, name: str, weights: str | None) -> dict | None:
-    """Load ``weights`` (a file, or cached torchvision weights) into ``net``."""
-    if weights is None:
-        return None
-    weights = str(weights)
+def _overlay_file(name: str, weights: str | None, model_args: Mapping) -> str | None:
+    """``weights``, or the ``file`` of timm's ``pretrained_cfg_overlay`` in ``model_args``."""
+    overlay = model_args.get("pretrained_cfg_overlay") or {}
+    file = overlay.get("file") if isinstance(overlay, Mapping) else None
+    if file is not None and weights is not None:
+        raise ValueError(
+            f"{name}: weights {weights!r} and model_args.pretrained_cfg_overlay.file {file!r} "
+            "both name weights; give one"
+        )
+    if file is not None and not parse_name(name)[0] == "timm":
+        raise ValueError(f"{name}: pretrained_cfg_overlay is timm's; give weights: a file")
+    return weights if file is None else str(file)
+
+
+def _weights_file(name: str, weights: str) -> Path:
+    """The local file of ``weights`` of model ``name`` (refused, naming it, if absent)."""
     kind, arch = parse_name(name)
     if _looks_like_path(weights):
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} of {name} does not exist")
-    elif kind == "torchvision":
-        path = _cached_torchvision_weights(arch, weights)
-    else:
-        raise ValueError(
-            f"weights {weights!r} of {name}: give the path of a local state-dict file (named "
-            "weights are torchvision's; timm's pretrained weights would be a download)"
-        )
+        return path
+    if kind == "torchvision":
+        return _cached_torchvision_weights(arch, weights)
+    if kind == "timm":
+        return _cached_timm_weights(arch, weights)
+    raise ValueError(
+        f"weights {weights!r} of {name}: give the path of a local state-dict file (named "
+        "weights are torchvision's and timm's)"
+    )
+
+
+def _load_weights(net: nn.Module, name: str, weights: str | None, model_args: Mapping):
+    """Load ``weights`` (a file, cached torchvision or timm weights) into ``net``."""
+    weights = _overlay_file(name, None if weights is None else str(weights), model_args)
+    if weights is None:
+        return None
+    path = _weights_file(name, weights)
     if next(iter(net.parameters())).device.type == "meta":
         return {"source": str(path), "loaded": [], "skipped": [], "missing": []}
     return {"source": str(path), **load_matching(net, _read_state_dict(path))}
+
+
+# -- the model's own preprocessing --------------------------------------------------------------
+
+
+def _timm_preprocess(net: nn.Module) -> Preprocess | None:
+    """timm's data config of ``net`` (its ``pretrained_cfg``), or None without one."""
+    cfg = getattr(net, "pretrained_cfg", None) or getattr(net, "default_cfg", None)
+    if not isinstance(cfg, Mapping) or not {"input_size", "mean", "std"} <= set(cfg):
+        return None
+    import timm.data  # optional dependency: only for a model with a timm data config
+
+    data = timm.data.resolve_data_config({}, model=net)
+    interpolation = data.get("interpolation", "bilinear")
+    return Preprocess(
+        tuple(int(s) for s in data["input_size"][1:]),
+        tuple(float(m) for m in data["mean"]),
+        tuple(float(s) for s in data["std"]),
+        interpolation if interpolation in ("bilinear", "bicubic", "nearest") else "bilinear",
+    )
+
+
+def _torchvision_preprocess(arch: str, weights: str | None) -> Preprocess | None:
+    """The transforms of torchvision weights ``weights`` (named), else the arch's DEFAULT."""
+    import torchvision  # heavy: imported only when a torchvision model is built
+
+    try:
+        table = torchvision.models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        return None
+    named = weights is not None and not _looks_like_path(str(weights))
+    key = str(weights).rpartition(".")[2] if named else "DEFAULT"
+    if key not in ["DEFAULT", *table.__members__]:
+        return None
+    tf = table[key].transforms()
+    if not all(hasattr(tf, a) for a in ("crop_size", "mean", "std", "interpolation")):
+        return None  # not an image classifier's transforms
+    size = [int(s) for s in tf.crop_size]
+    return Preprocess(
+        (size[0], size[-1]),
+        tuple(float(m) for m in tf.mean),
+        tuple(float(s) for s in tf.std),
+        str(getattr(tf.interpolation, "value", tf.interpolation)),
+    )
+
+
+def model_preprocessing(name: str, in_shape: Sequence[int], options: Mapping) -> Preprocess | None:
+    """The model's own preprocessing (input size, mean, std, interpolation), or None when
+    it has none: timm's ``resolve_data_config``, a torchvision weights' transforms (those
+    named by ``weights``, else the architecture's DEFAULT), a factory's ``pretrained_cfg``.
+    The channels of the mean and std are fitted to ``in_shape[0]``."""
+    opts = _options(options)
+    kind, arch = parse_name(name)
+    channels = int(in_shape[0])
+    if kind == "torchvision":
+        found = _torchvision_preprocess(arch, opts["weights"])
+    else:
+        with torch.device("meta"):  # no memory, no compute: only its config is read
+            builder = _timm if kind == "timm" else _factory
+            net = builder(arch, 2, channels, opts["model_args"])
+        found = _timm_preprocess(net)
+    return None if found is None else found.for_channels(channels)
+
+
+def preprocessing_of(name: str, options: Mapping, channels: int) -> Preprocess | None:
+    """What the tensors of a model's data are made with: None (the dataset's channel
+    statistics) unless ``options`` say ``preprocess: model``; then the model's own
+    preprocessing, refused (ValueError naming the key) for a model that has none."""
+    if ":" not in str(name) or options.get("preprocess", "dataset") != "model":
+        return None
+    found = model_preprocessing(name, (int(channels),), options)
+    if found is None:
+        raise ValueError(
+            f"preprocess: the {name} model has no preprocessing config (no timm data config, "
+            "no torchvision weights' transforms); use preprocess: dataset"
+        )
+    return found
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -386,8 +569,9 @@ def build_external(
     head_sites = sites == "head"
     if opts["head_hidden"] is None or not head_sites:
         _new_head(net, int(n_classes), required=head_sites)
+    report = _load_weights(net, name, opts["weights"], opts["model_args"])  # before the masks
     model = _wrap(net, sites, opts, in_shape, int(n_classes))
-    model.weights_report = _load_weights(model.net, name, opts["weights"])
+    model.weights_report = report
     on_meta = next(iter(model.parameters())).device.type == "meta"
     if not head_sites and not plain and not on_meta:
         model.proof = prove_turnover(model, in_shape, int(n_classes), n_examples=4)

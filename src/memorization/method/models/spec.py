@@ -43,14 +43,19 @@ class ModelSpec:
     def from_params(cls, params: Mapping[str, Any]) -> ModelSpec:
         """The inverse of :meth:`params`."""
         params = dict(params)
-        return cls(params.pop("model"), params)
+        name = params.pop("model")
+        if is_external(name):  # options left out of the params at their default
+            params = {**external.UNRECORDED_DEFAULTS, **params}
+        return cls(name, params)
 
     def with_classes(self, n_classes: int) -> ModelSpec:
         return replace(self, n_classes=int(n_classes))
 
     def params(self) -> dict:
         """The YAML-able form a config slice records: ``{"model": name, **options}``."""
-        return {"model": self.name, **{k: _yaml(v) for k, v in self.options.items()}}
+        quiet = external.UNRECORDED_DEFAULTS if is_external(self.name) else {}
+        options = {k: v for k, v in self.options.items() if k not in quiet or v != quiet[k]}
+        return {"model": self.name, **{k: _yaml(v) for k, v in options.items()}}
 
     def parameter_count(self, in_shape: Sequence[int]) -> int:
         """Trainable parameter entries, counted on the meta device (no memory, no compute)."""

@@ -6,6 +6,8 @@
 - :mod:`.proof`: :func:`prove_turnover`, the zero-gradient check and its report.
 - :mod:`.check`: :func:`check_turnover`, the same check for every model, built-in or
   wrapped, on a batch of real training data.
+- :mod:`.update`: :func:`prove_update`, the same for the optimizer's update: an example
+  moves none of its muted sub-network's parameters through the step.
 - :mod:`.wrap`: :func:`turnover`, wrap a network built elsewhere (e.g. in a notebook).
 
 Config-driven models (``torchvision:NAME``, ``timm:NAME``, ``package.module:function``)
@@ -20,6 +22,7 @@ from .head import HiddenHead
 from .model import TurnOverModel
 from .proof import TurnoverProof, prove_turnover
 from .sites import HEAD, Site, find_head
+from .update import prove_update
 from .wrap import turnover
 
 __all__ = [
@@ -33,5 +36,6 @@ __all__ = [
     "check_turnover",
     "find_head",
     "prove_turnover",
+    "prove_update",
     "turnover",
 ]

@@ -4,7 +4,8 @@ A wrapped model (:class:`~.model.TurnOverModel`) goes through :func:`~.proof.pro
 which finds what is split and shared. A built-in model declares its shared parameters
 (``shared_parameter_names``); :func:`check_turnover` verifies that no other parameter gets
 gradient from both sub-networks of an example, in train and eval mode. Either way the
-scores stage runs it before training and records the report in ``scores.nc``.
+scores stage runs it before training and records the report in ``scores.nc``. Given the
+optimizer, :func:`~.update.prove_update` then checks its update too.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import numpy as np
 import torch
 
 from ..models.base import TurnOverNet
+from ..optim import OptimSpec
 from .errors import TurnoverSiteError
 from .proof import _MODES, _preserved, _usage, prove_turnover
+from .update import prove_update
 
 __all__ = ["TurnoverCheck", "check_turnover"]
 
@@ -31,14 +34,23 @@ class TurnoverCheck:
 
 
 def check_turnover(
-    model: TurnOverNet, x: torch.Tensor, y: torch.Tensor, seed: int
+    model: TurnOverNet, x: torch.Tensor, y: torch.Tensor, seed: int, opt: OptimSpec | None = None
 ) -> TurnoverCheck:
     """Prove on the batch ``(x, y)`` (with the examples' masks of ``seed``, numbered
     0..len(x)-1) that an example's unmuted loss trains none of its muted sub-network's
-    parameters but the shared ones; raise :class:`TurnoverSiteError` naming the parameter."""
+    parameters but the shared ones; raise :class:`TurnoverSiteError` naming the parameter.
+    With ``opt``, also that its optimizer's update moves none of them because of the
+    example (:func:`~.update.prove_update`; clipping by the global norm is refused)."""
+    if opt is not None and opt.clip_norm is not None:
+        raise TurnoverSiteError(
+            f"clip_norm: clipping by the global norm of the batch gradient ({opt.clip_norm:g}) "
+            "makes every parameter's step depend on every example, so an example's muted "
+            "sub-network would move because of it; turn-over training cannot clip"
+        )
     if hasattr(model, "sites"):
         proof = prove_turnover(model, tuple(x.shape[1:]), int(y.max()) + 1, seed=seed, x=x, y=y)
-        return TurnoverCheck(tuple(proof.shared), proof.shared_fraction, proof.text())
+        found = TurnoverCheck(tuple(proof.shared), proof.shared_fraction, proof.text())
+        return _with_update(found, model, x, y, seed, opt)
     masks = model.turnover_masks(seed, np.arange(len(x)), x.device, check_unique=False)
     rows = torch.arange(len(x), device=x.device)
     declared = set(model.shared_parameter_names())
@@ -59,4 +71,17 @@ def check_turnover(
         f"but the declared shared ones ({', '.join(sorted(declared)) or 'none'}; "
         f"{fraction:.2%} of the entries) gets gradient from both sub-networks of an example."
     )
-    return TurnoverCheck(tuple(sorted(declared)), fraction, text)
+    return _with_update(
+        TurnoverCheck(tuple(sorted(declared)), fraction, text), model, x, y, seed, opt
+    )
+
+
+def _with_update(found: TurnoverCheck, model, x, y, seed: int, opt) -> TurnoverCheck:
+    """The check with its update half (see :func:`check_turnover`); the report names the
+    update only for a recipe other than the paper's SGD, whose report stays as it was."""
+    if opt is None:
+        return found
+    said = prove_update(model, x, y, seed, opt, found.shared)
+    if not opt._recipe_params():
+        return found
+    return TurnoverCheck(found.shared, found.shared_fraction, f"{found.text}\n{said}")

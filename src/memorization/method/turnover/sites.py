@@ -218,6 +218,11 @@ def resolve_sites(
     sites = []
     for given in names:
         name = _canonical(net, modules, given)
+        if any(site.name == name for site in sites):
+            raise TurnoverSiteError(
+                f"module {name!r} is named twice as a turn-over site ({given!r}): its output "
+                "would be masked twice; name each module once"
+            )
         calls = seen.calls.get(name, 0)
         if calls != 1:
             what = "did not run" if calls == 0 else f"runs {calls} times"

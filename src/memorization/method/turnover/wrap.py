@@ -23,6 +23,12 @@ def _site_names(sites: str | Sequence[str]) -> list[str] | None:
         raise TurnoverSiteError('turnover sites: give "head" or a non-empty list of modules')
     if HEAD in names:
         raise TurnoverSiteError('"head" is a site of its own: give "head" or module names')
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TurnoverSiteError(
+            f"turnover sites: {', '.join(map(repr, twice))} named more than once: a module's "
+            "output would be masked twice; name each module once"
+        )
     return names
 
 
@@ -68,7 +74,13 @@ def turnover(
             raise ValueError("named turn-over sites need in_shape (C, H, W) to find their units")
         found = _untraced_head(module, names[0], bool(heads), mask_groups)
     else:
-        seen = trace(module, sample_input(module, in_shape))
+        try:
+            seen = trace(module, sample_input(module, in_shape))
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            raise TurnoverSiteError(
+                f"{type(module).__name__} cannot run on examples of in_shape "
+                f"{tuple(in_shape)} (channels, height, width): {type(err).__name__}: {err}"
+            ) from err
         found = resolve_sites(module, names, seen, mask_groups, heads=heads or [])
         out = seen.output
         if n_classes is None and hasattr(out, "dim") and out.dim() == 2:

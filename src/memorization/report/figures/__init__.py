@@ -3,7 +3,7 @@
 A figure module (``figN.py``) defines ``FIGURE``, a :class:`Figure`: the options it
 takes (a JSON schema per option, checked with the config, so a typo such as
 ``windw`` is refused), which of its options name experiments and which artifacts it
-needs from each, its drawing function and its claims (:mod:`memorization.claims`).
+needs from each, its drawing function and its claims (:mod:`memorization.report.claims`).
 Adding a figure is adding one file here; :data:`FIGURES` finds it.
 
 Figures only read artifacts (never train) and label everything from the artifacts'
@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ...infra.files import atomic_write
-from .base import Figure, load_inputs
+from .base import FOOTNOTE, Figure, load_inputs
 
 __all__ = ["FIGURES", "Figure", "figure", "load_inputs", "run_figure"]
 
@@ -52,9 +52,30 @@ def run_figure(name: str, inputs: Mapping, options: Mapping, output, claims_outp
     fig = figure(name)
     defaults = {k: v.get("default") for k, v in fig.options.items() if "default" in v}
     options = defaults | dict(options)
+    from ..claims import subsets_line, subsets_sources  # heavy (torch): only jobs draw
+
     arts = load_inputs(fig, options, inputs)
-    fig.draw(arts, options, output)
+    note = subsets_line(subsets_sources(_datasets(arts)))
+    token = FOOTNOTE.set(note)
+    try:
+        fig.draw(arts, options, output)
+    finally:
+        FOOTNOTE.reset(token)
     if claims_output is not None:
         claims = [asdict(c) for c in fig.claims(arts, options)]
+        for c in claims if note else ():
+            c["evidence"] = f"{c['evidence']} ({note})"
         text = json.dumps(claims, indent=1, allow_nan=False)
         atomic_write(claims_output, lambda tmp: Path(tmp).write_text(text))
+
+
+def _datasets(node):
+    """Every dataset among a figure's loaded artifacts (nested mappings and lists)."""
+    if isinstance(node, Mapping):
+        for value in node.values():
+            yield from _datasets(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _datasets(value)
+    elif hasattr(node, "attrs"):
+        yield node

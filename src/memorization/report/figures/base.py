@@ -5,21 +5,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from ...infra.files import atomic_write  # noqa: E402
-from ...trust.replicates import first_replicate  # noqa: E402
-from ...workflow.artifacts import config_of, open_artifact  # noqa: E402
-from ...workflow.slices import summary  # noqa: E402
-from ...workflow.specs import describe  # noqa: E402
+from ...infra.files import atomic_write
+from ...workflow.artifacts import config_of, open_artifact
+from ...workflow.slices import summary
+from ...workflow.specs import describe
 
 __all__ = [
     "COLORS",
@@ -27,6 +21,7 @@ __all__ = [
     "epoch_axis",
     "load_inputs",
     "over_seeds",
+    "pyplot",
     "runs",
     "save",
     "short",
@@ -34,19 +29,33 @@ __all__ = [
     "title_of",
 ]
 
-# sizes for a figure printed at its own width (7-8 inches: a page's text width)
-plt.rcParams.update(
-    {
-        "font.size": 8,
-        "axes.titlesize": 8,
-        "axes.labelsize": 8,
-        "legend.fontsize": 7,
-        "xtick.labelsize": 7,
-        "ytick.labelsize": 7,
-        "lines.linewidth": 1.3,
-        "pdf.fonttype": 42,
-    }
-)
+#: sizes for a figure printed at its own width (7-8 inches: a page's text width)
+RC_PARAMS = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.3,
+    "pdf.fonttype": 42,
+}
+
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files (Agg) at the figures' sizes.
+
+    The figures' metadata (names, options, inputs, headings, captions) is read by the
+    Snakefile on every start; matplotlib is loaded only by the job that draws.
+    """
+    import matplotlib  # heavy: loaded by the drawing jobs only, not by the Snakefile
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # heavy: as above
+
+    plt.rcParams.update(RC_PARAMS)
+    return plt
+
 
 COLORS = {"easy": "tab:blue", "difficult": "tab:red", "full": "black", "test": "tab:green"}
 
@@ -137,7 +146,11 @@ def _load(artifact: str, path):
     if not isinstance(path, str):
         return [_load(artifact, p) for p in path]
     ds = open_artifact(path, kind)
-    return first_replicate(ds) if kind == "scores" else ds
+    if kind != "scores":
+        return ds
+    from ...trust.replicates import first_replicate  # heavy: torch; the metadata needs none
+
+    return first_replicate(ds)
 
 
 def load_inputs(fig: Figure, options: Mapping, inputs: Mapping[str, str | list]) -> dict:
@@ -198,10 +211,17 @@ def smooth(values, window: int) -> np.ndarray:
 
 def epoch_axis(ax, epochs=None) -> None:
     """An integer epoch axis ending at the last epoch (not one tick beyond)."""
+    from matplotlib.ticker import MaxNLocator  # heavy: loaded by the drawing jobs only
+
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if epochs is not None and len(epochs):
         ax.set_xlim(float(epochs[0]), float(epochs[-1]))
+
+
+#: a line every figure drawn in this context prints under itself (which estimate drew
+#: the subsets, where not the turn-over score; empty: none)
+FOOTNOTE: ContextVar[str] = ContextVar("FOOTNOTE", default="")
 
 
 def save(fig, output: str | os.PathLike, about=()) -> None:
@@ -209,13 +229,15 @@ def save(fig, output: str | os.PathLike, about=()) -> None:
     training, from provenance) goes into the PDF's metadata, not into long titles."""
     described = "; ".join(dict.fromkeys(title_of(ds) for ds in about))
     metadata = {"Creator": "memorization workflow", "Subject": described} if described else {}
+    if FOOTNOTE.get():
+        fig.text(0.01, -0.02, FOOTNOTE.get(), fontsize=6, va="top")
     try:
         atomic_write(
             output,
             lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata=metadata),
         )
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
 
 
 def title_of(ds, with_study: bool = True, labels: bool = True) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import binomial, generator
-from .base import EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, runs, save, smooth
+from .base import EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, pyplot, runs, save, smooth
 from .curves import peak_drop, peak_epoch
 
 #: the all-random level "stays near chance": test accuracy within this of 1/classes
@@ -28,6 +27,7 @@ def _curve(ds, split: str) -> np.ndarray:
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     levels = _levels(arts)
     w = options["window"]
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0), sharey=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ...trust.metrics import roc_auc
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import generator, resample
-from .base import EXPERIMENT, Figure, save, short
+from .base import EXPERIMENT, Figure, pyplot, save, short
 
 #: random labels "have higher memorization scores": the ROC AUC that says so clearly
 AUC_SUPPORTED = 0.8
@@ -49,6 +48,7 @@ def tail_statistics(memorization: np.ndarray) -> dict[str, float]:
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     clean = arts["clean"]["scores"]
     noisy = arts["corrupted"]["scores"]
     bins = options["bins"]

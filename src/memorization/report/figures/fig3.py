@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..claims import Claim, judged
 from ..uncertainty import DRAWS, binomial
-from .base import EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, runs, save, smooth
+from .base import EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, pyplot, runs, save, smooth
 from .curves import (
     LAST,
     accuracy_draws,
@@ -27,6 +26,7 @@ FITTED_AFTER_PEAK = 0.05
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     ds = arts["experiment"]["dynamics"]
     w = options["window"]
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ...workflow.artifacts import config_of
@@ -16,6 +15,7 @@ from .base import (
     Figure,
     epoch_axis,
     over_seeds,
+    pyplot,
     runs,
     save,
     smooth,
@@ -26,6 +26,7 @@ MOST = 0.5
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     ds = arts["experiment"]["gradstats"]
     w = options["window"]
     epochs = ds["epoch"].values

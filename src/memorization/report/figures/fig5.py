@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import binomial
-from .base import EXPERIMENT_LIST, WINDOW, Figure, over_seeds, runs, save, short
+from .base import EXPERIMENT_LIST, WINDOW, Figure, over_seeds, pyplot, runs, save, short
 from .curves import dynamics_panel, easy_faster, pooled, simultaneous
 
 #: the control run (difficult subset removed) must lose at least this much accuracy on
@@ -18,6 +17,7 @@ LAST = 3
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     panels = arts["experiments"]
     w = options["window"]
     fig, axes = plt.subplots(len(panels), 2, figsize=(7.5, 2.9 * len(panels)), squeeze=False)

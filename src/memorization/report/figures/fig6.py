@@ -7,12 +7,22 @@ substantially ("a correct difficult example is more informative than an easy one
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..claims import Claim, judged
 from ..uncertainty import binomial
-from .base import COLORS, EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, runs, save, smooth
+from .base import (
+    COLORS,
+    EXPERIMENT,
+    WINDOW,
+    Figure,
+    epoch_axis,
+    over_seeds,
+    pyplot,
+    runs,
+    save,
+    smooth,
+)
 from .curves import pooled
 
 #: "converges fast on the easy subset": its accuracy after a quarter of the training
@@ -29,6 +39,7 @@ HALVES = ("easy", "difficult")
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     ds = arts["experiment"]["crosstrain"]
     w = options["window"]
     acc = over_seeds(ds["accuracy"])

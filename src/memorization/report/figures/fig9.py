@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import binomial, generator
-from .base import EXPERIMENT_LIST, Figure, epoch_axis, save, short
+from .base import EXPERIMENT_LIST, Figure, epoch_axis, pyplot, save, short
 
 #: "converge within the first few epochs": the accuracy at half of the training is at
 #: least this share of the final accuracy ...
@@ -24,6 +23,7 @@ STATEMENTS = {
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     panels = arts["experiments"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.8), squeeze=False)
     for i, (ax, art) in enumerate(zip(axes[0], panels, strict=True)):

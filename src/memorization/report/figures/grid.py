@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..claims import Claim, judged
-from ..top import image_of
 from ..uncertainty import binomial, generator
-from .base import EXPERIMENT, Figure, save, short
+from .base import EXPERIMENT, Figure, pyplot, save, short
 
 #: appendix C: both sub-networks agree with the label on at least this share of the easy
 #: examples shown (and the muted one less often on the difficult ones)
@@ -28,6 +26,8 @@ def chosen_examples(scores, per_class: int) -> dict[int, tuple[np.ndarray, np.nd
 
 
 def _show(ax, scores, data, pos) -> None:
+    from ..top import image_of  # heavy: imports matplotlib, for the drawing job only
+
     ax.set_xticks([])
     ax.set_yticks([])
     img = image_of(data, int(scores["example"].values[pos]))
@@ -40,6 +40,7 @@ def _show(ax, scores, data, pos) -> None:
 
 
 def draw_grid(arts, options, output, number: int) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     scores = arts["experiment"]["scores"]
     data = arts["experiment"]["dataset"]
     per_class = options["per_class"]

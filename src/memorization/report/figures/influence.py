@@ -3,10 +3,9 @@ influence on them (eq. 5), as Feldman and Zhang show theirs (beyond the paper)."
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .base import EXPERIMENT, Figure, save, title_of
+from .base import EXPERIMENT, Figure, pyplot, save, title_of
 
 
 def chosen(ds, n: int) -> np.ndarray:
@@ -16,6 +15,7 @@ def chosen(ds, n: int) -> np.ndarray:
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     ds = arts["experiment"]["influence"]
     data = arts["experiment"]["dataset"]
     rows, top = options["examples"], options["top"]

@@ -3,7 +3,11 @@
 Draws ``validation.nc`` (:mod:`memorization.trust.validation`): per clean experiment (one
 row per architecture, each against its own Feldman-Zhang ground truth) the quality of every
 estimator (ROC AUC for memorization > threshold, top-10 % overlap, Spearman, Pearson)
-against its cost in training runs, with the truth's split-half ceiling as a dashed line;
+against its measured cost in plain training runs, each with its 95 % interval from
+resampling the examples, the truth's split-half agreement as a dashed line, the truth's
+size, design, Spearman-Brown reliability and wall time beside each row, and in each AUC and
+overlap panel's title the difference between the best estimate at ≤ 4 runs and the best
+peer at ≤ 4 runs with its 95 % interval (paired bootstrap, ``equal_cost_*`` of the table);
 and the ROC AUC for fitted random labels of the noisy experiment. The options name the
 experiments the table is made from: ``clean`` (one experiment or a list of them, each with
 ``truth:`` settings) and ``noisy`` (random labels trained until fitted); ``replicates``
@@ -28,16 +32,16 @@ of one experiment share its resamples, so their draws are paired, :class:`Resamp
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from ...trust.metrics import quality_draws
+from ...trust.metrics import MEMORIZED, quality_draws
+from ...trust.peers import PEERS
 from ...trust.validation import CLEAN_METRICS
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import DRAWS, generator
-from .base import EXPERIMENT, Figure, save
+from .base import EXPERIMENT, Figure, pyplot, save
 
-MARKERS = {"turn-over": "o", "variant": "^", "peer": "s", "ground truth": "*"}
+MARKERS = {"turnover": "o", "variant": "^", "oob": "D", "peer": "s", "ground truth": "*"}
 FORM_COLORS = {
     "cumulative": "tab:pink",
     "loss": "tab:blue",
@@ -45,13 +49,8 @@ FORM_COLORS = {
     "zero_one": "tab:cyan",
     "sharpened": "tab:olive",
 }
-PEER_COLORS = {
-    "tracin_self_influence": "tab:red",
-    "final_loss": "tab:orange",
-    "slow_learning": "tab:green",
-    "forgetting_events": "tab:brown",
-    "cumulative_loss": "gold",
-}
+#: each peer's colour, from its record (:data:`memorization.trust.peers.PEERS`)
+PEER_COLORS = {peer.name: peer.color for peer in PEERS}
 METRIC_NAMES = {
     "auc_memorized": "AUC",
     "top_overlap": "top-10 % overlap",
@@ -66,7 +65,7 @@ GOAL_OVERLAP = 0.80
 GOAL_RANDOM_AUC = 0.99
 FITTED = 0.99
 #: the key of the project's goal claim (its resamples are shared by the experiment's claims)
-GOAL_KEY = "turnover_at_least_peers"
+GOAL_KEY = "estimate_at_least_peers"
 #: "beats": a margin is judged against 0, so turn-over must be better in the whole
 #: interval; a margin whose interval holds 0 is a tie within the noise (inconclusive)
 MARGIN = 0.0
@@ -85,17 +84,23 @@ def _color(name: str) -> str:
     return "black"
 
 
-def _panel(ax, names, families, values, costs, title) -> None:
-    """One metric of one experiment against cost: estimators as points, the ceiling as a
-    dashed line."""
-    for name, family, y, x in zip(names, families, values, costs, strict=True):
+def _panel(ax, names, families, values, costs, title, bounds=None) -> None:
+    """One metric of one experiment against its measured cost: estimators as points with
+    their 95 % intervals (``bounds`` [2, E]: from resampling the examples), the truth's
+    split-half agreement as a dashed line."""
+    bounds = np.full((2, len(names)), np.nan) if bounds is None else bounds
+    for i, (name, family, y, x) in enumerate(zip(names, families, values, costs, strict=True)):
         if not np.isfinite(y):
             continue
         if family == "ground truth":
             ax.axhline(y, color="grey", ls="--", lw=1)
-            ax.text(1, y, " FZ half vs half (ceiling)", fontsize=6, va="bottom", color="grey")
+            ax.text(1, y, " FZ half vs half", fontsize=6, va="bottom", color="grey")
             continue
-        marker = MARKERS["variant" if "[" in name else family]
+        marker = MARKERS.get("variant" if "[" in name else family, "D")
+        lo, hi = bounds[:, i]
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.errorbar(x, y, yerr=[[max(y - lo, 0)], [max(hi - y, 0)]], color=_color(name),
+                        lw=0.8, capsize=1.5, zorder=2)  # fmt: skip
         ax.scatter(x, y, marker=marker, color=_color(name), s=22, zorder=3)
         if family == "peer" or name.endswith("_R1") or name.endswith(f"_R{GOAL_RUNS}"):
             label = name.replace("turnover_", "").replace("_self_influence", "")
@@ -105,36 +110,41 @@ def _panel(ax, names, families, values, costs, title) -> None:
 
 
 def _legend(ax, loc: str) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     handles = [
         plt.Line2D([], [], color=c, marker="o", ls="", label=f"turn-over, {form}")
         for form, c in FORM_COLORS.items()
     ] + [
         plt.Line2D([], [], color="grey", marker="^", ls="", label="turn-over variant"),
-        plt.Line2D([], [], color="grey", marker="s", ls="", label="peer (one plain run)"),
-        plt.Line2D([], [], color="grey", ls="--", label="FZ half vs half (ceiling)"),
+        plt.Line2D([], [], color="grey", marker="s", ls="", label="peer"),
+        plt.Line2D([], [], color="grey", marker="D", ls="", label="other estimate"),
+        plt.Line2D([], [], color="grey", ls="--", label="FZ half vs half"),
     ]
     ax.legend(handles=handles, fontsize=6, frameon=False, loc=loc)
 
 
 def draw(arts, options, output) -> None:
+    plt = pyplot()  # matplotlib: loaded by the drawing job, not the Snakefile
     ds = arts["validation"]
     exps = list(ds["experiment"].values)
     rows = max(1, len(exps))
     fig, axes = plt.subplots(rows, 5, figsize=(17, 3.3 * rows), squeeze=False)
     names, families = list(ds["estimator"].values), list(ds["family"].values)
-    threshold = ds.attrs.get("threshold", 0.25)
+    threshold = ds.attrs.get("threshold", MEMORIZED)
     for i, exp in enumerate(exps):
         row = ds.sel(experiment=exp)
         arch = str(row["architecture"].values)
-        models = int(row["truth_models"])
+        bounds = _intervals(ds, exp)
         for ax, metric in zip(axes[i, :4], METRIC_NAMES, strict=True):
             title = f"{exp} ({arch}): {METRIC_NAMES[metric]}"
             if metric == "auc_memorized":
                 title += f", FZ > {threshold}"
-            _panel(ax, names, families, row[metric].values, row["cost_runs"].values, title)
-        axes[i, 0].set_ylabel(f"quality vs FZ ({models} models)")
+            title += _difference_label(row, metric)
+            _panel(ax, names, families, row[metric].values, row["cost_runs"].values, title,
+                   bounds[metric])  # fmt: skip
+        axes[i, 0].set_ylabel(_truth_label(row), fontsize=7)
     for ax in axes[-1, :4]:
-        ax.set_xlabel("cost (training runs)")
+        ax.set_xlabel("measured cost (plain training runs)")
     noisy = ds.attrs.get("noisy", "")
     fitted = ", ".join(f"{k[7:]} {v:.3f}" for k, v in ds.attrs.items() if k.startswith("fitted_"))
     _panel(
@@ -161,6 +171,55 @@ def draw(arts, options, output) -> None:
     save(fig, output)
 
 
+#: resamples of the figure's intervals per estimator
+FIGURE_DRAWS = 200
+
+
+def _intervals(ds, exp: str) -> dict[str, np.ndarray]:
+    """[2, E] 95 % bounds of each clean metric of every estimator of ``exp`` (NaN where it
+    has no values), from resampling the examples."""
+    row = ds.sel(experiment=exp)
+    values = row["estimate"].values
+    has = np.isfinite(values).any(1)
+    out = {m: np.full((2, len(values)), np.nan) for m in CLEAN_METRICS}
+    if not has.any():
+        return out
+    draws = quality_draws(values[has], row["truth_memorization"].values,
+                          generator("validation", "figure_intervals", exp), FIGURE_DRAWS,
+                          float(ds.attrs.get("threshold", MEMORIZED)),
+                          float(ds.attrs.get("top_fraction", 0.1)))  # fmt: skip
+    for metric, q in CLEAN_METRICS.items():
+        out[metric][:, has] = np.nanpercentile(draws[q], [2.5, 97.5], axis=0)
+    return out
+
+
+def _difference_label(row, metric: str) -> str:
+    """The equal-cost difference of ``metric`` with its interval, for a panel's title."""
+    if "equal_cost_difference" not in row or metric not in row["goal_metric"].values:
+        return ""
+    at = row.sel(goal_metric=metric)
+    d, lo, hi = (float(at[k]) for k in ("equal_cost_difference", "equal_cost_low",
+                                        "equal_cost_high"))  # fmt: skip
+    if not np.isfinite(d):
+        return ""
+    return f"\nbest ≤ {GOAL_RUNS} runs − best peer: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _truth_label(row) -> str:
+    """The truth's size, design, reliability and wall time, for a row's y label."""
+    models = int(row["truth_models"])
+    text = f"quality vs FZ ({models} models"
+    if "truth_design" in row.coords:
+        text += f", {row['truth_design'].item()}"
+    text += ")"
+    if "truth_reliability" in row and np.isfinite(float(row["truth_reliability"])):
+        text += f"\nreliability {float(row['truth_reliability']):.2f}"
+    seconds = float(row["truth_seconds"])
+    if np.isfinite(seconds):
+        text += f", {seconds / 60:.0f} min"
+    return text
+
+
 # --- claims ------------------------------------------------------------------------------
 
 
@@ -168,6 +227,17 @@ def _names(row, family: str, max_runs: float = np.inf) -> list[str]:
     """The estimators of ``family`` measured in this experiment, at most ``max_runs`` runs."""
     keep = (
         (row["family"].values == family)
+        & (row["cost_runs"].values <= max_runs)
+        & np.isfinite(row["auc_memorized"].values)
+    )
+    return [str(n) for n in row["estimator"].values[keep]]
+
+
+def _own(row, max_runs: float = np.inf) -> list[str]:
+    """The project's own estimators (every family but the peers and the truth: turn-over,
+    out-of-bag, ...) measured in this experiment, at most ``max_runs`` runs."""
+    keep = (
+        ~np.isin(row["family"].values, ["peer", "ground truth"])
         & (row["cost_runs"].values <= max_runs)
         & np.isfinite(row["auc_memorized"].values)
     )
@@ -192,7 +262,7 @@ class Resamples:
     def __init__(self, ds, exp: str) -> None:
         self.ds, self.exp = ds, exp
         row = ds.sel(experiment=exp)
-        self.names = _names(row, "turn-over", GOAL_RUNS) + _names(row, "peer")
+        self.names = list(dict.fromkeys(_own(row, GOAL_RUNS) + _names(row, "peer", GOAL_RUNS)))
         self._draws: dict[str, np.ndarray] | None = None
 
     def __call__(self, names: list[str]) -> dict[str, np.ndarray]:
@@ -204,7 +274,7 @@ class Resamples:
                 row["truth_memorization"].values,
                 generator("validation", GOAL_KEY, self.exp),
                 DRAWS,
-                float(self.ds.attrs.get("threshold", 0.25)),
+                float(self.ds.attrs.get("threshold", MEMORIZED)),
                 float(self.ds.attrs.get("top_fraction", 0.1)),
             )
             self._draws = {metric: draws[q] for metric, q in CLEAN_METRICS.items()}
@@ -229,13 +299,14 @@ def goal_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
     arch = str(row["architecture"].values)
     key = GOAL_KEY
     statement = (
-        f"on {arch or exp}, turn-over at ≤ {GOAL_RUNS} runs (its best form per metric) is at "
-        "least as good as every peer estimator on every metric (ROC AUC, top-10 % overlap, "
+        f"on {arch or exp}, the project's best estimate at ≤ {GOAL_RUNS} runs of measured cost "
+        "(turn-over or out-of-bag, its best form per metric) is at least as good as every peer "
+        f"estimator at ≤ {GOAL_RUNS} runs on every metric (ROC AUC, top-10 % overlap, "
         "Spearman, Pearson against Feldman-Zhang): the project's goal"
     )
-    to, peers = _names(row, "turn-over", GOAL_RUNS), _names(row, "peer")
+    to, peers = _own(row, GOAL_RUNS), _names(row, "peer", GOAL_RUNS)
     if not to or not peers:
-        return unmeasured("validation", key, statement, "no turn-over or no peer estimator", exp)
+        return unmeasured("validation", key, statement, "no own or no peer estimator", exp)
     draws = (resamples or Resamples(ds, exp))(to + peers)
     margins, margin_draws, parts, losses = {}, [], [], []
     for metric, label in METRIC_NAMES.items():
@@ -251,7 +322,9 @@ def goal_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
             losses.append(f"{label} to {_short(best_peer)} by {v_peer - v_to:.3f}")
     worst = min(margins, key=lambda m: np.nan_to_num(margins[m], nan=np.inf))
     evidence = "; ".join(parts) + (
-        f". Turn-over LOSES on {', '.join(losses)}" if losses else ". Turn-over loses nowhere"
+        f". The best own estimate LOSES on {', '.join(losses)}"
+        if losses
+        else ". The best own estimate loses nowhere"
     )
     return judged(
         "validation",
@@ -267,7 +340,7 @@ def goal_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
 
 
 def truth_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
-    """Issue 9's goal: AUC ≥ GOAL_AUC and top-10 % overlap ≥ GOAL_OVERLAP at ≤ GOAL_RUNS."""
+    """The validation's goal: AUC ≥ GOAL_AUC and top-10 % overlap ≥ GOAL_OVERLAP at ≤ GOAL_RUNS."""
     row = ds.sel(experiment=exp)
     key = "turnover_matches_truth"
     statement = (
@@ -275,7 +348,7 @@ def truth_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
         f"{GOAL_RUNS} runs reaches ROC AUC ≥ {GOAL_AUC} and top-10 % overlap ≥ "
         f"{GOAL_OVERLAP} against the FZ ground truth (the validation's goal, not the paper's)"
     )
-    to = _names(row, "turn-over", GOAL_RUNS)
+    to = _names(row, "turnover", GOAL_RUNS)
     if not to:
         return unmeasured("validation", key, statement, "no turn-over estimator", exp)
     draws = (resamples or Resamples(ds, exp))(to)
@@ -303,7 +376,7 @@ def tracin_claim(ds, exp: str, resamples: Resamples | None = None) -> Claim:
         "estimator beats TracIn self-influence (one plain run) on both ROC AUC and top-10 % "
         "overlap"
     )
-    to = _names(row, "turn-over", GOAL_RUNS)
+    to = _names(row, "turnover", GOAL_RUNS)
     if not to or "tracin_self_influence" not in _names(row, "peer"):
         return unmeasured("validation", key, statement, "no turn-over or no TracIn", exp)
     draws = (resamples or Resamples(ds, exp))([*to, "tracin_self_influence"])
@@ -331,7 +404,7 @@ def random_label_claim(ds) -> Claim:
     )
     runs, auc = ds["noisy_cost_runs"].values, ds["random_label_auc"].values
     fam = ds["family"].values
-    to = [str(n) for n in ds["estimator"].values[(fam == "turn-over") & (runs <= GOAL_RUNS)
+    to = [str(n) for n in ds["estimator"].values[(fam == "turnover") & (runs <= GOAL_RUNS)
                                                  & np.isfinite(auc)]]  # fmt: skip
     speed = float(ds["random_label_auc"].sel(estimator="slow_learning"))
     if not to or not np.isfinite(speed) or "noisy_estimate" not in ds:
@@ -385,8 +458,8 @@ FIGURE = Figure(
     name="validation",
     title="Memorization estimators against ground truth",
     caption="Quality of every memorization estimator against the Feldman-Zhang ground truth "
-    "(clean data, one row per architecture) and for fitted random labels, against its cost "
-    "in training runs.",
+    "(clean data, one row per architecture) and for fitted random labels, against its "
+    "measured cost in plain training runs, with 95 % intervals from resampling the examples.",
     options={
         "clean": EXPERIMENTS,
         "noisy": {**EXPERIMENT, "description": "experiment with random labels, trained to fit"},
@@ -396,7 +469,7 @@ FIGURE = Figure(
             "minItems": 1,
             "default": [1, 2, 4, 8],
         },
-        "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.25},
+        "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": MEMORIZED},
         "variants": {
             "type": "array",
             "items": {"type": "string"},
@@ -413,7 +486,7 @@ FIGURE = Figure(
         },
     },
     experiments={
-        "clean": ("scores", "peers", "truth", "influence"),
+        "clean": ("scores", "peers", "truth", "influence", "estimates"),
         "noisy": ("scores", "peers"),
         "variants": ("scores",),
         "noisy_variants": ("scores",),

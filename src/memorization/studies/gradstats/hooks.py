@@ -24,12 +24,14 @@ that the temporaries stay below :data:`CHUNK_ELEMENTS` numbers; contributions al
 need only the model's precision. Extra memory is thus the saved output-gradients (one
 activation per layer), a fixed-size chunk and at most one float64 copy of the
 parameters (the unit sum) — never batch × parameter count.
+
+The layer kinds (their tokens and dot products) are in :mod:`.layers`, the recording
+in :mod:`.recorder`; this module is the algebra over the recorded tokens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -37,227 +39,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .cosine import inverse_norms
-from .modules import hook_layers, trainable_parameters
+from .layers import Call, Layer
+from .modules import trainable_parameters
+from .recorder import LayerRecorder
 
 __all__ = ["CHUNK_ELEMENTS", "LayerRecorder", "batch", "unit_sum"]
 
 #: float64 numbers a chunk of per-example temporaries may hold (2**21: 16 MiB)
 CHUNK_ELEMENTS = 1 << 21
-
-
-class _Call:
-    """One call of a hooked layer: its input and, after backward, its output-gradient."""
-
-    __slots__ = ("a", "a_version", "z", "z_version", "out_shape", "d")
-
-    def __init__(self, a: Tensor, z: Tensor, keep_output: bool) -> None:
-        self.a = a.detach()
-        self.a_version = a._version
-        self.z = z if keep_output else None
-        self.z_version = z._version
-        self.out_shape = z.shape
-        self.d: Tensor | None = None
-
-    def save_grad(self, grad: Tensor) -> None:
-        self.d = grad if self.d is None else self.d + grad
-
-
-class _Layer:
-    """A hooked layer, the parameters of it that are trained, and its calls."""
-
-    def __init__(self, name: str, module: nn.Module) -> None:
-        self.name = name
-        self.module = module
-        w, b = module.weight, module.bias
-        self.weight = w if w.requires_grad else None
-        self.bias = b if b is not None and b.requires_grad else None
-        self.calls: list[_Call] = []
-
-    def key(self, what: str) -> str:
-        return f"{self.name}.{what}" if self.name else what
-
-    def live_calls(self) -> list[_Call]:
-        calls = [c for c in self.calls if c.d is not None]
-        for c in calls:
-            if c.a._version != c.a_version:
-                raise ValueError(
-                    f"the input of layer {self.name!r} was modified in place after the "
-                    "layer used it; the hooks path needs it intact (use method='func')"
-                )
-        return calls
-
-    # --- per-layer algebra, specialised below ---------------------------------------
-    def tokens_per_example(self, call: _Call) -> int:
-        raise NotImplementedError
-
-    def in_features(self) -> int:
-        raise NotImplementedError
-
-    def out_features(self) -> int:
-        raise NotImplementedError
-
-    def tokens(
-        self, call: _Call, sl: slice, need_a: bool, dtype=torch.float64
-    ) -> tuple[Tensor | None, Tensor]:
-        """A [c, L, K] (or None) and D [c, L, O] of examples ``sl``, in ``dtype``."""
-        raise NotImplementedError
-
-    def dot(self, call: _Call, gw: Tensor | None, gb: Tensor | None) -> Tensor:
-        """<this call's part of v_i, (gw, gb)> for every example (float64 [B])."""
-        raise NotImplementedError
-
-
-class _Linear(_Layer):
-    def tokens_per_example(self, call):
-        return call.a[0].numel() // self.in_features()
-
-    def in_features(self):
-        return self.module.in_features
-
-    def out_features(self):
-        return self.module.out_features
-
-    def tokens(self, call, sl, need_a, dtype=torch.float64):
-        d = call.d[sl]
-        c = d.shape[0]
-        d = d.reshape(c, -1, self.out_features()).to(dtype)
-        a = None
-        if need_a:
-            a = call.a[sl].reshape(c, -1, self.in_features()).to(dtype)
-        return a, d
-
-    def dot(self, call, gw, gb):
-        n = call.a.shape[0]
-        a = call.a.reshape(n, -1, self.in_features())
-        d = call.d.reshape(n, -1, self.out_features())
-        out = torch.zeros(n, dtype=torch.float64, device=d.device)
-        if gw is not None:
-            # the cheaper side: Ḡ a_it against d_it, or Ḡᵀ d_it against a_it
-            if self.out_features() <= self.in_features():
-                out += (a @ gw.T).mul_(d).sum((1, 2)).to(torch.float64)
-            else:
-                out += (d @ gw).mul_(a).sum((1, 2)).to(torch.float64)
-        if gb is not None:
-            out += (d.sum(1) @ gb).to(torch.float64)
-        return out
-
-
-class _Conv2d(_Layer):
-    def __init__(self, name, module):
-        super().__init__(name, module)
-        if module.groups != 1:
-            raise ValueError(f"layer {name!r}: only groups=1 is supported by the hooks path")
-
-    def tokens_per_example(self, call):
-        return call.out_shape[-1] * call.out_shape[-2]
-
-    def in_features(self):
-        m = self.module
-        return m.in_channels * m.kernel_size[0] * m.kernel_size[1]
-
-    def out_features(self):
-        return self.module.out_channels
-
-    def _padded(self, a: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """The input padded the way the module pads it, and the padding left to apply."""
-        m = self.module
-        if m.padding_mode == "zeros" and not isinstance(m.padding, str):
-            return a, m.padding
-        mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
-        return F.pad(a, m._reversed_padding_repeated_twice, mode=mode), (0, 0)
-
-    def _check_input(self, call: _Call) -> None:
-        if call.a.dim() != 4:
-            raise ValueError(f"layer {self.name!r}: the hooks path needs batched 4-d input")
-
-    def tokens(self, call, sl, need_a, dtype=torch.float64):
-        self._check_input(call)
-        m = self.module
-        d = call.d[sl]
-        c = d.shape[0]
-        d = d.reshape(c, m.out_channels, -1).transpose(1, 2).to(dtype)
-        a = None
-        if need_a:
-            padded, padding = self._padded(call.a[sl].to(dtype))
-            a = F.unfold(padded, m.kernel_size, m.dilation, padding, m.stride).transpose(1, 2)
-        return a, d
-
-    def dot(self, call, gw, gb):
-        self._check_input(call)
-        m = self.module
-        out = torch.zeros(call.a.shape[0], dtype=torch.float64, device=call.d.device)
-        if gw is not None:
-            padded, padding = self._padded(call.a)
-            proj = F.conv2d(padded, gw, None, m.stride, padding, m.dilation)
-            out += proj.mul_(call.d).sum((1, 2, 3)).to(torch.float64)
-        if gb is not None:
-            out += (call.d.sum((2, 3)) @ gb).to(torch.float64)
-        return out
-
-
-def _make_layer(name: str, module: nn.Module) -> _Layer:
-    return (_Linear if isinstance(module, nn.Linear) else _Conv2d)(name, module)
-
-
-class LayerRecorder:
-    """Context manager: during one forward pass, record every hooked layer's calls.
-
-    Each call's input is saved (a detached alias of what autograd saves anyway) and a
-    hook on its output stores the output-gradient when a backward pass reaches it.
-    With ``keep_outputs`` the outputs are kept too, so that the backward pass can stop
-    at them (:func:`unit_sum`).
-    """
-
-    def __init__(self, model: nn.Module, batch_size: int, keep_outputs: bool = False):
-        self.layers = [_make_layer(n, m) for n, m in hook_layers(model)]
-        self.batch_size = batch_size
-        self.keep_outputs = keep_outputs
-        self._handles: list = []
-
-    def __enter__(self) -> LayerRecorder:
-        self._handles = [
-            layer.module.register_forward_hook(partial(self._forward_hook, layer))
-            for layer in self.layers
-        ]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def _forward_hook(self, layer: _Layer, module, inputs, output) -> None:
-        if not isinstance(output, Tensor) or not output.requires_grad:
-            return
-        if not inputs or not isinstance(inputs[0], Tensor):
-            raise ValueError(f"layer {layer.name!r} must be called with its input positionally")
-        a = inputs[0]
-        if a.dim() < 2 or a.shape[0] != self.batch_size:
-            raise ValueError(
-                f"layer {layer.name!r} got input of shape {tuple(a.shape)}; the hooks path "
-                f"needs the batch ({self.batch_size} examples) in dimension 0"
-            )
-        call = _Call(a, output, self.keep_outputs)
-        output.register_hook(call.save_grad)
-        layer.calls.append(call)
-
-    def outputs(self) -> list[Tensor]:
-        return [c.z for layer in self.layers for c in layer.calls]
-
-    def outputs_intact(self) -> bool:
-        return all(c.z._version == c.z_version for layer in self.layers for c in layer.calls)
-
-    def check_all_seen(self) -> None:
-        """Raise if a layer's parameters got gradient while its forward never ran."""
-        for layer in self.layers:
-            if layer.calls:
-                continue
-            for p in (layer.weight, layer.bias):
-                if p is not None and p.grad is not None:
-                    raise ValueError(
-                        f"parameters of layer {layer.name!r} received gradient although "
-                        "its forward() never ran (used functionally?); use method='func'"
-                    )
 
 
 def _chunks(n: int, per_example: int) -> Iterator[slice]:
@@ -271,7 +60,7 @@ def _rowdot(x: Tensor, y: Tensor) -> Tensor:
     return torch.bmm(x.unsqueeze(1), y.unsqueeze(2)).view(-1)
 
 
-def _layer_sq_norms(layer: _Layer, n: int) -> tuple[Tensor, tuple | None]:
+def _layer_sq_norms(layer: Layer, n: int) -> tuple[Tensor, tuple | None]:
     """||this layer's part of v_i||² for every example (float64 [n]), unscaled d.
 
     Also returns the float64 tokens ``(a, d)`` when one call's tokens of all n
@@ -309,7 +98,7 @@ def _layer_sq_norms(layer: _Layer, n: int) -> tuple[Tensor, tuple | None]:
     return out, (a, d) if whole else None
 
 
-def _concat_tokens(layer: _Layer, calls: list[_Call], sl: slice, need_a: bool, dtype=torch.float64):
+def _concat_tokens(layer: Layer, calls: list[Call], sl: slice, need_a: bool, dtype=torch.float64):
     parts = [layer.tokens(c, sl, need_a, dtype) for c in calls]
     if len(parts) == 1:
         return parts[0]
@@ -318,7 +107,7 @@ def _concat_tokens(layer: _Layer, calls: list[_Call], sl: slice, need_a: bool, d
 
 
 def _layer_unit_sum(
-    layer: _Layer, w: Tensor, n: int, cached: tuple | None = None
+    layer: Layer, w: Tensor, n: int, cached: tuple | None = None
 ) -> dict[str, Tensor]:
     """Σ_i w_i (this layer's part of v_i) per parameter (float64), unscaled d.
 
@@ -351,7 +140,7 @@ def _layer_unit_sum(
     return out
 
 
-def _pairwise_fits(layer: _Layer, n: int) -> bool:
+def _pairwise_fits(layer: Layer, n: int) -> bool:
     """Whether ||Σ_i w_i G_i||² is cheaper from the n × n Gram matrix than from Σ_i w_i G_i."""
     calls = layer.live_calls()
     if not calls:
@@ -361,7 +150,7 @@ def _pairwise_fits(layer: _Layer, n: int) -> bool:
     return rows * rows <= k * o and 2 * rows * rows + rows * (k + o) <= CHUNK_ELEMENTS
 
 
-def _layer_gram(layer: _Layer, n: int, dtype=torch.float64) -> Tensor:
+def _layer_gram(layer: Layer, n: int, dtype=torch.float64) -> Tensor:
     """<G_i, G_j> of this layer's part of the gradients (float64 [n, n]), unscaled d.
 
     <G_i, G_j> = Σ_{t,s} <a_it, a_js> <d_it, d_js> (+ <Σ_t d_it, Σ_s d_js> for the
@@ -400,7 +189,7 @@ class _Reduced(NamedTuple):
     gram_layers: set[int]  # indices of those layers
 
 
-def _reduce(layers: list[_Layer], n: int, whole_set: bool) -> _Reduced:
+def _reduce(layers: list[Layer], n: int, whole_set: bool) -> _Reduced:
     """Squared norms of the recorded gradients and the sum of their unit vectors.
 
     The sum is returned per parameter, except — when ``whole_set`` says no other chunk

@@ -13,6 +13,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .layers import LAYER_KINDS
+
 __all__ = [
     "METHODS",
     "HOOK_LAYERS",
@@ -26,8 +28,9 @@ __all__ = [
 #: the accepted values of ``method``
 METHODS = ("auto", "hooks", "backpack", "func")
 
-#: modules whose parameters the hooks path understands
-HOOK_LAYERS = (nn.Linear, nn.Conv2d)
+#: modules whose parameters the hooks path understands (the kinds of :mod:`.layers`)
+HOOK_LAYERS = tuple(LAYER_KINDS)
+_KNOWN = " and ".join(f"nn.{c.__name__}" for c in HOOK_LAYERS)
 
 
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -56,8 +59,8 @@ def _scan_hook_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], st
         label = f"{name or '<root>'!r} ({type(module).__name__})"
         if not isinstance(module, HOOK_LAYERS):
             return layers, (
-                f"method='hooks' supports trainable parameters only in nn.Linear and "
-                f"nn.Conv2d; module {label} has trainable parameters (use method='func')"
+                f"method='hooks' supports trainable parameters only in {_KNOWN}; "
+                f"module {label} has trainable parameters (use method='func')"
             )
         if isinstance(module, nn.Conv2d) and module.groups != 1:
             return layers, (

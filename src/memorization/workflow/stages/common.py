@@ -1,5 +1,5 @@
-"""What several stages share: loading a split with its labels, subset rows, the frame
-of a plain-training study."""
+"""What several stages share: loading a split with its labels (as tensors the stage's
+model reads), subset rows, the frame of a plain-training study."""
 
 from __future__ import annotations
 
@@ -9,14 +9,26 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ...data.preprocess import Preprocess
 from ...data.tensors import TensorSplit, to_tensors
 from ...method.checkpoint import checkpoint_bytes
+from ...method.models import external
+from ...method.models.spec import ModelSpec
 from ...trust.replicates import replicate_seed
 from ..artifacts import Schema
 from ..context import StageContext
 from ..slices import StudySlice
 
-__all__ = ["bytes_estimate", "classes_of", "load_split", "plain_study", "subset_rows"]
+__all__ = [
+    "bytes_estimate",
+    "classes_of",
+    "load_split",
+    "plain_study",
+    "preprocessing",
+    "slice_model",
+    "split_tensors",
+    "subset_rows",
+]
 
 
 def bytes_estimate(n_examples: int, per_example: int = 64, extra: int = 0) -> int:
@@ -28,13 +40,45 @@ def classes_of(data: xr.Dataset) -> list[str]:
     return [str(c) for c in data["class_name"].values]
 
 
+def preprocessing(model: ModelSpec, data: xr.Dataset) -> Preprocess | None:
+    """How ``model`` reads the images of ``data``: None (standardised with the training
+    split's channel statistics) unless its options say ``preprocess: model``; then the
+    model's own input size, mean, std and interpolation (refused, naming the key, for a
+    model that has none)."""
+    channels = len(np.atleast_1d(data.attrs["channel_mean"]))
+    return external.preprocessing_of(model.name, dict(model.options), channels)
+
+
+def split_tensors(
+    data: xr.Dataset, split: str, model: ModelSpec, labels: np.ndarray | None = None
+) -> TensorSplit:
+    """A split of ``data`` as the tensors ``model`` reads (see :func:`preprocessing`): the
+    one route from a prepared dataset to a stage's tensors."""
+    return to_tensors(data, split, labels, preprocessing(model, data))
+
+
+def slice_model(ctx: StageContext) -> ModelSpec:
+    """The model of the stage's slice (``model``, or that of its ``scores``); refused,
+    naming the stage, for a slice without one."""
+    params = ctx.params.get("scores", ctx.params) if "model" not in ctx.params else ctx.params
+    if "model" not in params:
+        raise ValueError(f"the {ctx.stage} stage's slice has no model to read its data with")
+    return ModelSpec.from_params(params["model"])
+
+
 def load_split(
-    ctx: StageContext, split: str = "train", labels: bool = True
+    ctx: StageContext,
+    split: str = "train",
+    labels: bool = True,
+    *,
+    model: ModelSpec | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset | None, TensorSplit]:
-    """(dataset, labels or None, tensors of the split with the training labels)."""
+    """(dataset, labels or None, tensors of the split with the training labels) as
+    ``model`` reads them (None: the slice's model, :func:`slice_model`)."""
+    model = slice_model(ctx) if model is None else model
     data = ctx.open("dataset")
     lab = ctx.open("labels") if labels and split == "train" else None
-    tensors = to_tensors(data, split, None if lab is None else lab["label"].values)
+    tensors = split_tensors(data, split, model, None if lab is None else lab["label"].values)
     if lab is not None and not np.array_equal(lab["example"].values, tensors.examples):
         raise ValueError(
             f"{ctx.paths('labels')[0]} does not match the training examples of "

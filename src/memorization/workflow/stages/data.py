@@ -7,6 +7,8 @@ import logging
 import xarray as xr
 
 from ...data.corruption import corrupt_labels
+from ...data.fingerprint import check_unchanged
+from ...data.lazy import file_manifest
 from ...data.prepare import prepare_dataset
 from ...data.spec import DatasetSpec
 from ..artifacts import Schema, Var, flag, label
@@ -17,7 +19,7 @@ from .common import classes_of
 
 __all__ = ["DATASET", "LABELS", "dataset", "dataset_slice", "labels", "labels_slice"]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 DATASET = Schema(
     "A dataset prepared for the memorization workflow",
@@ -29,6 +31,12 @@ DATASET = Schema(
     optional={
         "image": Var("image pixels (uint8: grey levels 0-255; float: as given)", "1"),
         "path": Var("image file, read when used (a lazily read image folder)", ""),
+        "file_size": Var("size of the image file when the dataset was prepared", "bytes"),
+        "file_mtime": Var(
+            "modification time of the image file when the dataset was prepared "
+            "(nanoseconds since 1970-01-01 UTC)",
+            "ns",
+        ),
     },
 )
 
@@ -51,8 +59,14 @@ def dataset(ctx: StageContext) -> None:
     """Prepare a dataset by its spec into one NetCDF file."""
     spec = ctx.slice(DatasetSlice).dataset
     ctx.preflight()
-    ds = prepare_dataset(spec, ctx.execution.data_root, ctx.execution.download)
-    ctx.write(ds, DATASET, classes=classes_of(ds), data_root=str(ctx.execution.data_root))
+    root = ctx.execution.data_root
+    check_unchanged(spec, root)
+    ds = prepare_dataset(spec, root, ctx.execution.download)
+    if "path" in ds.variables:  # read lazily: each file as prepared, checked before training
+        sizes, mtimes = file_manifest(ds["path"].values)
+        ds["file_size"], ds["file_mtime"] = ("example", sizes), ("example", mtimes)
+    check_unchanged(spec, root)  # nothing changed while it was read
+    ctx.write(ds, DATASET, classes=classes_of(ds), data_root=str(root))
 
 
 def labels_slice(exp: Experiment) -> LabelsSlice:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime
 import logging
+from pathlib import Path
 
-from ...report.claims import read_claims, subnetwork_check, write_claims
+from ...report.claims import read_claims, subnetwork_check, subsets_sources, write_claims
 from ...report.figures import run_figure
 from ...report.overview import draw_overview
 from ..artifacts import open_artifact
 from ..context import StageContext
 from ..provenance import code_commit, machine
+from .estimates import SourceSlice
 
 __all__ = ["claims", "figure", "overview"]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 
 def figure(ctx: StageContext) -> None:
@@ -43,11 +45,23 @@ def claims(ctx: StageContext) -> None:
         gathered.append(subnetwork_check(sc, plain.get(sc.attrs.get("experiment"))))
     today = datetime.date.today().isoformat()
     run = f"Run of commit {code_commit()[:12]} on {machine()}, {today}."
-    write_claims(gathered, ctx.output, ctx.outputs["json"], run)
+    write_claims(gathered, ctx.output, ctx.outputs["json"], run, _subsets_from(ctx))
     supported = sum(c.verdict == "supported" for c in gathered)
     log.info("%d of %d claims supported", supported, len(gathered))
 
 
 def overview(ctx: StageContext) -> None:
     """One page per experiment: score histogram, sub-networks, most and least memorized."""
-    draw_overview(ctx.open("scores"), ctx.open("dataset"), ctx.output)
+    source = ctx.slice(SourceSlice).subsets_from
+    draw_overview(ctx.open("scores"), ctx.open("dataset"), ctx.output, subsets_from=source)
+
+
+def _subsets_from(ctx: StageContext) -> dict[str, str]:
+    """experiment -> the estimate that drew its subsets (where not the turn-over score),
+    from the subsets artifacts beside the scores the claims read."""
+    found = []
+    for path in ctx.paths("scores"):
+        sibling = Path(path).with_name("subsets.nc")
+        if sibling.exists():
+            found.append(open_artifact(sibling, "subsets"))
+    return subsets_sources(found)

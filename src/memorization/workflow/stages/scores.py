@@ -7,23 +7,26 @@ import logging
 
 import torch
 
-from ...data.tensors import to_tensors
 from ...method.checkpoint import checkpoint_bytes
 from ...method.scoring import SCORE_FORMS, score_split
 from ...method.subsets import easy_difficult
 from ...method.turnover import TurnoverCheck, check_turnover
 from ...trust.metrics import roc_auc
+from ...trust.oob import OPTIONS as OOB_OPTIONS
 from ...trust.replicates import merge_replicates, replicate_seed
-from ..artifacts import Schema, Var, flag, label
+from ..artifacts import Schema, Var, check_origin, flag, label, open_artifact
 from ..context import StageContext
 from ..resources import EVAL_BATCH, SCORE, TRAIN, Pass
-from ..slices import ScoresSlice, SubsetsSlice
+from ..slices import EstimatesSlice, ScoresSlice, StudySlice, SubsetsSlice
 from ..specs import Experiment
-from .common import bytes_estimate, classes_of, load_split
+from .common import bytes_estimate, classes_of, load_split, split_tensors
 
 __all__ = [
     "SCORES",
     "SUBSETS",
+    "estimates_slice",
+    "oob_options",
+    "peers_slice",
     "scores",
     "scores_passes",
     "scores_slice",
@@ -33,7 +36,7 @@ __all__ = [
     "subsets_test_slice",
 ]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 #: training examples the zero-gradient check runs on before training
 CHECK_EXAMPLES = 8
@@ -140,8 +143,38 @@ def scores_test_slice(exp: Experiment) -> ScoresSlice:
     )
 
 
+def peers_slice(exp: Experiment) -> StudySlice:
+    """The peers' plain runs with the experiment's own training: one (the experiment's
+    seed), or ``peer_runs`` (``seeds``)."""
+    runs = exp.peer_runs if exp.peer_runs > 1 else None
+    return StudySlice(exp.dataset, exp.labels, exp.model, exp.study("estimators"), seeds=runs)
+
+
+def oob_options(exp: Experiment) -> dict | None:
+    """The experiment's out-of-bag options (``oob_*``, defaults applied) when it asks for
+    the out-of-bag estimator by setting at least one ``oob_*`` key itself; else None."""
+    if not any(key in exp.set_keys for key in OOB_OPTIONS):
+        return None
+    return {key: exp.given.get(key, option.default) for key, option in OOB_OPTIONS.items()}
+
+
+def estimates_slice(exp: Experiment) -> EstimatesSlice:
+    """What decides estimates.nc: the scores, the peers and the out-of-bag options."""
+    return EstimatesSlice(scores_slice(exp), peers_slice(exp), oob_options(exp))
+
+
 def subsets_slice(exp: Experiment) -> SubsetsSlice:
-    return SubsetsSlice(scores_slice(exp), exp.subset_size, exp.score_form)
+    """The subsets: of the turn-over score (``score_form``), or of the estimate
+    ``subsets_from`` names (then the estimates' slice is part of theirs)."""
+    if exp.subsets_from is None:
+        return SubsetsSlice(scores_slice(exp), exp.subset_size, exp.score_form)
+    return SubsetsSlice(
+        scores_slice(exp),
+        exp.subset_size,
+        exp.score_form,
+        subsets_from=exp.subsets_from,
+        estimates=estimates_slice(exp),
+    )
 
 
 def subsets_test_slice(exp: Experiment) -> SubsetsSlice:
@@ -172,8 +205,10 @@ def scores(ctx: StageContext) -> None:
     spec = ctx.slice(ScoresSlice)
     if ctx.paths("scores_replicate"):
         return _merge(ctx, spec)
-    data, lab, tensors = load_split(ctx, spec.split, labels=spec.labels is not None)
-    heldout = to_tensors(data, "test") if spec.split == "train" else None
+    data, lab, tensors = load_split(
+        ctx, spec.split, labels=spec.labels is not None, model=spec.model
+    )
+    heldout = split_tensors(data, "test", spec.model) if spec.split == "train" else None
     seed = replicate_seed(spec.seed, spec.replicate or 0)
     model = spec.model.with_classes(data.sizes["class"])
     params = model.parameter_count(tuple(tensors.x.shape[1:]))
@@ -183,7 +218,7 @@ def scores(ctx: StageContext) -> None:
     )
     checkpoint = ctx.checkpoint(split=spec.split)
     with ctx.lease() as dev:
-        proof = _check(model, tensors, seed, dev)
+        proof = _check(model, tensors, seed, dev, spec.optim)
         out = score_split(
             model,
             tensors.to(dev),
@@ -210,11 +245,13 @@ def scores(ctx: StageContext) -> None:
     checkpoint.remove()
 
 
-def _check(model, tensors, seed: int, device) -> TurnoverCheck:
-    """The zero-gradient check on the first examples of the split, before any training."""
+def _check(model, tensors, seed: int, device, opt) -> TurnoverCheck:
+    """The zero-gradient check on the first examples of the split, before any training,
+    of the gradient and of ``opt``'s update."""
     net = model.build(tuple(tensors.x.shape[1:]), seed=seed).to(device)
     rows = torch.arange(min(CHECK_EXAMPLES, len(tensors)))
-    check = check_turnover(net, tensors.x[rows].to(device), tensors.y[rows].to(device), seed)
+    x, y = tensors.x[rows].to(device), tensors.y[rows].to(device)
+    check = check_turnover(net, x, y, seed, opt)
     log.info("%s", check.text)
     return check
 
@@ -251,10 +288,40 @@ def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
 
 
 def subsets(ctx: StageContext) -> None:
-    """The easy and difficult subsets: lowest and highest memorization scores."""
+    """The easy and difficult subsets: lowest and highest memorization scores (of the
+    estimate ``subsets_from`` names, when it names one)."""
     spec = ctx.slice(SubsetsSlice)
+    if spec.subsets_from is not None:
+        return _subsets_from(ctx, spec)
     name = "scores" if spec.scores.split == "train" else "scores_test"
     scores_ds = ctx.open(name)
     ctx.preflight()
     out = easy_difficult(scores_ds[SCORE_FORMS[spec.score_form]], int(spec.size))
     ctx.write(out, subsets_schema(spec.score_form))
+
+
+def _subsets_from(ctx: StageContext, spec: SubsetsSlice) -> None:
+    """The subsets of a variable of estimates.nc (higher: more memorized, so difficult)."""
+    (path,) = ctx.paths("estimates")
+    estimates = open_artifact(path, "estimates")
+    check_origin(estimates, path, spec.estimates.params())
+    if spec.subsets_from not in estimates:
+        raise ValueError(
+            f"subsets_from: {spec.subsets_from!r} is not a variable of {path} "
+            f"(it holds {', '.join(map(str, estimates.data_vars))})"
+        )
+    ctx.preflight()
+    values = estimates[spec.subsets_from]
+    out = easy_difficult(values, int(spec.size))
+    schema = Schema(
+        "Easy and difficult subsets: the lowest and highest memorization estimates",
+        required={
+            **SUBSETS.required,
+            "memorization": Var(
+                f"the estimate the subsets rank by ({spec.subsets_from}: "
+                f"{values.attrs.get('long_name', '')})",
+                str(values.attrs.get("units", "1")),
+            ),
+        },
+    )
+    ctx.write(out, schema, subsets_from=spec.subsets_from)

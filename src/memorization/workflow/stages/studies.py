@@ -8,7 +8,7 @@ import logging
 import torch
 
 from ...data.corruption import corrupt_labels
-from ...data.tensors import TensorSplit, to_tensors
+from ...data.tensors import TensorSplit
 from ...studies.crosstrain import cross_training
 from ...studies.dynamics import corruption_level, training_dynamics
 from ...studies.gradient_statistics import gradient_statistics
@@ -17,7 +17,7 @@ from ..context import StageContext
 from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
 from ..slices import StudySlice
 from ..specs import Experiment
-from .common import classes_of, load_split, plain_study, subset_rows
+from .common import classes_of, load_split, plain_study, split_tensors, subset_rows
 from .scores import subsets_slice, subsets_test_slice
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "sweep",
 ]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 _NATS = "nats"
 
@@ -154,8 +154,8 @@ def sweep_passes(exp: Experiment) -> list[Pass]:
 def dynamics(ctx: StageContext) -> None:
     """Plain training; accuracy on easy/difficult/full train and test examples per epoch."""
     spec = ctx.slice(StudySlice)
-    data, _, train = load_split(ctx)
-    test = to_tensors(data, "test")
+    data, _, train = load_split(ctx, model=spec.model)
+    test = split_tensors(data, "test", spec.model)
     train_rows = subset_rows(ctx, "subsets", train.examples)
     test_rows = subset_rows(ctx, "subsets_test", test.examples)
 
@@ -176,8 +176,9 @@ def dynamics(ctx: StageContext) -> None:
 
 def gradstats(ctx: StageContext) -> None:
     """Contribution and cosine similarity of per-example gradients during plain training."""
-    spec = ctx.slice(StudySlice).gradstats
-    data, _, train = load_split(ctx)
+    study_spec = ctx.slice(StudySlice)
+    spec = study_spec.gradstats
+    data, _, train = load_split(ctx, model=study_spec.model)
     rows = subset_rows(ctx, "subsets", train.examples)
 
     def study(dev, kwargs):
@@ -195,7 +196,7 @@ def gradstats(ctx: StageContext) -> None:
 
 def crosstrain(ctx: StageContext) -> None:
     """Train on the easy subset only and on the difficult subset only."""
-    data, _, train = load_split(ctx)
+    data, _, train = load_split(ctx, model=ctx.slice(StudySlice).model)
     rows = subset_rows(ctx, "subsets", train.examples)
 
     def study(dev, kwargs):
@@ -216,7 +217,7 @@ def sweep(ctx: StageContext) -> None:
     spec = ctx.slice(StudySlice)
     data = ctx.open("dataset")
     level = spec.labels.corrupt
-    train, test = to_tensors(data, "train"), to_tensors(data, "test")
+    train, test = split_tensors(data, "train", spec.model), split_tensors(data, "test", spec.model)
     labels, _ = corrupt_labels(
         train.y.numpy(), level, data.sizes["class"], spec.labels.seed, spec.labels.corruption
     )

@@ -11,20 +11,20 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ...data.tensors import to_tensors
 from ...method.scoring import train_turnover
 from ...trust.influence import top_turnover_influence
-from ...trust.peers import peer_estimators
+from ...trust.metrics import MEMORIZED
+from ...trust.peers import PEERS as PEER_RECORDS
+from ...trust.peers import peers_over_runs
 from ...trust.truth import merge_shards, train_shard, truth_dataset
 from ...trust.validation import Runs, estimator_table, influence_agreement
 from ..artifacts import Schema, Var, config_of, flag, open_artifact
 from ..context import StageContext
 from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
-from ..slices import InfluenceSlice, OptionsSlice, TruthSlice, summary
+from ..slices import InfluenceSlice, OptionsSlice, StudySlice, TruthSlice, summary
 from ..specs import Experiment
-from .common import bytes_estimate, load_split, plain_study
+from .common import bytes_estimate, load_split, split_tensors
 from .scores import scores_passes, scores_slice
-from .studies import _study
 
 __all__ = [
     "INFLUENCE",
@@ -39,26 +39,14 @@ __all__ = [
     "validation",
 ]
 
-log = logging.getLogger("memorization.stages")
+log = logging.getLogger(__name__)
 
 _NATS = "nats"
 
 PEERS = Schema(
-    "Peer estimators of memorization from one plain training run",
+    "Peer estimators of memorization from plain training runs",
     required={
-        "tracin_self_influence": Var(
-            "TracIn self-influence: sum over epochs of lr * ||grad loss||^2",
-            "nats^2 per squared parameter unit",
-        ),
-        "final_loss": Var("training loss after the last epoch", _NATS),
-        "slow_learning": Var("1 - learning speed (mean training accuracy over the epochs)"),
-        "forgetting_events": Var(
-            "forgetting events (correct -> incorrect); never learnt: number of epochs", ""
-        ),
-        "cumulative_loss": Var(
-            "cumulative sample loss (CSL): sum over epochs of the end-of-epoch training loss",
-            _NATS,
-        ),
+        **{p.name: Var(p.long_name, p.units) for p in PEER_RECORDS},
         "loss": Var("training loss at the end of the epoch", _NATS),
         "correct": flag("classified correctly at the end of the epoch"),
         "grad_sq_norm": Var(
@@ -67,6 +55,10 @@ PEERS = Schema(
         ),
         "lr": Var("learning rate of the epoch"),
         "accuracy": Var("training accuracy at the end of the epoch"),
+    },
+    optional={
+        "run_seed": Var("seed of the plain run (peer_runs > 1)", ""),
+        "run_train_seconds": Var("measured wall seconds of the run's plain training", "s"),
     },
 )
 
@@ -140,15 +132,34 @@ VALIDATION = Schema(
         "noisy_example": Var("example id of the noisy experiment (dataset example id)", ""),
         "experiment": Var("clean experiment (one per architecture) with its own truth", ""),
         "architecture": Var("the experiment's model", ""),
+        "spearman_corrected": Var(
+            "Spearman correlation divided by sqrt of the truth's Spearman-Brown reliability"
+        ),
+        "pearson_corrected": Var(
+            "Pearson correlation divided by sqrt of the truth's Spearman-Brown reliability"
+        ),
+        "truth_half_auc": Var("ROC AUC of one half of the truth's models against the other"),
+        "truth_half_overlap": Var("top-10 % overlap of the two halves of the truth's models"),
+        "truth_half_spearman": Var("Spearman correlation of the two halves of the truth"),
+        "truth_reliability": Var(
+            "Spearman-Brown reliability of the full truth, 2 r / (1 + r) of the split-half "
+            "Spearman r"
+        ),
+        "truth_reliability_pearson": Var(
+            "Spearman-Brown reliability of the full truth from the split-half Pearson"
+        ),
+        "truth_design": Var("how the truth's models' subsets were drawn", ""),
+        "goal_metric": Var("metric of the equal-cost comparison", ""),
+        "equal_cost_estimate": Var("best estimate (not a peer) at the equal-cost budget", ""),
+        "equal_cost_peer": Var("best peer at the equal-cost budget", ""),
+        "equal_cost_difference": Var("best estimate's metric minus the best peer's"),
+        "equal_cost_low": Var("2.5 % bound of the difference (paired bootstrap over examples)"),
+        "equal_cost_high": Var("97.5 % bound of the difference (paired bootstrap over examples)"),
     },
 )
 
 
 # --- slices and costs ------------------------------------------------------------------------
-
-
-def peers_slice(exp: Experiment):
-    return _study(exp, "estimators")
 
 
 def truth_shard_slice(exp: Experiment, shard: int) -> TruthSlice:
@@ -175,12 +186,13 @@ def influence_slice(exp: Experiment) -> InfluenceSlice:
 
 
 def peers_passes(exp: Experiment) -> list[Pass]:
-    """One plain run, every example's exact gradient norm recorded after every epoch."""
+    """``peer_runs`` plain runs, every example's exact gradient norm recorded after every
+    epoch of each."""
     opt, n = exp.optim, exp.info.n_train
     return [
         Pass(n, opt.epochs, TRAIN, opt.batch_size),
         Pass(n, opt.epochs, TRAIN * GRADSTATS_FACTOR, GRADSTATS_CHUNK, per_example=True),
-    ]
+    ] * exp.peer_runs
 
 
 def truth_shard_passes(exp: Experiment) -> list[Pass]:
@@ -188,7 +200,7 @@ def truth_shard_passes(exp: Experiment) -> list[Pass]:
     both splits."""
     truth, opt, info = _truth(exp), exp.optim, exp.info
     models = -(-truth.models // truth.shards)
-    trained = int(round(truth.fraction * info.n_train))
+    trained = int(round(truth.subset_fraction * info.n_train))
     return [
         Pass(trained * models, opt.epochs, TRAIN, opt.batch_size),
         Pass((info.n_train + info.n_test) * models, 1, EVAL, EVAL_BATCH),
@@ -208,29 +220,29 @@ def influence_passes(exp: Experiment) -> list[Pass]:
 
 def peers(ctx: StageContext) -> None:
     """The peer estimators (TracIn self-influence, final loss, slow learning, forgetting
-    events, cumulative sample loss) from one plain run with the experiment's own settings."""
-    data, _, train = load_split(ctx)
-
-    def study(dev, kwargs):
-        return peer_estimators(train=train.to(dev), **kwargs)
-
-    out = plain_study(
-        ctx,
-        PEERS,
-        study,
-        data.sizes["class"],
-        train.x.shape[1:],
-        n_examples=len(train),
-        resumable=False,
+    events, cumulative sample loss), averaged over the slice's plain runs (one by default)
+    with the experiment's own settings; records the measured seconds of one plain run."""
+    spec = ctx.slice(StudySlice)
+    data, _, train = load_split(ctx, model=spec.model)
+    model = spec.model.with_classes(data.sizes["class"])
+    runs = int(spec.seeds or 1)
+    ctx.preflight(bytes_estimate(len(train), 8 * runs * spec.study.epochs))
+    with ctx.lease() as dev:
+        out = peers_over_runs(model, train.to(dev), spec.study, spec.labels.seed, runs)
+    log.info(
+        "%d plain run(s), %.1f s of training each; final training accuracy %.4f",
+        runs,
+        out.attrs["train_seconds_per_run"],
+        float(np.mean(out["accuracy"].values[..., -1])),
     )
-    log.info("final training accuracy %.4f", float(out["accuracy"].values[-1]))
+    ctx.write(out, PEERS, seconds=ctx.seconds(), n_classes=int(data.sizes["class"]))
 
 
 def truth_shard(ctx: StageContext) -> None:
     """Models [k0, k1) of the Feldman-Zhang ground truth, trained as one ensemble."""
     spec = ctx.slice(TruthSlice)
-    data, _, train = load_split(ctx)
-    test = to_tensors(data, "test")
+    data, _, train = load_split(ctx, model=spec.model)
+    test = split_tensors(data, "test", spec.model)
     k0, k1 = spec.truth.shard_range(spec.shard)
     ctx.preflight(bytes_estimate((k1 - k0) * (len(train) + len(test)), 8))
     with ctx.lease() as dev:
@@ -244,6 +256,7 @@ def truth_shard(ctx: StageContext) -> None:
             seed=spec.labels.seed,
             k0=k0,
             k1=k1,
+            design=spec.truth.design,
         )
     ctx.write(out, TRUTH_SHARD, seconds=ctx.seconds(), models=f"{k0}-{k1 - 1}")
 
@@ -255,8 +268,10 @@ def truth(ctx: StageContext) -> None:
     ctx.preflight()
     merged = merge_shards(loaded)
     out = truth_dataset(merged, top_k=int(spec.truth.top_k))
-    memorized = int((out["memorization"].values > 0.25).sum())
-    log.info("%d models; %d examples with memorization > 0.25", len(merged["model"]), memorized)
+    memorized = int((out["memorization"].values > MEMORIZED).sum())
+    log.info(
+        "%d models; %d examples with memorization > %g", len(merged["model"]), memorized, MEMORIZED
+    )
     seconds = sum(float(ds.attrs.get("seconds", 0.0)) for ds in loaded)
     ctx.write(out, TRUTH, seconds=round(seconds, 3))
 
@@ -265,8 +280,8 @@ def influence(ctx: StageContext) -> None:
     """Turn-over influence (eq. 5) of the training examples on every test example: the
     top-k pairs. Trains the turn-over model again (the same as the scores' replicate 0)."""
     spec = ctx.slice(InfluenceSlice)
-    data, _, train = load_split(ctx)
-    test = to_tensors(data, "test")
+    data, _, train = load_split(ctx, model=spec.scores.model)
+    test = split_tensors(data, "test", spec.scores.model)
     ctx.preflight(bytes_estimate(len(test) * spec.top_k, 16))
     with ctx.lease() as dev:
         model = spec.scores.model.with_classes(data.sizes["class"])
@@ -300,9 +315,17 @@ def validation_runs(ctx: StageContext, options) -> tuple[list[Runs], Runs | None
         return {Path(p).parent.name: open_artifact(p, kind) for p in ctx.paths(name)}
 
     scores, peers = each("clean_scores", "scores"), each("clean_peers", "peers")
-    truths = each("clean_truth", "truth")
+    truths, estimates = each("clean_truth", "truth"), each("clean_estimates", "estimates")
     clean = [
-        Runs(n, scores.get(n), peers.get(n), truths.get(n), {}, _architecture(scores.get(n)))
+        Runs(
+            n,
+            scores.get(n),
+            peers.get(n),
+            truths.get(n),
+            {},
+            _architecture(scores.get(n)),
+            estimates.get(n),
+        )
         for n in _names(options.get("clean"))
     ]
     for name, ds in each("variants", "scores").items():
@@ -333,7 +356,7 @@ def validation(ctx: StageContext) -> None:
         clean=clean,
         noisy=noisy,
         replicates=tuple(options.get("replicates", (1, 2, 4, 8))),
-        threshold=float(options.get("threshold", 0.25)),
+        threshold=float(options.get("threshold", MEMORIZED)),
     )
     influence_paths = ctx.paths("clean_influence")
     if influence_paths and clean and clean[0].truth is not None:
