@@ -31,6 +31,8 @@ INFOS = check_before_jobs(
     overrides=workflow.config_settings.config,
     local=workflow.local_exec and workflow.is_main_process,
     cache=CACHE_FILE,
+    # a run that executes jobs needs the data files; a dry run (-n) plans without them
+    data_files=workflow.is_main_process and executing(sys.argv),
 )
 # `snakemake --report` documents what has been built; it fails on a missing file
 REPORTING = any(a == "--report" or a.startswith("--report=") for a in sys.argv)

@@ -173,6 +173,7 @@ def test_stages_lists_every_stage():
 
 
 def test_plan_lists_the_training_jobs_with_their_estimates(tmp_path, monkeypatch):
+    from memorization.workflow.calibration import band_text
     from memorization.workflow.config import WorkflowConfig
     from memorization.workflow.plan import JOB_START_SECONDS
     from memorization.workflow.resources import compute_seconds
@@ -189,7 +190,7 @@ def test_plan_lists_the_training_jobs_with_their_estimates(tmp_path, monkeypatch
             "sweep": 2}  # fmt: skip
     assert re.fullmatch(rf"\d+ jobs planned, {sum(jobs.values())} of them train:", lines[0])
     rows = {}
-    for line in lines[1:-1]:
+    for line in lines[1:-2]:
         found = re.fullmatch(
             r"  (\w+) +(\d+) job\(s\)  one GPU (\d+) min  CPU \(1 thread\(s\)\) (\d+) min", line
         )
@@ -205,7 +206,8 @@ def test_plan_lists_the_training_jobs_with_their_estimates(tmp_path, monkeypatch
             for e in parsed.experiments.values()
         )
         assert rows["scores"][column] == round(seconds / 60), device
-    assert lines[-1].startswith("total, one after another: one GPU ")
+    assert lines[-2].startswith("total, one after another: one GPU ")
+    assert lines[-1] == band_text()  # the measured error of the estimates
 
 
 def test_plan_refuses_an_invalid_config(tmp_path):

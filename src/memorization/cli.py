@@ -24,6 +24,7 @@ from .method.scoring import SCORE_FORMS
 from .report.claims import readme_markers, update_readme
 from .report.summary import summarize
 from .report.top import load, ranked, table, write_grid
+from .workflow.calibration import band_text
 from .workflow.check import check
 from .workflow.config import ConfigError, WorkflowConfig, coerce_overrides, load_yaml
 from .workflow.plan import plan_seconds, planned_jobs
@@ -239,6 +240,7 @@ def plan(
         f"total, one after another: one GPU {_hours(costs['gpu'])}, CPU "
         f"{_hours(costs['cpu'])} (estimates of memorization.workflow.resources)"
     )
+    typer.echo(band_text())
 
 
 def _hours(seconds: float) -> str:

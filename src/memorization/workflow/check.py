@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator
 
 from ..data.sources import dataset_info, dataset_spec
 from ..data.sources.arrays import check_file_pixels
-from ..data.sources.builtin import DATASETS, missing_files
+from ..data.sources.builtin import DATASETS, missing_data
 from ..data.spec import DatasetError, DatasetInfo
 from ..infra.device import cuda_device_count
 from ..infra.options import resolve
@@ -573,13 +573,6 @@ def _check_memory(config: Mapping, infos: Mapping, valid: list[str]) -> list[str
     return errors
 
 
-def _missing_data(config: Mapping, infos: Mapping) -> list[str]:
-    """The built-in torchvision datasets used whose files are not under ``data_root``."""
-    user, root = config.get("datasets") or {}, config.get("data_root", "data")
-    found = [(n, missing_files(n, root)) for n in sorted(infos) if n not in user]
-    return [f"dataset {name!r}: {why}" for name, why in found if why]
-
-
 def _check_device(config: Mapping) -> list[str]:
     if config.get("device") != "cuda" or cuda_device_count() > 0:
         return []
@@ -650,7 +643,7 @@ def check(
     errors += _check_figures(config, experiments, bad)
     errors += _check_results(config)
     if data_files and not config.get("download", False):
-        errors += _missing_data(config, infos)
+        errors += missing_data(config, infos)
     if local:
         errors += _check_device(config)
         errors += _check_precision(config, experiments)

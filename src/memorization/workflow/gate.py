@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
+from ..data.sources.builtin import missing_data
 from ..data.spec import DatasetInfo
 from .check_cache import check_key, read_cached, write_cached
 from .config import ConfigError, load_yaml, results_folder
@@ -52,11 +53,15 @@ def check_before_jobs(
     local: bool = True,
     argv: Sequence[str] | None = None,
     cache: str | None = None,
+    data_files: bool = False,
 ) -> dict[str, DatasetInfo]:
     """Check everything before any job; print every problem and exit 1 if any.
 
     Returns each used dataset's info (its sizes, shape and classes), read once.
     ``cache``: the file that keeps a passed check (none: always check).
+    ``data_files``: the built-in torchvision datasets' files must be under ``data_root``
+    unless ``download`` is true (a run that executes jobs; a dry run plans without them).
+    Looked at every time, never kept in ``cache``: it costs a few file lookups.
     """
     problems = []
     for path in configfiles:
@@ -73,6 +78,8 @@ def check_before_jobs(
         problems += errors
         if cache and not problems:
             write_cached(cache, key, infos)
+    if data_files and not problems and not config.get("download", False):
+        problems += missing_data(config, infos)
     if not problems:
         figures = list(config.get("figures") or {})
         results = results_folder(config.get("results", "results"))

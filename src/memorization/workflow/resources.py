@@ -82,12 +82,22 @@ GPU_FLOPS = 2e12
 """Effective FLOP/s of a training job on one GPU. Assumed, not measured: float32 training of
 small models with small batches reaches a fraction of a card's peak, and the value is set
 low enough for older cards too."""
-CPU_FLOPS_PER_THREAD = {"matmul": 8e10, "convolution": 2.5e10, "other": 1e10}
+CPU_FLOPS_PER_THREAD = {
+    "matmul": 8e10,
+    "convolution": 7e10,
+    "narrow_convolution": 2.5e10,
+    "other": 1e10,
+}
 """Effective FLOP/s per torch thread on a CPU, by the kind of operation the FLOPs are in
-(matrix products, convolutions, the rest: batched products of attention and anything else).
-Set a little below what the embedded default's jobs measured on 2 cores of an Intel Xeon
-(2026-12): the MLP-4096's matrix products about 1.0e11, the narrow VGG-11's convolutions
-about 3.5e10, the tiny transformer as a whole about 1.9e10."""
+(matrix products, convolutions, convolutions that sum over fewer than
+:data:`NARROW_CONVOLUTION` inputs per output, the rest: batched products of attention and
+anything else). Set a little below what jobs measured on 2 cores of an Intel Xeon and of
+an AMD EPYC (2026-12): the MLP-4096's matrix products about 1.0e11, the narrow VGG-11's
+convolutions about 3.5e10, a ResNet-18's (64 to 512 channels) about 8e10, the tiny
+transformer as a whole about 1.9e10."""
+NARROW_CONVOLUTION = 512
+"""Inputs per output (input channels per group times the kernel's area) below which a
+convolution runs at the ``narrow_convolution`` rate: few channels use a CPU poorly."""
 MATMUL_OPS = frozenset({"mm", "addmm", "matmul", "linear"})
 CONV_OPS = frozenset({"convolution", "_convolution", "conv2d"})
 STEP_SECONDS = 0.004
@@ -152,9 +162,14 @@ def _model_cost(name: str, shape: tuple[int, ...], n_classes: int, options: tupl
         model = spec.build(shape).eval()  # eval: batch-norm counts one example too
         x = torch.empty(1, *shape)
     outputs: list[int] = []
+    narrow = [0.0]  # FLOPs of the narrow convolutions
 
     def count(module, args, out):
         outputs.append(out.numel() if isinstance(out, torch.Tensor) else 0)
+        if isinstance(module, torch.nn.modules.conv._ConvNd) and isinstance(out, torch.Tensor):
+            inputs = module.in_channels // module.groups * math.prod(module.kernel_size)
+            if inputs < NARROW_CONVOLUTION:
+                narrow[0] += 2.0 * out.numel() * inputs
 
     leaves = [m for m in model.modules() if not list(m.children())]
     hooks = [m.register_forward_hook(count) for m in leaves]
@@ -172,6 +187,9 @@ def _model_cost(name: str, shape: tuple[int, ...], n_classes: int, options: tupl
             "matmul" if op_name in MATMUL_OPS else "convolution" if op_name in CONV_OPS else "other"
         )
         by_kind[kind] = by_kind.get(kind, 0.0) + float(flops)
+    if by_kind.get("convolution"):
+        by_kind["narrow_convolution"] = min(narrow[0], by_kind["convolution"])
+        by_kind["convolution"] -= by_kind["narrow_convolution"]
     return ModelCost(
         float(counter.get_total_flops()),
         int(params),

@@ -105,6 +105,14 @@ def missing_files(name: str, data_root: str | Path = "data") -> str | None:
     )
 
 
+def missing_data(config, used) -> list[str]:
+    """What is missing under the config's ``data_root`` of the built-in datasets among
+    ``used`` (a dataset the config defines itself under ``datasets`` is not built in)."""
+    own, root = config.get("datasets") or {}, config.get("data_root", "data")
+    found = [missing_files(n, root) for n in sorted(used) if n not in own]
+    return [why for why in found if why]  # each names its dataset
+
+
 def _stratified_split(labels: np.ndarray, n_test: int) -> np.ndarray:
     from sklearn.model_selection import train_test_split  # heavy; only to split
 

@@ -186,14 +186,18 @@ def replicate_wildcards(exp: Experiment) -> list[dict]:
 
 
 def scores_passes(exp: Experiment, *, merge: bool = False, test: bool = False) -> list[Pass]:
-    """One turn-over run (train, both sub-networks scored every epoch); with R > 1
-    replicates the score job only merges their files. The test split's run takes as many
-    steps as the training split's."""
+    """One turn-over run (train, both sub-networks scored every epoch, and for the
+    training split both also on the held-out test split); with R > 1 replicates the score
+    job only merges their files. The test split's run takes as many steps as the training
+    split's."""
     if merge and exp.replicates > 1:
         return []
     opt = exp.test_optim() if test else exp.optim
     n = exp.info.n_test if test else exp.info.n_train
-    return [Pass(n, opt.epochs, TRAIN, opt.batch_size), Pass(n, opt.epochs, SCORE, EVAL_BATCH)]
+    passes = [Pass(n, opt.epochs, TRAIN, opt.batch_size), Pass(n, opt.epochs, SCORE, EVAL_BATCH)]
+    if not test:  # the held-out accuracy of both sub-networks after every epoch
+        passes.append(Pass(exp.info.n_test, opt.epochs, SCORE, EVAL_BATCH))
+    return passes
 
 
 # --- stages ------------------------------------------------------------------------------------
