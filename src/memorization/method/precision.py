@@ -32,6 +32,8 @@ import logging
 import torch
 from torch import nn
 
+from .optim import OPTIONS
+
 __all__ = [
     "DTYPES",
     "PRECISIONS",
@@ -46,7 +48,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+#: the values of the ``precision`` option, from its declaration
+PRECISIONS = tuple(OPTIONS["precision"].schema["enum"])
 
 #: the autocast dtype of each mixed precision
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
