@@ -2,7 +2,7 @@
 
 The turn-over argument: example ``i`` trains only its unmuted sub-network, so its muted
 sub-network is a model that never saw ``i``. Its gradient never reaches the muted
-parameters (tested in ``tests/test_models.py``), but ``i`` still shapes them at second
+parameters (tested in ``tests/method/test_models.py``), but ``i`` still shapes them at second
 order, through the other examples' training. This study measures how much that matters:
 it trains the experiment's turn-over model again with ``--exclude`` correctly labelled
 training examples left out (they keep the masks they would have had) and compares

@@ -7,7 +7,7 @@ Each table lists a group of keys with their default, the values the config check
 (read off the option's JSON schema) and what the key means (the option's sentence). The
 groups: the top-level keys, the experiment keys, ``truth:``, each built-in model's options,
 the options of torchvision/timm/factory models, each dataset source's options and each
-figure's options. ``tests/test_docs.py`` checks that docs/reference.md equals this script's
+figure's options. ``tests/project/test_docs.py`` checks that docs/reference.md equals this script's
 output, so the reference cannot drift from the code.
 """
 

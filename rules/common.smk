@@ -141,7 +141,9 @@ def all_claims():
 
 def claims_inputs(wildcards=None):
     """Each figure's claims, and the artifacts of the sub-network check: the scores of
-    every experiment a figure scores, and its plain model's test accuracy (dynamics)."""
+    every experiment a figure scores, and its plain model's test accuracy (dynamics);
+    the subsets of those a figure reads that draw them from an estimate (subsets_from),
+    which the table names."""
     scored = [] if W.figures else list(W.experiments)
     dynamics = []
     for fig, options in W.figures.items():
@@ -154,4 +156,9 @@ def claims_inputs(wildcards=None):
         "figures": [R.out("figure", "claims").format(fig=f) for f in W.figures],
         "scores": [R.paths.of("scores", n) for n in scored],
         "dynamics": [R.paths.of("dynamics", n) for n in dynamics],
+        "subsets": [
+            R.paths.of("subsets", n)
+            for n in scored
+            if W.figures and W.experiments[n].subsets_from
+        ],
     }

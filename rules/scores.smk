@@ -78,7 +78,19 @@ rule subsets:
     conda:
         ENV
     params:
-        **R.params("subsets", "scores"),
+        # the estimates' origin only where the experiment draws its subsets from them: a
+        # change of the peers' or out-of-bag options must not redo the others' subsets
+        slice=lambda wc: R.slice_params("subsets", wc),
+        expect=lambda wc: R.expected(
+            "subsets",
+            wc,
+            (
+                ["scores", "estimates"]
+                if W.experiments[wc.exp].subsets_from
+                else ["scores"]
+            ),
+        ),
+        experiment=lambda wc: wc.exp,
     script:
         STAGE
 

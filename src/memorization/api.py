@@ -46,7 +46,7 @@ from .method.precision import supports
 from .method.scoring import SHARPEN_TEMPERATURE, score_split
 from .method.turnover import check_turnover, turnover
 from .workflow.artifacts import annotate
-from .workflow.check import _describe, _suggest  # the config check's words, did-you-mean
+from .workflow.check.schema_errors import _describe, _suggest  # the check's words, did-you-mean
 from .workflow.specs import EXPERIMENT_OPTIONS
 from .workflow.stages.scores import CHECK_EXAMPLES, SCORES
 

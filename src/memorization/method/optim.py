@@ -1,5 +1,6 @@
 """The optimizer of every training run: SGD with momentum and a multi-step schedule (the
-paper's), or AdamW; a step or cosine schedule with linear warm-up; gradient clipping."""
+paper's), or AdamW; a step or cosine schedule with linear warm-up; gradient clipping, by
+the global norm (plain training only) or element-wise (turn-over training too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from ..infra.options import Option
 
 __all__ = [
+    "CLIP_NORM_REFUSAL",
     "OPTIONS",
     "OptimSpec",
     "build_optimizer",
@@ -19,6 +21,7 @@ __all__ = [
     "epoch_lr",
     "lr_factor",
     "recipe_problems",
+    "turnover_clip_problems",
 ]
 
 #: the optimizer's config options (appendix A: SGD, momentum, lr divided at milestones)
@@ -68,8 +71,15 @@ OPTIONS = {
         None,
         "clip the gradient of each step to this global norm (null: no clipping); the config "
         "check refuses it, since the norm makes every parameter's step depend on every "
-        "example and turn-over training would no longer be exact (plain training from "
-        "Python can clip)",
+        "example and turn-over training would no longer be exact: use clip_value (plain "
+        "training from Python can clip by the norm)",
+        {"type": ["number", "null"], "exclusiveMinimum": 0},
+    ),
+    "clip_value": Option(
+        None,
+        "clamp each entry of each step's gradient to [-clip_value, clip_value] (null: no "
+        "clipping); an entry's clamp depends on that entry's gradient alone, so turn-over "
+        "training stays exact; not together with clip_norm",
         {"type": ["number", "null"], "exclusiveMinimum": 0},
     ),
     "precision": Option(
@@ -112,6 +122,7 @@ class OptimSpec:
     schedule: str = "step"
     warmup_epochs: int = 0
     clip_norm: float | None = None
+    clip_value: float | None = None
     precision: str = "fp32"
     channels_last: bool = False
 
@@ -133,6 +144,7 @@ class OptimSpec:
             schedule=str(cfg.get("schedule", OPTIONS["schedule"].default)),
             warmup_epochs=int(cfg.get("warmup_epochs", OPTIONS["warmup_epochs"].default)),
             clip_norm=None if cfg.get("clip_norm") is None else float(cfg["clip_norm"]),
+            clip_value=None if cfg.get("clip_value") is None else float(cfg["clip_value"]),
             precision=str(cfg.get("precision", OPTIONS["precision"].default)),
             channels_last=bool(cfg.get("channels_last", OPTIONS["channels_last"].default)),
         )
@@ -167,6 +179,7 @@ class OptimSpec:
             "schedule": self.schedule,
             "warmup_epochs": self.warmup_epochs,
             "clip_norm": self.clip_norm,
+            "clip_value": self.clip_value,
             "precision": self.precision,
             "channels_last": self.channels_last,
         }
@@ -255,22 +268,53 @@ def build_optimizer(params: Iterable[torch.Tensor], opt: OptimSpec):
     return optimizer, schedule
 
 
+_BOTH_CLIPS = (
+    "clip_norm and clip_value are both set; a step clips one way: keep clip_value "
+    "(element-wise, turn-over training stays exact) or clip_norm (plain training only)"
+)
+
+#: why turn-over training refuses ``clip_norm``, and what it can use instead
+CLIP_NORM_REFUSAL = (
+    "clipping by the global norm of the batch gradient makes every parameter's step depend "
+    "on every example of the batch, so turn-over training (the scores) would train each "
+    "example's muted sub-network on it; use clip_value (element-wise clipping, which keeps "
+    "turn-over exact) or remove clip_norm"
+)
+
+
 def clip_gradients(model_or_params, opt: OptimSpec) -> None:
-    """Scale the gradients (``.grad``) of a model's parameters, or of the given ones,
-    so that their global norm is at most ``clip_norm`` (``clip_grad_norm_``); nothing
-    without ``clip_norm``."""
-    if opt.clip_norm is None:
+    """Clip the gradients (``.grad``) of a model's parameters, or of the given ones: scaled
+    so that their global norm is at most ``clip_norm`` (``clip_grad_norm_``), or each entry
+    clamped to ``[-clip_value, clip_value]`` (``clip_grad_value_``); nothing without either.
+    Call it on the true gradients (after fp16's loss unscaling), before the step."""
+    if opt.clip_norm is None and opt.clip_value is None:
         return
+    if opt.clip_norm is not None and opt.clip_value is not None:
+        raise ValueError(f"clip_norm, clip_value: {_BOTH_CLIPS}")
     params = model_or_params
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
-    torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], opt.clip_norm)
+    grads = [p for p in params if p.grad is not None]
+    if opt.clip_value is not None:
+        torch.nn.utils.clip_grad_value_(grads, opt.clip_value)
+    else:
+        torch.nn.utils.clip_grad_norm_(grads, opt.clip_norm)
+
+
+def turnover_clip_problems(recipe: Mapping) -> list[str]:
+    """The clipping that turn-over training refuses in ``recipe`` (a mapping with keys of
+    :data:`OPTIONS`), as ``"key: message"`` strings: ``clip_norm`` (the global norm couples
+    every example to every parameter); ``clip_value`` is exact and passes."""
+    if recipe.get("clip_norm") is None:
+        return []
+    return [f"clip_norm: {CLIP_NORM_REFUSAL}"]
 
 
 def recipe_problems(opt: OptimSpec, given: Collection[str] | None = None) -> list[tuple[str, str]]:
-    """What in ``opt`` contradicts itself, as (key, message) pairs: a warm-up not shorter
-    than the training, milestones with the cosine schedule, AdamW's ``betas``/``eps`` with
-    SGD, SGD's ``momentum`` with AdamW. ``given``: the keys set explicitly (None: those
+    """What in ``opt`` contradicts itself, as (key, message) pairs: a clip that is not
+    positive, ``clip_norm`` with ``clip_value``, a warm-up not shorter than the training,
+    milestones with the cosine schedule, AdamW's ``betas``/``eps`` with SGD, SGD's
+    ``momentum`` with AdamW. ``given``: the keys set explicitly (None: those
     that differ from their defaults)."""
 
     def set_(key: str) -> bool:
@@ -282,7 +326,7 @@ def recipe_problems(opt: OptimSpec, given: Collection[str] | None = None) -> lis
             list(default) if isinstance(default, tuple) else default
         )
 
-    out = []
+    out = _clip_problems(opt)
     if opt.warmup_epochs >= opt.epochs:
         out.append(
             (
@@ -318,4 +362,16 @@ def recipe_problems(opt: OptimSpec, given: Collection[str] | None = None) -> lis
                 "set optimizer: sgd",
             )
         )
+    return out
+
+
+def _clip_problems(opt: OptimSpec) -> list[tuple[str, str]]:
+    """A clip that is not a number > 0, or both clips (see :func:`recipe_problems`)."""
+    out = []
+    for key in ("clip_norm", "clip_value"):
+        value = getattr(opt, key)
+        if value is not None and not value > 0:  # NaN too
+            out.append((key, f"must be a number > 0 (or null: no clipping), got {value!r}"))
+    if opt.clip_norm is not None and opt.clip_value is not None:
+        out.append(("clip_value", _BOTH_CLIPS))
     return out

@@ -73,6 +73,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: examples per batch of a checkpoint record (an evaluation batch: the records do not
+#: depend on it; not the training batch of the plain run)
+RECORD_BATCH = 256
+
 _NATS = "nats"
 _SQ_GRAD = "nats^2 per squared parameter unit"
 
@@ -165,7 +169,7 @@ ESTIMATORS = tuple(p.name for p in PEERS)
 
 
 def checkpoint_records(
-    model: nn.Module, split: TensorSplit, method: str = "auto", batch_size: int = 256
+    model: nn.Module, split: TensorSplit, method: str = "auto", batch_size: int = RECORD_BATCH
 ) -> dict[str, np.ndarray]:
     """Loss, correctness and exact squared gradient norm of every example, in eval mode.
 
@@ -199,7 +203,7 @@ def record_plain_run(
     *,
     seed: int,
     method: str = "auto",
-    batch_size: int = 256,
+    batch_size: int = RECORD_BATCH,
     progress: bool = False,
 ) -> xr.Dataset:
     """Train ``model`` in place with ``fit`` and record every checkpoint (epochs 1..E).
@@ -254,7 +258,7 @@ def peer_estimators(
     seed: int,
     *,
     method: str = "auto",
-    batch_size: int = 256,
+    batch_size: int = RECORD_BATCH,
     progress: bool = False,
 ) -> xr.Dataset:
     """One plain run of the experiment's model (seeded, built plain, trained with

@@ -20,7 +20,7 @@ from ..data.sources import dataset_info, dataset_spec
 from ..data.spec import DatasetInfo, DatasetSpec
 from ..infra.options import Option, resolve
 from ..report.figures import FIGURES
-from .context import Execution
+from .execution import EXECUTION_OPTIONS, Execution
 from .specs import Experiment
 
 __all__ = [
@@ -38,29 +38,7 @@ WORKFLOW_OPTIONS: dict[str, Option] = {
         "folder of every artifact, log and figure of this config (give each config its own)",
         {"type": "string", "minLength": 1},
     ),
-    "data_root": Option(
-        "data",
-        "folder holding torchvision datasets (mnist, fashion_mnist, cifar10, source: torchvision)",
-        {"type": "string", "minLength": 1},
-    ),
-    "download": Option(
-        False, "allow torchvision to download missing datasets", {"type": "boolean"}
-    ),
-    "device": Option(
-        "auto",
-        "where training jobs run (an execution setting, never a reason to rerun)",
-        {"type": "string", "enum": ["auto", "cpu", "cuda"]},
-    ),
-    "threads": Option(
-        1,
-        "torch threads of every training job, whatever --cores says (an execution setting)",
-        {"type": "integer", "minimum": 1, "maximum": 256},
-    ),
-    "checkpoint_every": Option(
-        5,
-        "training jobs save a resumable checkpoint every this many epochs",
-        {"type": "integer", "minimum": 1},
-    ),
+    **EXECUTION_OPTIONS,
     "replace_results": Option(
         False,
         "this config replaces another config's results in the same results folder (the old "
@@ -189,13 +167,7 @@ class WorkflowConfig:
     @classmethod
     def from_config(cls, config: Mapping, infos: Mapping[str, DatasetInfo] | None = None):
         top = resolve(WORKFLOW_OPTIONS, config)
-        execution = Execution(
-            device=top["device"],
-            threads=int(top["threads"]),
-            checkpoint_every=int(top["checkpoint_every"]),
-            data_root=str(top["data_root"]),
-            download=bool(top["download"]),
-        )
+        execution = Execution.from_config(config)
         user = config.get("datasets") or {}
         experiments = config["experiments"]
         names = {e["dataset"] for e in experiments.values()}

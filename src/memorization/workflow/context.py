@@ -16,31 +16,21 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import xarray as xr
-
-from ..infra.device import lease_device, resolve_threads
 from ..infra.files import preflight
-from ..method.checkpoint import Checkpoint
-from .artifacts import Schema, check_origin, open_artifact, write_artifact
-from .provenance import provenance
+from .execution import Execution
+
+if TYPE_CHECKING:  # the heavy libraries a job needs, not the Snakefile that names it
+    import torch
+    import xarray as xr
+
+    from ..method.checkpoint import Checkpoint
+    from .artifacts import Schema
 
 __all__ = ["Execution", "StageContext"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Execution:
-    """Where and how fast a job runs: recorded in provenance, never a reason to rerun."""
-
-    device: str = "auto"
-    threads: int = 1
-    checkpoint_every: int = 5
-    data_root: str = "data"
-    download: bool = False
 
 
 @dataclass
@@ -70,6 +60,8 @@ class StageContext:
     def open(self, name: str, kind: str | None = None) -> xr.Dataset:
         """Open input ``name`` (an artifact of the stage of that name, unless ``kind``)
         and refuse it when it was not made from the slice this config expects."""
+        from .artifacts import check_origin, open_artifact  # heavy dependency: xarray
+
         (path,) = self.paths(name)
         ds = open_artifact(path, kind or name)
         if name in self.expect:
@@ -78,6 +70,8 @@ class StageContext:
 
     def open_all(self, name: str, kind: str | None = None) -> list[xr.Dataset]:
         """Open every path of a list input (replicates, shards), each checked."""
+        from .artifacts import check_origin, open_artifact  # heavy dependency: xarray
+
         expected = self.expect.get(name)
         out = []
         for k, path in enumerate(self.paths(name)):
@@ -94,6 +88,8 @@ class StageContext:
     def checkpoint(self, part: int | None = None, **identity) -> Checkpoint:
         """The resumable checkpoint of this stage's training, beside its output (``part``:
         one of several seeds it trains)."""
+        from ..method.checkpoint import Checkpoint  # heavy dependency: torch
+
         return Checkpoint.for_output(
             self.output,
             self.stage,
@@ -106,6 +102,8 @@ class StageContext:
     @contextlib.contextmanager
     def lease(self) -> Iterator[torch.device]:
         """Set the torch threads and hold the job's device (a GPU lease, or the CPU)."""
+        from ..infra.device import lease_device, resolve_threads  # heavy dependency: torch
+
         resolve_threads(self.execution.threads)
         with lease_device(self.execution.device) as dev:
             self.device = dev
@@ -123,6 +121,9 @@ class StageContext:
         **extra,
     ) -> None:
         """Write the artifact with its provenance (slice, execution settings, seconds)."""
+        from .artifacts import write_artifact  # heavy dependency: xarray
+        from .provenance import provenance  # heavy dependency: torch
+
         attrs = provenance(
             self.params,
             experiment=self.experiment,

@@ -45,13 +45,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from ..method.models import external
-from ..method.models.spec import ModelSpec
-from .specs import Experiment
+if TYPE_CHECKING:  # the model's FLOPs need torch: counted when a job's resources are asked
+    from .specs import Experiment
 
 __all__ = [
     "EVAL",
@@ -157,6 +154,11 @@ class ModelCost:
 
 @cache
 def _model_cost(name: str, shape: tuple[int, ...], n_classes: int, options: tuple) -> ModelCost:
+    import torch  # heavy dependency: the Snakefile's parse needs none of it
+    from torch.utils.flop_counter import FlopCounterMode  # heavy dependency
+
+    from ..method.models.spec import ModelSpec  # heavy dependency: torch
+
     spec = ModelSpec(name, dict(options), n_classes)
     with torch.device("meta"):
         model = spec.build(shape).eval()  # eval: batch-norm counts one example too
@@ -217,6 +219,8 @@ def model_shape(exp: Experiment) -> tuple[int, ...]:
     options = tuple((k, _hashable(v)) for k, v in sorted(exp.model.options.items()))
     key = (exp.model.name, shape, options)
     if key not in _SHAPES:  # the options as given: a dict stays a dict
+        from ..method.models import external  # heavy dependency: torch, timm's preprocessing
+
         pre = external.preprocessing_of(exp.model.name, exp.model.options, shape[0])
         _SHAPES[key] = shape if pre is None else (shape[0], *(int(s) for s in pre.size))
     return _SHAPES[key]

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config import WorkflowConfig
-from .context import Execution, StageContext
+from .context import StageContext
+from .execution import Execution
 from .registry import STAGES, Paths, Stage, stage
 from .resources import mem_mb, runtime_minutes
 
@@ -130,17 +131,6 @@ def check_code(workflow_src: str | os.PathLike) -> None:
         raise SystemExit(1)
 
 
-def execution(config: Mapping) -> Execution:
-    """The execution settings of the workflow config (never part of a rule's params)."""
-    return Execution(
-        device=config.get("device", "auto"),
-        threads=int(config.get("threads", 1)),
-        checkpoint_every=int(config.get("checkpoint_every", 5)),
-        data_root=str(config.get("data_root", "data")),
-        download=bool(config.get("download", False)),
-    )
-
-
 def context(smk) -> StageContext:
     """The :class:`StageContext` of a Snakemake ``script:`` job."""
     outputs = dict(smk.output.items())
@@ -152,7 +142,7 @@ def context(smk) -> StageContext:
         inputs={k: v if isinstance(v, str) else list(v) for k, v in smk.input.items()},
         expect=params.get("expect", {}),
         experiment=params.get("experiment", ""),
-        execution=execution(smk.config),
+        execution=Execution.from_config(smk.config),
         outputs=outputs,
     )
 

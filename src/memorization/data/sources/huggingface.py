@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from ...infra.options import REQUIRED, Option
-from ..lazy import GREY_MODES
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
 from .arrays import check_classes, int_labels, stratified_split
 
@@ -133,6 +132,8 @@ def _labels(ds, opts, where) -> np.ndarray:
 
 def _pixels(img, grey: bool | None, where: str) -> np.ndarray:
     """``[C, H, W]`` of one image (PIL converted to L/RGB; arrays as they are)."""
+    from ..lazy import GREY_MODES  # heavy dependency: data.lazy imports torch
+
     if hasattr(img, "mode"):  # PIL
         if grey is None:
             grey = img.mode in GREY_MODES
@@ -156,6 +157,8 @@ def _pixels(img, grey: bool | None, where: str) -> np.ndarray:
 
 def _images(ds, opts, where, grey: bool | None = None) -> tuple[np.ndarray, bool | None]:
     """``([N, C, H, W], grey)``: ``grey`` from the first PIL image where not given."""
+    from ..lazy import GREY_MODES  # heavy dependency: data.lazy imports torch
+
     column = opts["image_column"]
     _column(ds, column, "image_column", where)
     where = _where(where, ds, column)

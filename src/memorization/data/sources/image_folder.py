@@ -49,7 +49,6 @@ from pathlib import Path
 import numpy as np
 
 from ...infra.options import REQUIRED, Option
-from ..lazy import GREY_MODES, read_image
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
 from ..stats import ChannelSums
 from .arrays import check_pixels, stratified_split
@@ -230,6 +229,8 @@ def _peek(path: Path) -> tuple[str, tuple[int, int]]:
 
 
 def _scan(spec: DatasetSpec):
+    from ..lazy import GREY_MODES  # heavy dependency: data.lazy imports torch
+
     opts = _options(spec)
     root = Path(str(opts["path"])).expanduser().resolve()
     paths, labels, is_test, classes, ids = scan(
@@ -274,6 +275,8 @@ def info(spec: DatasetSpec, data_root: str | Path = "data") -> DatasetInfo:
 
 
 def _decode_checked(root, rel, size, channels, keep_size, first):
+    from ..lazy import read_image  # heavy dependency: data.lazy imports torch
+
     img = read_image(root / rel, None if keep_size else size, channels)
     if keep_size and img.shape[1:] != tuple(size):
         raise DatasetError(_size_error(root, first, size, rel, img.shape[1:]))

@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from ...infra.options import REQUIRED, Option
-from ..lazy import GREY_MODES
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
 from .arrays import (
     channel_axis,
@@ -188,6 +187,8 @@ def _data(ds):
 
 def _first_image(ds, call: str) -> np.ndarray:
     """The first example's pixels as the dataset gives them (``[H, W]`` or ``[H, W, C]``)."""
+    from ..lazy import GREY_MODES  # heavy dependency: data.lazy imports torch
+
     img = ds[0][0]
     if hasattr(img, "mode"):  # PIL
         img = img.convert("L" if img.mode in GREY_MODES else "RGB")

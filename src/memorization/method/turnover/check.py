@@ -39,13 +39,15 @@ def check_turnover(
     """Prove on the batch ``(x, y)`` (with the examples' masks of ``seed``, numbered
     0..len(x)-1) that an example's unmuted loss trains none of its muted sub-network's
     parameters but the shared ones; raise :class:`TurnoverSiteError` naming the parameter.
-    With ``opt``, also that its optimizer's update moves none of them because of the
-    example (:func:`~.update.prove_update`; clipping by the global norm is refused)."""
+    With ``opt``, also that its optimizer's update, its clipping included, moves none of
+    them because of the example (:func:`~.update.prove_update`; clipping by the global
+    norm is refused, element-wise clipping, ``clip_value``, is proved with the update)."""
     if opt is not None and opt.clip_norm is not None:
         raise TurnoverSiteError(
             f"clip_norm: clipping by the global norm of the batch gradient ({opt.clip_norm:g}) "
             "makes every parameter's step depend on every example, so an example's muted "
-            "sub-network would move because of it; turn-over training cannot clip"
+            "sub-network would move because of it; turn-over training cannot clip by the "
+            "norm: use clip_value (element-wise clipping, which keeps turn-over exact)"
         )
     if hasattr(model, "sites"):
         proof = prove_turnover(model, tuple(x.shape[1:]), int(y.max()) + 1, seed=seed, x=x, y=y)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-from pathlib import Path
 
 from ...report.claims import read_claims, subnetwork_check, subsets_sources, write_claims
 from ...report.figures import run_figure
@@ -58,10 +57,5 @@ def overview(ctx: StageContext) -> None:
 
 def _subsets_from(ctx: StageContext) -> dict[str, str]:
     """experiment -> the estimate that drew its subsets (where not the turn-over score),
-    from the subsets artifacts beside the scores the claims read."""
-    found = []
-    for path in ctx.paths("scores"):
-        sibling = Path(path).with_name("subsets.nc")
-        if sibling.exists():
-            found.append(open_artifact(sibling, "subsets"))
-    return subsets_sources(found)
+    from the subsets artifacts the rule gives (those drawn from an estimate)."""
+    return subsets_sources(open_artifact(path, "subsets") for path in ctx.paths("subsets"))

@@ -1,0 +1,84 @@
+"""The step backend of any model: per-model gradients through ``torch.func``'s ``vmap``.
+
+The models' parameters are stacked and the gradient of each model's batch loss comes from
+``vmap(grad(functional_call))``.
+
+``channels_last`` (a convolutional model) stacks channels-last weights, so every model's
+slice of the stacked tensors, its gradient and its optimizer state stay channels-last, and
+hands every model its batch in channels-last layout, as ``fit`` converts one model and its
+batches. ``vmap`` runs the K models' convolutions as one grouped convolution and chooses
+that one's layout itself; the results equal the default layout's to float tolerance.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import Tensor, nn
+from torch.func import functional_call, grad, stack_module_state, vmap
+from torch.nn import functional as F
+
+from ...method.precision import autocast, to_channels_last, to_channels_last_batch
+
+__all__ = ["FuncStep"]
+
+
+class FuncStep:
+    """Batch gradients of all models through ``vmap(grad(functional_call))``; with a
+    mixed ``precision`` the forward and the loss run under autocast, the stacked
+    parameters and the optimizer's state stay float32; ``channels_last``: the module's
+    docstring."""
+
+    name = "func"
+    model_dim = 0
+
+    def __init__(
+        self,
+        models: list[nn.Module],
+        x_train: Tensor,
+        y_train: Tensor,
+        precision: str = "fp32",
+        *,
+        channels_last: bool = False,
+    ) -> None:
+        # in place, before stacking (a model without convolutions is left as it is)
+        self.channels_last = channels_last and to_channels_last(models[0])
+        for model in models[1:] if self.channels_last else ():
+            to_channels_last(model)
+        self.template = copy.deepcopy(models[0]).to("meta")
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().clone() for k, v in params.items()}
+        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.x, self.y = x_train, y_train
+
+        def loss_one(p, b, x, y, w):
+            with autocast(precision, x.device):  # fp32: no autocast at all
+                logits = functional_call(self.template, (p, b), (x,))
+                return (F.cross_entropy(logits, y, reduction="none") * w).sum()
+
+        def logits_one(p, b, x):
+            with autocast(precision, x.device):
+                return functional_call(self.template, (p, b), (x,))
+
+        self._grad = vmap(grad(loss_one))
+        self._logits = vmap(logits_one, in_dims=(0, 0, None))
+
+    def tensors(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def gradients(self, rows: Tensor, weights: Tensor) -> list[Tensor]:
+        x = self.x[rows]  # [K, b, ...]
+        if self.channels_last:  # each model's [b, C, H, W] slice in channels-last layout
+            x = to_channels_last_batch(x.flatten(0, 1)).unflatten(0, rows.shape)
+        g = self._grad(self.params, self.buffers, x, self.y[rows], weights)
+        return [g[k] for k in self.params]
+
+    def logits(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = to_channels_last_batch(x)
+        return self._logits(self.params, self.buffers, x)
+
+    def state_dicts(self) -> list[dict[str, Tensor]]:
+        k = next(iter(self.params.values())).shape[0]
+        both = {**self.params, **self.buffers}
+        return [{n: v[i].clone() for n, v in both.items()} for i in range(k)]
