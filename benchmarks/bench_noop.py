@@ -5,8 +5,10 @@ plus what the Snakefile does before planning: importing the library, checking th
 (kept when unchanged, :mod:`memorization.workflow.check_cache`) and planning the jobs.
 This benchmark runs ``snakemake -n --cores 2`` and ``snakemake --version`` in turn, pair by
 pair (a ratio per pair keeps it meaningful while the machine's load drifts), and prints
-the medians and the median ratio; also the time to import what ``rules/common.smk``
-imports, against a bare ``python -c pass``.
+the medians and the median ratio; also the time to import what the Snakefile and its rules
+import (their ``import memorization...`` lines), against a bare ``python -c pass``, and which
+heavy libraries (torch, xarray, pandas) those imports load: none, so that a rerun with
+nothing to do costs little more than Snakemake's own start.
 
     .venv/bin/python benchmarks/bench_noop.py [--runs 5] [--directory DIR] [--configfile F]
 
@@ -17,6 +19,7 @@ it also plans every job (a little more).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -25,15 +28,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-IMPORTS = (
-    "import sys; sys.path.insert(0, 'src'); "
-    "import snakemake.utils; "
-    "from memorization.report.figures import FIGURES; "
-    "from memorization.workflow.config import WorkflowConfig, coerce_overrides; "
-    "from memorization.workflow.check_cache import CACHE_FILE; "
-    "from memorization.workflow.gate import check_before_jobs; "
-    "from memorization.workflow.snakemake import Rules"
-)
+HEAVY = ("torch", "xarray", "pandas")
+
+
+def parse_imports() -> str:
+    """Python that imports what the Snakefile and ``rules/*.smk`` import from the library."""
+    lines = ["import sys", "sys.path.insert(0, 'src')", "import snakemake.utils"]
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+        for line in path.read_text().splitlines():
+            if re.match(r"^(from|import)\s+memorization", line) and line not in lines:
+                lines.append(line)
+    return "\n".join(lines)
+
+
+def heavy_loaded(code: str) -> list[str]:
+    """The heavy libraries that ``code`` leaves loaded."""
+    check = code + f"\nprint(' '.join(sorted(set({HEAVY!r}) & set(sys.modules))))"
+    res = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"the Snakefile's imports failed:\n{res.stderr[-2000:]}")
+    return res.stdout.split()
 
 
 def _seconds(cmd: list[str], cwd: Path) -> float:
@@ -74,8 +88,10 @@ def main() -> None:
         dry.append(f"--configfile={args.configfile}")
     a, b = _pairs(dry, [*SNAKEMAKE, "--version"], args.directory, args.runs)
     _report("snakemake -n --cores 2", a, b, "snakemake --version")
-    a, b = _pairs([sys.executable, "-c", IMPORTS], [sys.executable, "-c", "pass"], ROOT, args.runs)
+    imports = parse_imports()
+    a, b = _pairs([sys.executable, "-c", imports], [sys.executable, "-c", "pass"], ROOT, args.runs)
     _report("the Snakefile's imports", a, b, "python -c pass")
+    print(f"heavy libraries the Snakefile's imports load: {heavy_loaded(imports) or 'none'}")
 
 
 if __name__ == "__main__":

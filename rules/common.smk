@@ -32,7 +32,7 @@ INFOS = check_before_jobs(
     local=workflow.local_exec and workflow.is_main_process,
     cache=CACHE_FILE,
     # a run that executes jobs needs the data files; a dry run (-n) plans without them
-    data_files=workflow.is_main_process and executing(sys.argv),
+    data_files=executing(workflow),
 )
 # `snakemake --report` documents what has been built; it fails on a missing file
 REPORTING = any(a == "--report" or a.startswith("--report=") for a in sys.argv)
@@ -43,7 +43,7 @@ claim_results(
     W,
     [str(f) for f in workflow.configfiles],
     replace_results=bool(config.get("replace_results", False)),
-    write=workflow.is_main_process and executing(sys.argv),
+    write=executing(workflow),
 )
 R = Rules(W)
 RESULTS = W.results

@@ -41,7 +41,7 @@ from .method.models import MODELS, external
 from .method.models.base import TurnOverNet
 from .method.models.spec import ModelSpec, model_option_table
 from .method.optim import OPTIONS as OPTIM_OPTIONS
-from .method.optim import OptimSpec, recipe_problems
+from .method.optim import OptimSpec, recipe_problems, turnover_clip_problems
 from .method.precision import supports
 from .method.scoring import SHARPEN_TEMPERATURE, score_split
 from .method.turnover import check_turnover, turnover
@@ -73,12 +73,16 @@ def _array(value, name: str) -> np.ndarray:
         raise ArgumentError(f"{name}: cannot be read as an array: {err}") from None
 
 
-def _problems(values: Mapping, options: Mapping[str, Option]) -> list[str]:
-    """The config check's messages for ``values`` against the schema of ``options``."""
+def _problems(
+    values: Mapping, options: Mapping[str, Option], also: Mapping[str, Option] | None = None
+) -> list[str]:
+    """The config check's messages for ``values`` against the schema of ``options`` (an
+    unknown key's did-you-mean looks in ``also`` too: the recipe's keys beside the model's)."""
     out = []
     for key, value in values.items():
         if key not in options:
-            hint = _suggest(key, options) or f"; known: {', '.join(sorted(options))}"
+            known = {**options, **(also or {})}
+            hint = _suggest(key, known) or f"; known: {', '.join(sorted(known))}"
             out.append(f"{key}: unknown key{hint}")
             continue
         value = list(value) if isinstance(value, tuple) else value
@@ -148,10 +152,14 @@ class _Given(ModelSpec):
 def _model_problems(model, options: Mapping) -> list[str]:
     """What the config check would say of ``model`` and its options."""
     if isinstance(model, (ModelSpec, TurnOverNet)):
-        return [f"{k}: unknown key (the model is already built with its options)" for k in options]
+        return [
+            f"{k}: unknown key (the model is already built with its options)"
+            f"{_suggest(k, OPTIM_OPTIONS)}"
+            for k in options
+        ]
     if isinstance(model, nn.Module):
         table = model_option_table("external:module")
-        return _problems(options, {k: table[k] for k in _MODULE_OPTIONS})
+        return _problems(options, {k: table[k] for k in _MODULE_OPTIONS}, OPTIM_OPTIONS)
     if not isinstance(model, str):
         return [
             f"model: {model!r} is neither a model name (mlp, vgg11, cct, torchvision:NAME, "
@@ -161,7 +169,7 @@ def _model_problems(model, options: Mapping) -> list[str]:
         table = model_option_table(model)
     except ValueError as err:
         return [f"model: {err}{_suggest(model, MODELS)}"]
-    return _problems(options, table)
+    return _problems(options, table, OPTIM_OPTIONS)
 
 
 def _model(model, n_classes: int, in_shape, options: dict) -> ModelSpec:
@@ -205,12 +213,24 @@ def _size_problems(data: xr.Dataset, batch_size: int, corrupt: int) -> list[str]
     return out
 
 
+def _split_recipe(epochs, lr, batch_size, options: Mapping) -> tuple[dict, dict]:
+    """(the recipe, the model's options): the keywords that are the optimizer's config keys
+    (:data:`~memorization.method.optim.OPTIONS`), with ``epochs``, ``lr`` and
+    ``batch_size``, and the rest. A key left out takes its default from
+    :meth:`OptimSpec.from_config`, the config's."""
+    optim = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+    optim |= {k: v for k, v in options.items() if k in OPTIM_OPTIONS}
+    return optim, {k: v for k, v in options.items() if k not in OPTIM_OPTIONS}
+
+
 def _recipe(model, model_options: Mapping, optim: dict, given: dict) -> OptimSpec:
-    """The optimizer's spec of ``optim``, every argument checked as the config check would."""
+    """The optimizer's spec of ``optim``, every argument checked as the config check would
+    (``clip_norm`` refused: it would break turn-over)."""
     problems = _problems(optim, OPTIM_OPTIONS) + _problems(given, EXPERIMENT_OPTIONS)
     _raise(problems + _model_problems(model, model_options))
     opt = OptimSpec.from_config(optim)  # every recipe key by name
-    _raise([f"{key}: {msg}" for key, msg in recipe_problems(opt)])
+    problems = [f"{key}: {msg}" for key, msg in recipe_problems(opt, set(optim))]
+    _raise(problems + turnover_clip_problems(optim))
     return opt
 
 
@@ -260,24 +280,13 @@ def score(
     epochs: int,
     lr: float,
     batch_size: int = OptimSpec.batch_size,  # declared once, by the optimizer's spec
-    momentum: float = 0.0,
-    milestones: Sequence[int] = (),
-    gamma: float = 0.1,
-    weight_decay: float = 0.0,
-    optimizer: str = "sgd",
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    schedule: str = "step",
-    warmup_epochs: int = 0,
-    precision: str = "fp32",
-    channels_last: bool = False,
     seed: int = 0,
     corrupt: int = 0,
     corruption: str = "uniform",
     score_temperature: float = SHARPEN_TEMPERATURE,
     device: str = "auto",
     progress: bool | None = None,
-    **model_options,
+    **options,
 ) -> xr.Dataset:
     """Train a turn-over model and score every training example (see the module docstring).
 
@@ -285,22 +294,25 @@ def score(
     its options as keywords, a :class:`ModelSpec`, a network wrapped with :func:`turnover`,
     or any classifier (wrapped with masks at its head's input). The data: ``images`` and
     ``labels`` (prepared with :func:`prepare`), or ``data``, a prepared dataset. ``corrupt``
-    training labels are drawn at random first. Before training, the zero-gradient check runs
-    on the first training examples (its report is the ``turnover_check`` attribute), and of
-    the update of ``optimizer`` (``"sgd"``, the paper's, or ``"adamw"``) with a ``"step"`` or
-    ``"cosine"`` ``schedule`` after ``warmup_epochs`` of linear warm-up, in ``precision``
-    (fp32, bf16, fp16: :mod:`~memorization.method.precision`), ``channels_last`` if asked. A
-    timm or torchvision model with ``preprocess="model"`` reads the images as its weights expect.
+    training labels are drawn at random first.
+
+    The training recipe: ``epochs``, ``lr``, ``batch_size`` and, as keywords, every other
+    key of the config's optimizer (:data:`memorization.method.optim.OPTIONS`, with the
+    config's defaults): ``momentum``, ``milestones``, ``gamma``, ``weight_decay``,
+    ``optimizer`` (``"sgd"``, the paper's, or ``"adamw"`` with ``betas``, ``eps``),
+    ``schedule`` (``"step"`` or ``"cosine"``), ``warmup_epochs``, ``clip_value`` (``clip_norm``
+    is refused: turn-over would not be exact), ``precision`` (fp32, bf16, fp16:
+    :mod:`~memorization.method.precision`), ``channels_last``, ``augment``. Every other
+    keyword is an option of the model. Before training, the zero-gradient check runs on the
+    first training examples, and of the update of the recipe (its report is the
+    ``turnover_check`` attribute). A timm or torchvision model with ``preprocess="model"``
+    reads the images as its weights expect.
 
     Every argument is checked first as the config check checks a config (an unknown
     keyword gets the same did-you-mean): :class:`ArgumentError` lists every problem.
     ``progress``: a progress bar per epoch on stderr (None: where stderr is a terminal).
     """
-    optim = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
-    optim |= {"milestones": list(milestones), "gamma": gamma, "weight_decay": weight_decay}
-    optim |= {"optimizer": optimizer, "betas": list(betas), "eps": eps, "schedule": schedule}
-    optim |= {"warmup_epochs": warmup_epochs, "precision": precision}
-    optim["channels_last"] = channels_last
+    optim, model_options = _split_recipe(epochs, lr, batch_size, options)
     given = {"seed": seed, "corrupt": corrupt, "corruption": corruption}
     given["score_temperature"] = score_temperature
     opt = _recipe(model, model_options, optim, given)

@@ -428,3 +428,14 @@ def test_a_job_imports_the_library_without_an_install(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (tmp_path / "results/data/digits.nc").stat().st_size > 10_000
+
+
+def test_host_memory_counts_the_optimizer_state():
+    # AdamW keeps two moments per parameter where SGD with momentum keeps one: the
+    # estimate grows by 8 bytes per parameter (in memory and in the checkpoint)
+    sgd = exp_of(momentum=0.9)
+    adamw = exp_of(optimizer="adamw")
+    passes = passes_of("scores", sgd)
+    extra = resources.host_bytes(passes, adamw) - resources.host_bytes(passes, sgd)
+    assert extra == 8 * resources.model_cost(sgd).params
+    assert resources.host_bytes(passes, exp_of(momentum=0.0)) == resources.host_bytes(passes, sgd)

@@ -116,7 +116,7 @@ def test_adding_one_peer_record_is_enough(tmp_path):
     colours and estimates.nc list it, with nothing else edited."""
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
-    peers_py = src / "memorization/trust/peers.py"
+    peers_py = src / "memorization/trust/peer_records.py"
     text = peers_py.read_text()
     end = text.index(")\n\n#: the estimators' variable names")
     peers_py.write_text(text[:end] + RECORD + text[end:])
@@ -176,7 +176,9 @@ def test_peer_records_are_complete_and_oriented(tiny):
 # --- estimates.nc ----------------------------------------------------------------------------
 
 
-def _scores(examples, seconds=12.0, replicates=1) -> xr.Dataset:
+def _scores(examples, seconds=12.0, replicates=1, setup=30.0) -> xr.Dataset:
+    """Scores whose training took ``seconds`` (summed over the replicates) in jobs that
+    took ``setup`` seconds more (loading the data, the zero-gradient check, ...)."""
     rng = np.random.default_rng(0)
     ds = xr.Dataset(
         {
@@ -186,8 +188,9 @@ def _scores(examples, seconds=12.0, replicates=1) -> xr.Dataset:
         coords={"example": examples},
     )
     if replicates > 1:
-        ds["replicate_seconds"] = ("replicate", np.full(replicates, seconds / replicates))
-    ds.attrs.update(seconds=seconds, replicates=replicates)
+        job = (seconds + setup) / replicates
+        ds["replicate_seconds"] = ("replicate", np.full(replicates, job))
+    ds.attrs.update(seconds=seconds + setup, train_seconds=seconds, replicates=replicates)
     return ds
 
 
@@ -205,7 +208,7 @@ def _oob(examples) -> xr.Dataset:
         coords={"example": examples},
     )
     ds["n_in"] = ("example", np.full(n, 4), {"long_name": "networks", "units": ""})
-    ds.attrs["train_seconds"] = 9.0
+    ds.attrs.update(train_seconds=9.0, seconds=40.0)  # the job: its set-up too
     return ds
 
 
@@ -218,7 +221,7 @@ def test_estimates_hold_every_estimator_with_family_and_measured_cost(tiny):
     assert list(out.data_vars) == expected  # n_in (no family) is left out
     for name in expected:
         attrs = out[name].attrs
-        assert attrs["long_name"] and attrs["cost_basis"] == "measured", name
+        assert attrs["long_name"] and attrs["cost_basis"] == "training_seconds", name
         assert out[name].dims == ("example",)
     assert {out[n].attrs["family"] for n in est.TURNOVER} == {"turnover"}
     assert {out[n].attrs["family"] for n in ESTIMATORS} == {"peer"}
@@ -242,6 +245,61 @@ def test_without_a_measured_plain_run_costs_come_from_the_operation_counts(tiny)
     assert {v.attrs["cost_basis"] for v in out.data_vars.values()} == {"operations"}
     assert out["turnover_loss"].attrs["cost_runs"] == pytest.approx(2 * (1 + 2 / 3), rel=1e-2)
     assert out["oob_loss"].attrs["cost_runs"] == 4.0  # the out-of-bag artifact's own
+
+
+def _peers(examples, **seconds) -> xr.Dataset:
+    """A peers artifact whose recorded seconds are ``seconds``."""
+    values = np.linspace(0, 1, len(examples))
+    return xr.Dataset(
+        {name: ("example", values) for name in ESTIMATORS},
+        coords={"example": examples},
+        attrs=seconds,
+    )
+
+
+def test_measured_costs_count_training_seconds_on_both_sides(tiny):
+    """The turn-over jobs' and the out-of-bag job's set-up (data, zero-gradient check) is
+    not counted, as one plain run's seconds count its training alone."""
+    peers = _peers(tiny.examples, train_seconds_per_run=2.0, record_seconds_per_run=0.5)
+    peers.attrs.update(peer_runs=2, seconds=100.0)  # the peers job, set-up included
+    scores = _scores(tiny.examples, 12.0, replicates=4, setup=88.0)
+    out = est.collect_estimates(scores, peers, _oob(tiny.examples))
+    assert {v.attrs["cost_basis"] for v in out.data_vars.values()} == {"training_seconds"}
+    assert out["turnover_loss"].attrs["cost_runs"] == 6.0  # 12 s / 2 s, not 100 s / 2 s
+    assert out["oob_loss"].attrs["cost_runs"] == 4.5  # 9 s, not the job's 40 s
+    assert out["cumulative_loss"].attrs["cost_runs"] == 2 * (2.0 + 0.5) / 2.0
+    # scores that did not record their training seconds: not a measured cost of another kind
+    del scores.attrs["train_seconds"]
+    old = est.collect_estimates(scores, peers)
+    assert old["turnover_loss"].attrs["cost_basis"] == "operations"
+    assert old["turnover_loss"].attrs["cost_runs"] == pytest.approx(4 * (1 + 2 / 3), rel=1e-2)
+    assert old["cumulative_loss"].attrs["cost_basis"] == "training_seconds"
+
+
+def test_replicates_record_the_sum_of_their_training_seconds(tmp_path, tiny):
+    """The merged scores' ``train_seconds`` (what the turn-over cost counts) is the sum of
+    the replicate jobs' training seconds, not of their whole jobs' seconds."""
+    from memorization.method.scoring import score_split
+    from memorization.workflow.stages.scores import SCORES, scores
+
+    exp = Experiment.from_config("a", {**DEFAULT["experiments"]["mnist_mlp"], "replicates": 2})
+    paths = []
+    for rep, (job, trained) in enumerate([(30.0, 2.5), (40.0, 3.25)]):
+        run = score_split(MODEL, tiny, OPT, replicate_seed(exp.seed, rep), progress=False)
+        path = str(tmp_path / f"scores_r{rep}.nc")
+        ctx = StageContext("scores_replicate", path, params=scores_slice(exp, rep).params())
+        ctx.write(run, SCORES, split="train", seconds=job, train_seconds=trained)
+        paths.append(path)
+    out = tmp_path / "scores.nc"
+    ctx = StageContext(
+        "scores", str(out), params=scores_slice(exp).params(), inputs={"scores_replicate": paths}
+    )
+    scores(ctx)
+    merged = open_artifact(out, "scores")
+    assert merged.attrs["train_seconds"] == 5.75 and merged.attrs["seconds"] == 70.0
+    peers = _peers(tiny.examples, train_seconds_per_run=2.3)
+    cost = est.collect_estimates(merged, peers)["turnover_loss"].attrs
+    assert (cost["cost_runs"], cost["cost_basis"]) == (2.5, "training_seconds")
 
 
 def test_estimates_refuse_peers_of_other_examples(tiny):
@@ -293,6 +351,7 @@ def test_subsets_from_draws_the_subsets_from_the_named_estimate(tmp_path):
         str(out),
         params=subsets_slice(exp).params(),
         inputs={"scores": "unused.nc", "estimates": str(tmp_path / "estimates.nc")},
+        expect={"estimates": est.estimates_slice(exp).params()},
     )
     subsets(ctx)
     ds = open_artifact(out, "subsets")
@@ -312,9 +371,11 @@ def test_subsets_from_refuses_estimates_of_another_config(tmp_path):
         str(tmp_path / "subsets.nc"),
         params=subsets_slice(exp).params(),
         inputs={"estimates": str(tmp_path / "estimates.nc")},
+        expect={"estimates": est.estimates_slice(exp).params()},
     )
     with pytest.raises(ValueError, match="was not made from this config"):
         subsets(ctx)
+    assert not (tmp_path / "subsets.nc").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """The Snakefile's parse stays light: what ``Snakefile`` and ``rules/*.smk`` import pulls in
-no drawing or fitting library, and each import by which a workflow or report module on that
-path still pulls torch in is listed here, to be made lazy (a new one fails; the goal is none).
+no drawing or fitting library, no torch and no xarray; an import by which a workflow or
+report module on that path would pull one in fails here, naming the chain, to be made lazy
+(imported inside the function that needs it, ``# heavy dependency``) or split into a light
+declaration (options, specs, slices) and its heavy computation.
 
 A no-op ``snakemake`` rerun pays for every import of the parse; torch alone costs seconds.
 """
@@ -28,65 +30,9 @@ FREED = (
     "memorization.workflow.resources",
 )
 
-#: (workflow or report module on the parse path, what it imports at its top that imports
-#: torch): each to make lazy, or to split into a light declaration (options, specs,
-#: slices) and its heavy computation. A package's ``__init__`` that imports its heavy
-#: modules (``memorization.data``) makes every import of a module inside it heavy.
-KNOWN = {
-    ("report.claims", "trust.replicates"),
-    ("report.overview", "trust.replicates"),
-    ("report.top", "method.scoring"),
-    ("report.top", "trust.replicates"),
-    ("workflow.check_cache", "data"),
-    ("workflow.config", "data.sources"),
-    ("workflow.gate", "data.sources.builtin"),
-    ("workflow.provenance", "method.checkpoint"),
-    ("workflow.provenance", "torch"),
-    ("workflow.slices", "data"),
-    ("workflow.slices", "method.models.spec"),
-    ("workflow.slices", "method.optim"),
-    ("workflow.specs", "data.sources"),
-    ("workflow.specs", "method.models.spec"),
-    ("workflow.specs", "method.optim"),
-    ("workflow.specs", "method.scoring"),
-    ("workflow.specs", "studies.gradient_statistics"),
-    ("workflow.specs", "studies.gradstats"),
-    ("workflow.specs", "trust.oob"),
-    ("workflow.stages.common", "data.preprocess"),
-    ("workflow.stages.common", "data.tensors"),
-    ("workflow.stages.common", "method.checkpoint"),
-    ("workflow.stages.common", "method.models.external"),
-    ("workflow.stages.common", "method.models.spec"),
-    ("workflow.stages.common", "torch"),
-    ("workflow.stages.common", "trust.replicates"),
-    ("workflow.stages.data", "data.fingerprint"),
-    ("workflow.stages.data", "data.lazy"),
-    ("workflow.stages.data", "data.prepare"),
-    ("workflow.stages.estimates", "method.scoring"),
-    ("workflow.stages.estimates", "trust.oob"),
-    ("workflow.stages.estimates", "trust.peers"),
-    ("workflow.stages.oob", "data"),
-    ("workflow.stages.oob", "method.models.spec"),
-    ("workflow.stages.oob", "method.optim"),
-    ("workflow.stages.oob", "trust.oob"),
-    ("workflow.stages.scores", "method.checkpoint"),
-    ("workflow.stages.scores", "method.scoring"),
-    ("workflow.stages.scores", "method.turnover"),
-    ("workflow.stages.scores", "torch"),
-    ("workflow.stages.scores", "trust.oob"),
-    ("workflow.stages.scores", "trust.replicates"),
-    ("workflow.stages.studies", "data.tensors"),
-    ("workflow.stages.studies", "studies.crosstrain"),
-    ("workflow.stages.studies", "studies.dynamics"),
-    ("workflow.stages.studies", "studies.gradient_statistics"),
-    ("workflow.stages.studies", "torch"),
-    ("workflow.stages.trust", "method.scoring"),
-    ("workflow.stages.trust", "trust.influence"),
-    ("workflow.stages.trust", "trust.peers"),
-    ("workflow.stages.trust", "trust.truth"),
-    ("workflow.stages.trust", "trust.validation"),
-    ("workflow.watch", "data.fingerprint"),
-}
+#: libraries the parse never imports, read by the jobs only: torch (seconds to import),
+#: xarray and its pandas (most of a second)
+HEAVY = ("torch", "xarray", "pandas")
 
 #: the layers the Snakefile's glue lives in
 _GLUE = ("memorization.workflow", "memorization.report")
@@ -147,6 +93,16 @@ def top_imports(module: str) -> set[str]:
     return parts - {module}
 
 
+#: packages that import each of their modules by name when imported (the figures: one
+#: module per figure, found with ``pkgutil``), which no ``import`` statement shows
+_DISCOVERED = ("memorization.report.figures",)
+
+
+def _discovered(package: str) -> list[str]:
+    folder = SRC.joinpath(*package.split("."))
+    return [f"{package}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
+
+
 def parse_path() -> dict[str, str | None]:
     """Every library module the parse imports -> the module that imported it first."""
     reached: dict[str, str | None] = {}
@@ -159,7 +115,8 @@ def parse_path() -> dict[str, str | None]:
                 todo.append(name)
     while todo:
         module = todo.popleft()
-        for name in sorted(top_imports(module)):
+        found = top_imports(module) | set(_discovered(module) if module in _DISCOVERED else ())
+        for name in sorted(found):
             if name.startswith("memorization") and _file(name) and name not in reached:
                 reached[name] = module
                 todo.append(name)
@@ -226,28 +183,62 @@ def test_the_parse_imports_the_snakefiles_library():
     assert "memorization.workflow.registry" in reached
 
 
-def test_the_parse_loads_no_drawing_or_fitting_library_and_agrees_with_the_map():
+def test_the_parse_loads_no_drawing_or_fitting_library_and_no_torch():
     loaded = _loaded_by_the_parse()
     assert "memorization" in loaded
-    assert sorted(set(NEVER) & loaded) == []
-    # the static map below sees what the interpreter loads
-    assert ("torch" in loaded) == bool(heavy_edges(parse_path()))
+    assert sorted(set(NEVER + HEAVY) & loaded) == []
+    # the static map below sees what the interpreter loads (numpy is still loaded)
+    assert "numpy" in loaded and heavy_edges(parse_path(), "numpy")
 
 
-def test_no_new_import_pulls_torch_into_the_parse():
+def test_no_import_pulls_torch_or_xarray_into_the_parse():
     reached = parse_path()
-    new = sorted(heavy_edges(reached) - KNOWN)
-    chains = [f"{_chain('memorization.' + m, reached)} imports {n}" for m, n in new]
-    assert new == [], "make these imports lazy (# heavy dependency):\n" + "\n".join(chains)
+    for library in HEAVY:
+        found = sorted(heavy_edges(reached, library))
+        chains = [f"{_chain('memorization.' + m, reached)} imports {n}" for m, n in found]
+        assert found == [], "make these imports lazy (# heavy dependency):\n" + "\n".join(chains)
+
+
+def test_the_map_finds_the_figures_the_package_imports_by_name():
+    reached = parse_path()
+    assert "memorization.report.figures.validation" in reached
+    assert reached["memorization.report.figures.validation"] == "memorization.report.figures"
 
 
 def test_the_scan_finds_a_heavy_import_and_its_importer():
-    reached = {"memorization.workflow.provenance": None, "memorization.workflow.execution": None}
+    # the config check fits a model (run by a job or once per changed config, not the parse)
+    reached = {"memorization.workflow.check.model": None, "memorization.workflow.execution": None}
     edges = heavy_edges(reached)
-    assert ("workflow.provenance", "torch") in edges
+    assert ("workflow.check.model", "torch") in edges
     assert not any(m == "workflow.execution" for m, _ in edges)
     assert pulls("memorization.method.models.mlp")  # nn.Module subclasses need torch
+    assert pulls("memorization.method.scoring")
     assert not pulls("memorization.infra.options")
+
+
+def test_the_declarations_import_no_torch_or_xarray():
+    """What the config and the job graph read (the data package, the specs, the options,
+    the forms, the stage modules' slices and schemas) imports torch and xarray only in
+    the functions that compute."""
+    light = [
+        "memorization.data",
+        "memorization.data.sources",
+        "memorization.method.models",
+        "memorization.method.models.spec",
+        "memorization.method.optim",
+        "memorization.method.forms",
+        "memorization.studies.gradient_choices",
+        "memorization.trust.oob_spec",
+        "memorization.trust.peer_records",
+        "memorization.trust.replicates",
+        "memorization.workflow.provenance",
+        "memorization.workflow.registry",
+    ]
+    assert [m for m in light if pulls(m) or pulls(m, "xarray")] == []
+    code = "import sys\n" + "".join(f"import {m}\n" for m in light)
+    code += "print(sorted({'torch', 'xarray'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_freed_workflow_modules_import_no_heavy_library():

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,6 +32,7 @@ from memorization.workflow.ownership import (
     conflicts,
     executing,
     results_settings,
+    runs_jobs,
 )
 from memorization.workflow.slices import DatasetSlice
 from memorization.workflow.stages.data import dataset as dataset_stage
@@ -263,13 +264,39 @@ def test_what_would_change_artifacts(tmp_path):
     assert found(_config(tmp_path, datasets, "d")) == []
 
 
-def test_only_real_runs_record_the_owner():
-    assert executing(["snakemake", "--cores", "2", "results/fig2.pdf"])
-    for argv in (["-n"], ["-np"], ["--dry-run"], ["--lint"], ["--report", "r.html"], ["--dag"]):
-        assert not executing(["snakemake", "--cores", "1", *argv])
-    assert executing([f"{sys.prefix}/lib/site-packages/snakemake/__main__.py", "--cores", "1"])
-    # Snakemake's API inside another program: its command line is not Snakemake's
-    assert not executing(["/venv/bin/pytest", "-q", "tests"])
+def _parsed(*argv: str):
+    """Snakemake's own parse of a command line (its profiles applied)."""
+    from snakemake.cli import parse_args
+
+    return parse_args(["--cores", "1", "--workflow-profile", "none", *argv])[1]
+
+
+def _workflow(main=True, dryrun=False):
+    return SimpleNamespace(is_main_process=main, output_settings=SimpleNamespace(dryrun=dryrun))
+
+
+def test_only_real_runs_record_the_owner(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runs_jobs(_parsed("results/fig2.pdf"))
+    assert runs_jobs(_parsed("--report-after-run", "--report", "r.html"))
+    for argv in (
+        ["-n"], ["-np"], ["--dry-run"], ["--lint"], ["--list"], ["--summary"], ["-D"],
+        ["--report", "r.html"], ["--dag"], ["--unlock"], ["--list-changes", "code"],
+    ):  # fmt: skip
+        assert not runs_jobs(_parsed(*argv)), argv
+    # a profile's dry run: the command line itself says nothing of it
+    (tmp_path / "prof").mkdir()
+    (tmp_path / "prof/config.yaml").write_text("dryrun: true\n")
+    assert not runs_jobs(_parsed("--profile", str(tmp_path / "prof")))
+    # the Snakefile asks the workflow object while Snakemake's command line parses it
+    here = {"__name__": "snakemake.cli", "executing": executing}
+    exec("def args_to_api(args, workflow):\n    return executing(workflow)\n", here)
+    assert here["args_to_api"](_parsed(), _workflow())
+    assert not here["args_to_api"](_parsed("--lint"), _workflow())
+    assert not here["args_to_api"](_parsed(), _workflow(dryrun=True))  # Snakemake's API: -n
+    assert not here["args_to_api"](_parsed(), _workflow(main=False))  # a job's own process
+    # Snakemake's API inside another program (this test): its command line is not Snakemake's
+    assert not executing(_workflow())
 
 
 def test_replace_moves_the_old_folder_aside_whole(tmp_path, monkeypatch, capsys):
@@ -368,6 +395,8 @@ def test_a_changed_arrays_file_reruns_exactly_what_depends_on_it(tmp_path):
     )
     for art in (data, scores):
         assert f"fingerprint: {fingerprint}" in art.attrs["config"]
+    # the turn-over cost counts the training, not the job's set-up (its whole seconds)
+    assert 0 < scores.attrs["train_seconds"] < scores.attrs["seconds"]
     # the same content written again (a new modification time) reruns nothing
     write_arrays(tmp_path / "data.npz", seed=1)
     res = snakemake(tmp_path, config, *TARGETS, "results/w/scores.nc", "-n")

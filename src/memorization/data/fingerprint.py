@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from . import folder_listing
 from .spec import DatasetError, DatasetSpec
 
 __all__ = [
@@ -139,7 +140,7 @@ def arrays(spec: DatasetSpec, data_root: str | Path) -> str:
 
 def image_folder(spec: DatasetSpec, data_root: str | Path) -> str:
     root = Path(str(spec.options.get("path", ""))).expanduser()
-    return manifest_hash(folder_manifest(root, _is_image))
+    return manifest_hash(folder_listing.manifest(root, _is_image))  # walked once a process
 
 
 def _torchvision_folder(name: str, root: Path) -> tuple[Path, bool]:

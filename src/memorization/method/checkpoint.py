@@ -47,11 +47,16 @@ import signal
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..infra.files import atomic_write, stable_hash
+from .optim import optimizer_state_copies
+
+if TYPE_CHECKING:  # for the annotations only
+    from .optim import OptimSpec
 
 __all__ = [
     "Checkpoint",
@@ -60,6 +65,7 @@ __all__ = [
     "SignalGuard",
     "checkpoint_bytes",
     "checkpoint_path",
+    "optimizer_state_copies",
     "source_hash",
 ]
 
@@ -80,10 +86,11 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def checkpoint_bytes(parameters: int, momentum: float = 0.0, records: int = 0) -> int:
-    """Disk a training's checkpoint needs at its peak: weights (and momentum buffers) in
-    float32 plus the records, twice (the new file is written before the old one goes)."""
-    per_copy = 4 * parameters * (2 if momentum else 1) + records + (1 << 20)
+def checkpoint_bytes(parameters: int, opt: OptimSpec | None = None, records: int = 0) -> int:
+    """Disk a training's checkpoint needs at its peak: the weights and the optimizer's state
+    of ``opt`` (:func:`optimizer_state_copies`) in float32, plus the records, twice (the new
+    file is written before the old one goes)."""
+    per_copy = 4 * parameters * (1 + optimizer_state_copies(opt)) + records + (1 << 20)
     return 2 * per_copy
 
 

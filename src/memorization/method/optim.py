@@ -7,10 +7,12 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..infra.options import Option
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "CLIP_NORM_REFUSAL",
@@ -20,6 +22,7 @@ __all__ = [
     "clip_gradients",
     "epoch_lr",
     "lr_factor",
+    "optimizer_state_copies",
     "recipe_problems",
     "turnover_clip_problems",
 ]
@@ -239,6 +242,8 @@ def build_optimizer(params: Iterable[torch.Tensor], opt: OptimSpec):
     is built exactly as the SGD-only releases built it; AdamW takes ``betas``, ``eps`` and
     decoupled weight decay; a cosine schedule or a warm-up runs through ``LambdaLR``.
     """
+    import torch  # heavy dependency: the options and OptimSpec stay importable without it
+
     if opt.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
@@ -291,6 +296,8 @@ def clip_gradients(model_or_params, opt: OptimSpec) -> None:
         return
     if opt.clip_norm is not None and opt.clip_value is not None:
         raise ValueError(f"clip_norm, clip_value: {_BOTH_CLIPS}")
+    import torch  # heavy dependency: the options and OptimSpec stay importable without it
+
     params = model_or_params
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
@@ -375,3 +382,16 @@ def _clip_problems(opt: OptimSpec) -> list[tuple[str, str]]:
     if opt.clip_norm is not None and opt.clip_value is not None:
         out.append(("clip_value", _BOTH_CLIPS))
     return out
+
+
+def optimizer_state_copies(opt: OptimSpec | None) -> int:
+    """How many float32 tensors the size of the parameters the optimizer of ``opt`` keeps
+    (and a checkpoint saves): SGD with momentum one (the momentum buffer), SGD without
+    none, AdamW two (the first and second moment estimates); None: plain SGD."""
+    if opt is None:
+        return 0
+    if opt.optimizer == "adamw":
+        return 2
+    if opt.optimizer == "sgd":
+        return 1 if opt.momentum else 0
+    raise ValueError(f"optimizer: unknown {opt.optimizer!r} (known: sgd, adamw)")

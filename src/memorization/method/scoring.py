@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from ..data.tensors import TensorSplit
 from .checkpoint import Checkpoint, Records
+from .forms import CUMULATIVE, SCORE_FORMS, SHARPEN_TEMPERATURE
 from .masks import TurnOverMasks
 from .models.base import TurnOverNet
 from .models.spec import ModelSpec
@@ -61,22 +62,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SUBNETS = ("unmuted", "muted")
-
-#: score form (config ``score_form``) -> the scores' variable
-SCORE_FORMS = {
-    "loss": "memorization",
-    "probability": "probability_memorization",
-    "zero_one": "zero_one_memorization",
-    "sharpened": "sharpened_memorization",
-    "cumulative": "cumulative_memorization",
-}
-
-#: cumulative score -> the per-epoch score it sums over the epochs
-CUMULATIVE = {"cumulative_memorization": "memorization"}
-
-#: softmax temperature of the sharpened score form: measured closest to the
-#: Feldman-Zhang estimate on mnist5k (the config's ``score_temperature`` default)
-SHARPEN_TEMPERATURE = 0.5
 
 
 def sharpened_memorization(

@@ -8,16 +8,19 @@ the scores say without writing any code (``memorization top EXPERIMENT``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from ..infra.files import atomic_write
-from ..method.scoring import SCORE_FORMS
+from ..method.forms import SCORE_FORMS
 from ..trust.replicates import first_replicate
 from ..workflow.artifacts import config_of, open_artifact
 from ..workflow.slices import summary
 from .figures.base import pyplot
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["image_of", "ranked", "table", "write_grid"]
 

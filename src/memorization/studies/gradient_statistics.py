@@ -22,15 +22,13 @@ from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from ..method.precision import autocast_forward
 from ..method.training import fit
+from .gradient_choices import COSINE_PAIRS
 from .gradstats import contributions, cosine_similarity, resolve_method
 from .plain import SUBSETS, members, plain_model
 
 __all__ = ["COSINE_PAIRS", "gradient_statistics"]
 
 log = logging.getLogger("memorization.gradient_statistics")
-
-#: what the cosine similarity is taken over (see :func:`gradient_statistics`)
-COSINE_PAIRS = ("probe", "batch")
 
 
 def _probes(rows: Mapping[str, np.ndarray], probe_size: int, seed: int) -> dict[str, np.ndarray]:
@@ -124,11 +122,10 @@ def _arithmetic(net, method: str, precision: str) -> tuple[str, str]:
     """(method, precision) of the statistics. The hooks method reads activations and output
     gradients of one dtype, so under a mixed precision it runs in fp32 (exact, and on the
     paper's MLP about 80x faster than the per-example method in bf16); the per-example
-    (func) method runs in the training's precision."""
-    if precision == "fp32":
-        return method, precision
+    (func) method runs in the training's precision. ``"auto"`` resolved, as the statistics
+    would resolve it."""
     resolved = resolve_method(net, method)
-    if resolved == "func":
+    if precision == "fp32" or resolved == "func":
         return resolved, precision
     log.info(
         "gradient statistics: the %s method computes in fp32 (precision %s)", resolved, precision
@@ -158,9 +155,20 @@ def gradient_statistics(
     - ``batch``: the pairs of the subset's examples within each training batch (the
       paper's footnote 2: per-example gradients of the batch, before its update),
       averaged over all such pairs of the epoch.
+
+    The training steps are the statistics' own forward and backward passes, so they run in
+    the statistics' arithmetic, recorded in the attributes ``statistics_method`` and
+    ``statistics_precision``: under ``opt.precision`` bf16 the hooks method (exact, from
+    activations and output gradients of one dtype) computes in fp32, the per-example (func)
+    method in bf16. fp16 is refused (a training step of its own applies no loss scaler).
     """
     if cosine_pairs not in COSINE_PAIRS:
         raise ValueError(f"cosine_pairs must be 'probe' or 'batch', got {cosine_pairs!r}")
+    if opt.precision == "fp16":  # before any model is built (fit would refuse it too)
+        raise ValueError(
+            "precision: fp16 needs loss scaling, which the gradient statistics' training step "
+            "(exact per-example statistics from one backward pass) does not do: use bf16 or fp32"
+        )
     if cosine_pairs == "probe" and not probe_size:
         raise ValueError("the probe cosine similarity needs a probe_size")
     rows = members(train_subsets, len(train))
@@ -190,4 +198,6 @@ def gradient_statistics(
             "probe_size": (("subset",), np.array([len(probes.get(s, ())) for s in SUBSETS])),
         },
         coords={"epoch": np.arange(1, opt.epochs + 1), "subset": list(SUBSETS)},
+        # how the statistics were computed: under bf16 the hooks method stays fp32
+        attrs={"statistics_method": method, "statistics_precision": precision},
     )

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "CLEAN_METRICS",
     "MEMORIZED",
     "QUALITY",
     "corrected_correlation",
@@ -136,6 +137,15 @@ def random_label_auc(estimate, is_random) -> float:
 
 #: the metrics of :func:`quality` and :func:`quality_draws`
 QUALITY = ("auc", "top_overlap", "spearman", "pearson")
+
+#: the clean regime's metrics (the validation table's columns), each named after
+#: :func:`quality`'s
+CLEAN_METRICS = {
+    "auc_memorized": "auc",
+    "top_overlap": "top_overlap",
+    "spearman": "spearman",
+    "pearson": "pearson",
+}
 
 
 def quality(

@@ -39,8 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -53,6 +52,15 @@ from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec, epoch_lr
 from ..method.training import fit
 from ..studies.gradstats import batch_statistics
+from .peer_records import (
+    ESTIMATORS,
+    PEERS,
+    Peer,
+    cumulative_loss,
+    forgetting_events,
+    slow_learning,
+    tracin_self_influence,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -76,96 +84,6 @@ log = logging.getLogger(__name__)
 #: examples per batch of a checkpoint record (an evaluation batch: the records do not
 #: depend on it; not the training batch of the plain run)
 RECORD_BATCH = 256
-
-_NATS = "nats"
-_SQ_GRAD = "nats^2 per squared parameter unit"
-
-
-@dataclass(frozen=True)
-class Peer:
-    """One peer estimator, the one place it is declared: its variable ``name`` (in
-    ``peers.nc``, ``estimates.nc`` and the validation table), ``compute`` (its values over
-    the examples from :func:`record_plain_run`'s records, oriented so that higher means
-    more memorized), the variable's ``long_name`` and ``units``, and the ``color`` the
-    validation figure draws it in. The PEERS schema, the validation table and figure and
-    ``estimates.nc`` all derive from :data:`PEERS`."""
-
-    name: str
-    compute: Callable[[xr.Dataset], np.ndarray]
-    long_name: str
-    units: str = "1"
-    color: str = "black"
-
-
-def forgetting_events(correct: np.ndarray) -> np.ndarray:
-    """Forgetting events per example from a correctness history [E, N] (bool).
-
-    Counts t with correct[t-1] and not correct[t]; examples never correct get E.
-    """
-    correct = np.asarray(correct, dtype=bool)
-    events = (correct[:-1] & ~correct[1:]).sum(0)
-    return np.where(correct.any(0), events, correct.shape[0]).astype(np.int64)
-
-
-def slow_learning(correct: np.ndarray) -> np.ndarray:
-    """1 - learning speed: 1 - mean correctness over the epochs, from [E, N] bools."""
-    return 1.0 - np.asarray(correct, dtype=np.float64).mean(0)
-
-
-def tracin_self_influence(sq_norms: np.ndarray, lrs: np.ndarray) -> np.ndarray:
-    """Σ_e lr_e · ||∇ℓ_i(θ_e)||² from squared gradient norms [E, N] and rates [E]."""
-    return np.asarray(lrs, dtype=np.float64) @ np.asarray(sq_norms, dtype=np.float64)
-
-
-def cumulative_loss(losses: np.ndarray) -> np.ndarray:
-    """Cumulative sample loss (CSL): Σ_e ℓ_i(θ_e) from the end-of-epoch losses [E, N].
-
-    Ravikumar et al. (ICML 2025) sum the loss of every iteration that trains on the
-    example; this sums the losses recorded at the end of every epoch (eval mode), which
-    the plain run keeps anyway.
-    """
-    return np.asarray(losses, dtype=np.float64).sum(0)
-
-
-def _final_loss(records: xr.Dataset) -> np.ndarray:
-    return records["loss"].values[-1].astype(np.float64)
-
-
-#: every peer estimator, in the order tables and figures list them (add a record to add one)
-PEERS: tuple[Peer, ...] = (
-    Peer(
-        "tracin_self_influence",
-        lambda r: tracin_self_influence(r["grad_sq_norm"].values, r["lr"].values),
-        "TracIn self-influence: sum over epochs of lr * ||grad loss||^2",
-        _SQ_GRAD,
-        "tab:red",
-    ),
-    Peer("final_loss", _final_loss, "training loss after the last epoch", _NATS, "tab:orange"),
-    Peer(
-        "slow_learning",
-        lambda r: slow_learning(r["correct"].values),
-        "1 - learning speed (mean training accuracy over the epochs)",
-        "1",
-        "tab:green",
-    ),
-    Peer(
-        "forgetting_events",
-        lambda r: forgetting_events(r["correct"].values),
-        "forgetting events (correct -> incorrect); never learnt: number of epochs",
-        "",
-        "tab:brown",
-    ),
-    Peer(
-        "cumulative_loss",
-        lambda r: cumulative_loss(r["loss"].values),
-        "cumulative sample loss (CSL): sum over epochs of the end-of-epoch training loss",
-        _NATS,
-        "gold",
-    ),
-)
-
-#: the estimators' variable names, each higher = more memorized
-ESTIMATORS = tuple(p.name for p in PEERS)
 
 
 def checkpoint_records(

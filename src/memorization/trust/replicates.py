@@ -20,12 +20,14 @@ names and gain the ``replicate`` dimension; the labels are shared.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
-from ..method.masks import splitmix64
-from ..method.scoring import SCORE_FORMS
+from ..method.forms import SCORE_FORMS
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["SCORES", "first_replicate", "merge_replicates", "replicate_seed", "subset_means"]
 
@@ -38,6 +40,8 @@ def replicate_seed(seed: int, replicate: int) -> int:
     else a hash of both (independent initialisation, batch order and masks)."""
     if replicate == 0:
         return int(seed)
+    from ..method.masks import splitmix64  # heavy dependency: the masks' module imports torch
+
     mixed = splitmix64(np.uint64(seed) ^ splitmix64(np.uint64(replicate) + np.uint64(0xEB1)))
     return int(mixed % np.uint64(2**31 - 1))
 
@@ -48,6 +52,8 @@ SHARED = ("label", "true_label", "corrupted", "mislabeled")
 
 def merge_replicates(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Dataset:
     """One scores dataset from R single-run datasets of the same examples and labels."""
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
     if len(runs) < 2:
         raise ValueError("merging needs at least 2 replicates")
     first = runs[0]

@@ -63,8 +63,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from ..method.scoring import SCORE_FORMS
+from ..method.forms import SCORE_FORMS
 from .metrics import (
+    CLEAN_METRICS,
     MEMORIZED,
     corrected_correlation,
     difference_interval,
@@ -72,7 +73,7 @@ from .metrics import (
     random_label_auc,
     spearman_brown,
 )
-from .peers import ESTIMATORS
+from .peer_records import ESTIMATORS
 from .replicates import subset_means
 
 __all__ = [
@@ -96,14 +97,6 @@ METRICS = {
     "spearman": "Spearman rank correlation with Feldman-Zhang memorization (clean regime)",
     "pearson": "Pearson correlation with Feldman-Zhang memorization (clean regime)",
     "random_label_auc": "ROC AUC for the wrong labels, after they are fitted (noisy regime)",
-}
-
-#: the clean regime's metrics, each named after :func:`memorization.trust.metrics.quality`'s
-CLEAN_METRICS = {
-    "auc_memorized": "auc",
-    "top_overlap": "top_overlap",
-    "spearman": "spearman",
-    "pearson": "pearson",
 }
 
 

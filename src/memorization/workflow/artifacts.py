@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # before netCDF4 is imported
 
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
 import yaml  # noqa: E402
 
 from ..infra.files import atomic_write, free_bytes  # noqa: E402
 from .provenance import slice_hash  # noqa: E402
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "COORDS",
@@ -188,6 +191,8 @@ def open_artifact(path: str | os.PathLike, kind: str | None = None) -> xr.Datase
     An unreadable file (truncated, not NetCDF) or one of another kind raises
     :class:`ArtifactError` naming the file and the fix.
     """
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
     try:
         with xr.open_dataset(path, engine=ENGINE) as ds:
             if kind is not None and ds.attrs.get("kind") != kind:

@@ -11,13 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
-import xarray as xr
 import yaml
 
 from .. import __version__
 from ..infra.files import stable_hash
-from ..method.checkpoint import source_hash
 
 __all__ = ["CODE_ROOT", "code_commit", "machine", "provenance", "slice_hash"]
 
@@ -58,6 +55,8 @@ def machine() -> str:
     except OSError:
         model = platform.processor()
     text = f"{os.cpu_count()} CPU cores ({model or platform.machine()})"
+    import torch  # heavy dependency: the workflow's parse imports this module
+
     if torch.cuda.is_available():
         names = {torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())}
         text += f", GPUs: {', '.join(sorted(names))}"
@@ -80,6 +79,11 @@ def provenance(
     hashed. ``code`` is the folder of the package that ran, ``git_commit`` its
     checkout's commit and ``source_hash`` a hash of its source files.
     """
+    import torch  # heavy dependency: the workflow's parse imports this module
+    import xarray as xr  # heavy dependency: as torch
+
+    from ..method.checkpoint import source_hash  # heavy dependency: the method imports torch
+
     config = dict(config or {})
     attrs = {
         "experiment": str(experiment),

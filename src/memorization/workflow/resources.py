@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+from ..method.optim import optimizer_state_copies
+
 if TYPE_CHECKING:  # the model's FLOPs need torch: counted when a job's resources are asked
     from .specs import Experiment
 
@@ -265,7 +267,10 @@ def host_bytes(passes: list[Pass], exp: Experiment, *, device: str = "auto") -> 
     info, cost = exp.info, model_cost(exp)
     read = max(math.prod(info.shape), math.prod(model_shape(exp)))  # resized: the larger
     pixels = (info.n_train + info.n_test) * read
-    total = 16 * pixels + 16 * cost.params
+    # weights, gradients, one optimizer state copy and the checkpoint's; AdamW's second
+    # moment adds one more in memory and in the checkpoint
+    extra_state = max(0, optimizer_state_copies(exp.optim) - 1)
+    total = 16 * pixels + 16 * cost.params + 8 * extra_state * cost.params
     if device == "cpu":
         total += 4 * 3 * exp.optim.batch_size * cost.activations
         if any(p.per_example for p in passes):

@@ -26,13 +26,13 @@ from ..data.corruption import CORRUPTION_MODES
 from ..data.sources import dataset_info, dataset_spec
 from ..data.spec import DatasetInfo, DatasetSpec
 from ..infra.options import Option, resolve
+from ..method.forms import SCORE_FORMS, SHARPEN_TEMPERATURE
 from ..method.models.spec import ModelSpec
 from ..method.optim import OPTIONS as OPTIM_OPTIONS
 from ..method.optim import OptimSpec
-from ..method.scoring import SCORE_FORMS, SHARPEN_TEMPERATURE
-from ..studies.gradient_statistics import COSINE_PAIRS
-from ..studies.gradstats import METHODS as GRADSTATS_METHODS
-from ..trust.oob import OPTIONS as OOB_OPTIONS
+from ..studies.gradient_choices import COSINE_PAIRS
+from ..studies.gradient_choices import METHODS as GRADSTATS_METHODS
+from ..trust.oob_spec import OPTIONS as OOB_OPTIONS
 
 __all__ = [
     "EXPERIMENT_OPTIONS",

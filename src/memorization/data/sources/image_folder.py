@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ...infra.options import REQUIRED, Option
+from .. import folder_listing
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
 from ..stats import ChannelSums
 from .arrays import check_pixels, stratified_split
@@ -108,18 +109,46 @@ OPTIONS: dict[str, Option] = {
 }
 
 
-def _classes(tree: Path) -> list[str]:
-    return sorted(d.name for d in tree.iterdir() if d.is_dir() and not d.name.startswith("."))
+def _classes(tree: Path, root: Path, known: folder_listing.Listing) -> list[str]:
+    prefix = _rel(tree, root)
+    return sorted(
+        name
+        for folder in known.folders
+        if folder.startswith(prefix) and folder != prefix
+        for name in [folder[len(prefix) : -1]]
+        if "/" not in name and not name.startswith(".")
+    )
 
 
-def _files(folder: Path, root: Path) -> list[str]:
-    """Image files under ``folder`` (any depth), as POSIX paths relative to ``root``."""
+def _rel(folder: Path, root: Path) -> str:
+    """``folder`` as a prefix of the listing's paths (``""`` for the root)."""
+    rel = folder.relative_to(root).as_posix()
+    return "" if rel == "." else rel + "/"
+
+
+def _by_class(known: folder_listing.Listing, depth: int) -> dict[str, list[str]]:
+    """The listing's files by their class folder (the first ``depth`` folders of
+    their path, as a prefix ``train/cat/``)."""
+    out: dict[str, list[str]] = {}
+    for rel in known.files:
+        parts = rel.split("/", depth)
+        if len(parts) > depth:
+            out.setdefault("/".join(parts[:depth]) + "/", []).append(rel)
+    return out
+
+
+def _files(prefix: str, files: list[str], links: frozenset[str]) -> list[str]:
+    """The image files of class folder ``prefix`` (any depth; not in hidden or linked
+    folders below it, as ``os.walk`` finds them), as POSIX paths relative to the root."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for f in filenames:
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in EXTENSIONS:
-                out.append(Path(dirpath, f).relative_to(root).as_posix())
+    for rel in files:
+        *dirs, name = rel[len(prefix) :].split("/")
+        if os.path.splitext(name)[1].lower() not in EXTENSIONS or any(
+            part.startswith(".") for part in (*dirs, name)
+        ):
+            continue
+        if not any(prefix + "/".join(dirs[: i + 1]) + "/" in links for i in range(len(dirs))):
+            out.append(rel)
     return out
 
 
@@ -162,9 +191,10 @@ def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0, ids=
             "both train/ and test/, or one tree of class folders (split with test_fraction)"
         )
     split_given = len(trees) == 2
+    known = folder_listing.listing(root)  # walked once a process
     if split_given:
-        classes = _classes(train_dir)
-        test_classes = _classes(test_dir)
+        classes = _classes(train_dir, root, known)
+        test_classes = _classes(test_dir, root, known)
         if classes != test_classes:
             only_train = sorted(set(classes) - set(test_classes))
             only_test = sorted(set(test_classes) - set(classes))
@@ -173,14 +203,16 @@ def scan(root: str | Path, test_fraction: float = 0.2, split_seed: int = 0, ids=
                 f"folders; only in train/: {only_train}, only in test/: {only_test}"
             )
     else:
-        classes = _classes(root)
+        classes = _classes(root, root, known)
     where = f"image folder {str(root)!r}"
     if len(classes) < 2:
         raise DatasetError(f"{where}: at least two class folders are needed, found {classes}")
     paths, labels = [], []
+    by_class = _by_class(known, 2 if split_given else 1)
     for k, name in enumerate(classes):
         for tree in trees if split_given else [root]:
-            found = _files(tree / name, root)
+            prefix = _rel(tree / name, root)
+            found = _files(prefix, by_class.get(prefix, []), known.links)
             if not found and tree != test_dir:
                 ext = " ".join(sorted(EXTENSIONS))
                 raise DatasetError(

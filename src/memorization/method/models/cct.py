@@ -84,68 +84,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...infra.options import Option
 from ..masks import check_keep_fraction
 from .base import PrefixSharingNet, shared_fraction
-from .mlp import OPTIONS as _MLP_OPTIONS
+from .options import CCT_DEFAULTS, CCT_TINY
+from .options import CCT_OPTIONS as OPTIONS
 
 __all__ = ["CCT", "CCT_DEFAULTS", "CCT_TINY", "OPTIONS"]
 
-#: the default options (a CCT-7/3x2 for 28x28 inputs)
-CCT_DEFAULTS: dict = {
-    "depth": 7,
-    "heads": 4,
-    "embed_dim": 256,
-    "tokenizer_channels": 64,
-    "mlp_ratio": 2.0,
-    "tokenizer_layers": 2,
-    "kernel_size": 3,
-    "positional_embedding": "learnable",
-    "activation": "relu",  # the paper: "all the models use the ReLU activation"
-    "keep_fraction": 0.5,
-}
-
-#: a tiny variant that trains a few epochs on 4,000 digits on a CPU quickly
-CCT_TINY: dict = {**CCT_DEFAULTS, "depth": 2, "heads": 2, "embed_dim": 32, "tokenizer_channels": 16}
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
-
-_INT1 = {"type": "integer", "minimum": 1}
-#: the CCT's config options (defaults: :data:`CCT_DEFAULTS`)
-OPTIONS = {
-    "depth": Option(CCT_DEFAULTS["depth"], "CCT: transformer encoder blocks", _INT1),
-    "heads": Option(CCT_DEFAULTS["heads"], "CCT: attention heads per block", _INT1),
-    "embed_dim": Option(
-        CCT_DEFAULTS["embed_dim"],
-        "CCT: token width (residual stream)",
-        {"type": "integer", "minimum": 2},
-    ),
-    "tokenizer_channels": Option(
-        CCT_DEFAULTS["tokenizer_channels"],
-        "CCT: feature maps of the hidden tokenizer convolutions",
-        {"type": "integer", "minimum": 2},
-    ),
-    "mlp_ratio": Option(
-        CCT_DEFAULTS["mlp_ratio"],
-        "CCT: encoder MLP hidden units per embedding unit",
-        {"type": "number", "exclusiveMinimum": 0},
-    ),
-    "tokenizer_layers": Option(
-        CCT_DEFAULTS["tokenizer_layers"], "CCT: tokenizer convolutions", _INT1
-    ),
-    "kernel_size": Option(CCT_DEFAULTS["kernel_size"], "CCT: tokenizer kernel size", _INT1),
-    "positional_embedding": Option(
-        CCT_DEFAULTS["positional_embedding"],
-        "CCT: positional embedding",
-        {"type": "string", "enum": ["learnable", "sine", "none"]},
-    ),
-    "activation": Option(
-        CCT_DEFAULTS["activation"],
-        "CCT: encoder MLP activation (the paper: ReLU)",
-        {"type": "string", "enum": sorted(_ACTIVATIONS)},
-    ),
-    "keep_fraction": _MLP_OPTIONS["keep_fraction"],
-}
 
 
 def _sine_embedding(n_tokens: int, dim: int) -> torch.Tensor:

@@ -36,15 +36,16 @@ import torch
 from torch import nn
 
 from ...data.preprocess import Preprocess
-from ...infra.options import Option
 from ..turnover import TurnoverSiteError, find_head, prove_turnover
 from ..turnover import turnover as wrap_turnover
 from ..turnover.head import bias_free_head, replace_module
 from ..turnover.model import TurnOverModel
-from .mlp import OPTIONS as _MLP_OPTIONS
+from .options import EXTERNAL_OPTIONS as OPTIONS
+from .options import UNRECORDED_DEFAULTS
 
 __all__ = [
     "OPTIONS",
+    "UNRECORDED_DEFAULTS",
     "build_external",
     "load_matching",
     "model_preprocessing",
@@ -52,62 +53,6 @@ __all__ = [
     "preprocessing_of",
 ]
 
-#: the options of every external model
-OPTIONS: dict[str, Option] = {
-    "turnover": Option(
-        "head",
-        'where the turn-over masks go: "head" (the input of the final classifier) or a list '
-        "of module names whose outputs are masked (channels, or the last dim of tokens)",
-        {
-            "anyOf": [
-                {"type": "string", "enum": ["head"]},
-                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-            ]
-        },
-    ),
-    "mask_groups": Option(
-        64,
-        "mask bits per site, each covering a group of consecutive channels or features "
-        "(capped at the number of units; null: one bit per unit)",
-        {"type": ["integer", "null"], "minimum": 2},
-    ),
-    "head_hidden": Option(
-        None,
-        "null, or N: the head becomes Linear(features, N) + ReLU + a mask on its N hidden "
-        "units + Linear(N, classes)",
-        {"type": ["integer", "null"], "minimum": 2},
-    ),
-    "keep_fraction": _MLP_OPTIONS["keep_fraction"],
-    "weights": Option(
-        None,
-        "null, a local state-dict file (.pth, .pt, .bin, .safetensors), a torchvision weights "
-        "name (DEFAULT, IMAGENET1K_V1, ...) already in torch's cache, or a timm pretrained tag "
-        "(DEFAULT, a1_in1k, ...) already in the Hugging Face or torch hub cache: nothing is "
-        "ever downloaded",
-        {"type": ["string", "null"], "minLength": 1},
-    ),
-    "preprocess": Option(
-        "dataset",
-        "dataset: standardise the images with the training split's channel statistics; "
-        "model: the model's own preprocessing (timm's data config, a torchvision weights' "
-        "transforms): images resized to its input size with its interpolation, standardised "
-        "with its mean and std",
-        {"enum": ["dataset", "model"]},
-    ),
-    "small_input": Option(
-        "auto",
-        'ResNets on small images: a 3x3 stride-1 stem without max-pool; "auto" does it for '
-        "inputs of at most 64 pixels",
-        {"enum": ["auto", True, False]},
-    ),
-    "model_args": Option(
-        {}, "keyword arguments of the model's constructor or factory", {"type": "object"}
-    ),
-}
-
-#: options a config slice records only when they differ from these defaults (added after
-#: artifacts were made with external models: their params stay the same)
-UNRECORDED_DEFAULTS = {"preprocess": OPTIONS["preprocess"].default}
 
 #: inputs at most this many pixels wide get the small-input ResNet stem with "auto"
 SMALL_INPUT_PIXELS = 64

@@ -7,21 +7,11 @@ from collections.abc import Sequence
 from torch import nn
 from torch.nn import functional as F
 
-from ...infra.options import Option
 from ..masks import KEEP_SCALE, check_keep_fraction
 from .base import TurnOverNet, masked_relu
+from .options import MLP_OPTIONS as OPTIONS
 
 __all__ = ["MLP", "OPTIONS"]
-
-#: the MLP's config options
-OPTIONS = {
-    "hidden": Option(4096, "MLP: hidden units", {"type": "integer", "minimum": 2}),
-    "keep_fraction": Option(
-        0.5,
-        "share of each masked layer's units the unmuted sub-network keeps (the paper: 0.5)",
-        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    ),
-}
 
 
 class MLP(TurnOverNet):

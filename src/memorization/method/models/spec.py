@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ...infra.options import Option, resolve
-from ..seeding import seed_everything
-from . import MODELS, build_model, external
-from .base import TurnOverNet
+from . import MODELS
+from .options import EXTERNAL_OPTIONS, UNRECORDED_DEFAULTS
+
+if TYPE_CHECKING:
+    from .base import TurnOverNet
 
 __all__ = ["ModelSpec", "is_external"]
 
@@ -45,7 +45,7 @@ class ModelSpec:
         params = dict(params)
         name = params.pop("model")
         if is_external(name):  # options left out of the params at their default
-            params = {**external.UNRECORDED_DEFAULTS, **params}
+            params = {**UNRECORDED_DEFAULTS, **params}
         return cls(name, params)
 
     def with_classes(self, n_classes: int) -> ModelSpec:
@@ -53,12 +53,14 @@ class ModelSpec:
 
     def params(self) -> dict:
         """The YAML-able form a config slice records: ``{"model": name, **options}``."""
-        quiet = external.UNRECORDED_DEFAULTS if is_external(self.name) else {}
+        quiet = UNRECORDED_DEFAULTS if is_external(self.name) else {}
         options = {k: v for k, v in self.options.items() if k not in quiet or v != quiet[k]}
         return {"model": self.name, **{k: _yaml(v) for k, v in options.items()}}
 
     def parameter_count(self, in_shape: Sequence[int]) -> int:
         """Trainable parameter entries, counted on the meta device (no memory, no compute)."""
+        import torch  # heavy dependency: the spec is read (the config, the parse) without it
+
         with torch.device("meta"):
             net = self.build(in_shape)
         return sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -72,6 +74,9 @@ class ModelSpec:
         """
         if self.n_classes is None:
             raise ValueError(f"model {self.name!r}: the number of classes is not set")
+        from ..seeding import seed_everything  # heavy dependency: torch
+        from . import build_model, external  # heavy dependency: the models import torch
+
         if seed is not None:
             seed_everything(seed)
         if is_external(self.name):
@@ -86,7 +91,7 @@ class ModelSpec:
 def model_option_table(name: str) -> Mapping[str, Option]:
     """The options a model takes: a built-in's own, or those of every external model."""
     if is_external(name):
-        return external.OPTIONS
+        return EXTERNAL_OPTIONS
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     return MODELS[name].options

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...infra.options import Option
 from ..masks import check_keep_fraction
 from .base import PrefixSharingNet, masked_relu
-from .mlp import OPTIONS as _MLP_OPTIONS
+from .options import MASK_AT
+from .options import VGG_OPTIONS as OPTIONS
 
 __all__ = ["MASK_AT", "OPTIONS", "VGG11", "VGG11_CHANNELS"]
 
@@ -31,37 +31,6 @@ VGG11_CHANNELS: tuple[int | str, ...] = (
     512,
     "M",
 )
-
-#: where VGG-11's turn-over masks go: on convolutions' feature maps, or on the classifier's input
-MASK_AT = ("convs", "classifier")
-
-#: VGG-11's config options
-OPTIONS = {
-    "width": Option(
-        1.0, "VGG-11: channel multiplier", {"type": "number", "exclusiveMinimum": 0, "maximum": 16}
-    ),
-    "masked_layers": Option(
-        None,
-        "VGG-11: mask only the last N convolutions (null: all 8)",
-        {"type": ["integer", "null"], "minimum": 1},
-    ),
-    "keep_fraction": _MLP_OPTIONS["keep_fraction"],
-    "mask_groups": Option(
-        None,
-        "one mask bit per group of consecutive feature maps (or features), this many groups "
-        "per masked layer (null: one bit per map)",
-        {"type": ["integer", "null"], "minimum": 2},
-    ),
-    "share_masks": Option(
-        False, "VGG-11: masked layers of equal width use one mask", {"type": "boolean"}
-    ),
-    "mask_at": Option(
-        "convs",
-        "VGG-11: mask the convolutions' feature maps, or only the classifier's input "
-        "(Kobayashi et al.'s single masked layer)",
-        {"type": "string", "enum": list(MASK_AT)},
-    ),
-}
 
 
 def _group_sizes(units: int, groups: int | None) -> list[int]:

@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...trust.metrics import MEMORIZED, quality_draws
-from ...trust.peers import PEERS
-from ...trust.validation import CLEAN_METRICS
+from ...trust.metrics import CLEAN_METRICS, MEMORIZED, quality_draws
+from ...trust.peer_records import PEERS
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import DRAWS, generator
 from .base import EXPERIMENT, Figure, pyplot, save
@@ -49,7 +48,7 @@ FORM_COLORS = {
     "zero_one": "tab:cyan",
     "sharpened": "tab:olive",
 }
-#: each peer's colour, from its record (:data:`memorization.trust.peers.PEERS`)
+#: each peer's colour, from its record (:data:`memorization.trust.peer_records.PEERS`)
 PEER_COLORS = {peer.name: peer.color for peer in PEERS}
 METRIC_NAMES = {
     "auc_memorized": "AUC",

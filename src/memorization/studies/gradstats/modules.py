@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..gradient_choices import METHODS
 from .layers import LAYER_KINDS
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
     "resolve_method",
 ]
 
-#: the accepted values of ``method``
-METHODS = ("auto", "hooks", "backpack", "func")
 
 #: modules whose parameters the hooks path understands (the kinds of :mod:`.layers`)
 HOOK_LAYERS = tuple(LAYER_KINDS)

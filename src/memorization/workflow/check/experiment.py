@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from ...data.sources.builtin import DATASETS
 from ...method.models import MODELS
 from ...method.models.spec import is_external
+from ...report.figures import FIGURES
 from ..stages import estimates
 from .datasets import _check_sizes
 from .model import _check_model, _check_model_keys
-from .recipe import _check_recipe
+from .recipe import _check_fp16, _check_recipe
 from .schema_errors import _suggest
 
 #: names of the results folder's own subfolders and files: not experiment names
@@ -25,6 +26,7 @@ def _check_experiment(name: str, exp: Mapping, config: Mapping, infos) -> list[s
         return errors
     errors += _check_model_keys(where, exp)
     errors += _check_subsets_from(where, exp)
+    errors += _check_fp16(where, exp, _figures_reading(config, name, "gradstats"))
     info = infos.get(exp["dataset"])
     if info is None:
         return errors
@@ -33,6 +35,24 @@ def _check_experiment(name: str, exp: Mapping, config: Mapping, infos) -> list[s
     if not errors:
         errors += _check_model(where, exp, info)
     return errors
+
+
+def _figures_reading(config: Mapping, name: str, artifact: str) -> list[str]:
+    """The figures of ``config`` that read experiment ``name``'s ``artifact`` (a figure
+    whose options the schema refuses is left to the figures' check)."""
+    out = []
+    figures = config.get("figures")
+    for fig_name, options in (figures if isinstance(figures, Mapping) else {}).items():
+        fig = FIGURES.get(fig_name)
+        if fig is None or not isinstance(options, Mapping):
+            continue
+        try:
+            needs = fig.needs(options)
+        except TypeError:  # an option of the wrong type: the schema says so
+            continue
+        if any(exp == name and art == artifact for _, exp, art in needs):
+            out.append(str(fig_name))
+    return out
 
 
 def _check_names(where: str, exp: Mapping, config: Mapping) -> list[str]:

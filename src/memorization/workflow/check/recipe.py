@@ -28,6 +28,39 @@ def _check_recipe(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
     return errors
 
 
+def _check_fp16(where: str, exp: Mapping, gradstats_figures: list[str]) -> list[str]:
+    """``precision: fp16`` where the experiment asks for a training that cannot scale its
+    loss: the vectorised ensembles of the ground truth (a ``truth`` section) and of the
+    out-of-bag estimates (an ``oob_*`` key), and the gradient statistics' own training step
+    when a figure reads them (``gradstats_figures``). The turn-over scores and the other
+    plain studies train in fp16 with a loss scaler; a gradient statistics job asked for by
+    name, outside any figure, refuses fp16 when it starts."""
+    if exp.get("precision") != "fp16":
+        return []
+    targets = []
+    if exp.get("truth") is not None:
+        targets.append("the ground truth's vectorised ensembles (truth)")
+    oob = sorted(str(key) for key in exp if str(key).startswith("oob_"))
+    if oob:
+        targets.append(f"the out-of-bag estimates' vectorised ensembles ({', '.join(oob)})")
+    if gradstats_figures:
+        drawn = ", ".join(f"figures.{f}" for f in gradstats_figures)
+        targets.append(f"the gradient statistics' training ({drawn} draws them)")
+    if not targets:
+        return []
+    removable = ["truth"] if exp.get("truth") is not None else []
+    removable += oob + [f"figures.{f}" for f in gradstats_figures]
+    return [
+        f"{where}.precision: fp16 needs loss scaling, which {_and(targets)} do not "
+        "do, so their jobs cannot run in fp16 (the turn-over scores and the other studies "
+        f"can); use bf16 or fp32 for this experiment, or remove {', '.join(removable)}"
+    ]
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
 def _check_truth(where: str, truth, n_train: int) -> list[str]:
     if not isinstance(truth, Mapping):
         return []

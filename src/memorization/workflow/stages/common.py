@@ -4,20 +4,21 @@ model reads), subset rows, the frame of a plain-training study."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import xarray as xr
 
-from ...data.preprocess import Preprocess
-from ...data.tensors import TensorSplit, to_tensors
-from ...method.checkpoint import checkpoint_bytes
-from ...method.models import external
 from ...method.models.spec import ModelSpec
-from ...trust.replicates import replicate_seed
 from ..artifacts import Schema
 from ..context import StageContext
 from ..slices import StudySlice
+
+if TYPE_CHECKING:
+    import torch
+    import xarray as xr
+
+    from ...data.preprocess import Preprocess
+    from ...data.tensors import TensorSplit
 
 __all__ = [
     "bytes_estimate",
@@ -45,6 +46,10 @@ def preprocessing(model: ModelSpec, data: xr.Dataset) -> Preprocess | None:
     split's channel statistics) unless its options say ``preprocess: model``; then the
     model's own input size, mean, std and interpolation (refused, naming the key, for a
     model that has none)."""
+    from ...method.models import (
+        external,
+    )  # heavy dependency: torch, imported by the job, not by the workflow's parse
+
     channels = len(np.atleast_1d(data.attrs["channel_mean"]))
     return external.preprocessing_of(model.name, dict(model.options), channels)
 
@@ -54,6 +59,10 @@ def split_tensors(
 ) -> TensorSplit:
     """A split of ``data`` as the tensors ``model`` reads (see :func:`preprocessing`): the
     one route from a prepared dataset to a stage's tensors."""
+    from ...data.tensors import (
+        to_tensors,
+    )  # heavy dependency: torch, imported by the job, not by the workflow's parse
+
     return to_tensors(data, split, labels, preprocessing(model, data))
 
 
@@ -114,12 +123,21 @@ def plain_study(
     the study runs S times with independent seeds (the first is the experiment's own),
     each with its own checkpoint, and the artifact gains a ``seed`` dimension.
     """
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
+    from ...method.checkpoint import (
+        checkpoint_bytes,
+    )  # heavy dependency: torch, imported by the job, not by the workflow's parse
+    from ...trust.replicates import (
+        replicate_seed,
+    )  # heavy dependency: torch, imported by the job, not by the workflow's parse
+
     spec = ctx.slice(StudySlice)
     model = spec.model.with_classes(n_classes)
     seeds = [replicate_seed(spec.labels.seed, k) for k in range(spec.seeds or 1)]
     needed = bytes_estimate(n_examples, 8 * len(seeds))
     if resumable:
-        needed += checkpoint_bytes(model.parameter_count(in_shape), spec.study.momentum)
+        needed += checkpoint_bytes(model.parameter_count(in_shape), spec.study)
     ctx.preflight(needed)
     parts = [None] if len(seeds) == 1 else list(range(len(seeds)))
     checkpoints = [ctx.checkpoint(part) if resumable else None for part in parts]

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import xarray as xr
-
 from ...data.corruption import corrupt_labels
 from ...data.fingerprint import check_unchanged
-from ...data.lazy import file_manifest
-from ...data.prepare import prepare_dataset
 from ...data.spec import DatasetSpec
 from ..artifacts import Schema, Var, flag, label
 from ..context import StageContext
@@ -57,6 +53,9 @@ def dataset_slice(spec: DatasetSpec) -> DatasetSlice:
 
 def dataset(ctx: StageContext) -> None:
     """Prepare a dataset by its spec into one NetCDF file."""
+    from ...data.lazy import file_manifest  # heavy dependency: torch, imported by the job
+    from ...data.prepare import prepare_dataset  # heavy dependency: the sources' loaders
+
     spec = ctx.slice(DatasetSlice).dataset
     ctx.preflight()
     root = ctx.execution.data_root
@@ -75,6 +74,8 @@ def labels_slice(exp: Experiment) -> LabelsSlice:
 
 def labels(ctx: StageContext) -> None:
     """The training labels, ``corrupt`` of them replaced by random labels."""
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
     spec = ctx.slice(LabelsSlice).labels
     data = ctx.open("dataset")
     ctx.preflight()

@@ -9,10 +9,13 @@ oriented so that **higher means more memorized**, with the attributes
   :data:`memorization.trust.peers.PEERS`, averaged over its ``peer_runs``) or the family
   an out-of-bag artifact names (every variable of ``oob.nc`` with a ``family``);
 - ``cost_runs``: its training compute in plain runs of the experiment's own model;
-- ``cost_basis``: ``measured`` (the artifact's measured wall seconds over the measured
-  seconds of one plain training, which the peers artifact records) or ``operations``
-  (where no measured plain run is at hand: the forward-pass equivalents of the stage's
-  passes, :mod:`memorization.workflow.resources`, over one plain run's).
+- ``cost_basis``: ``training_seconds`` (the measured wall seconds of the artifact's
+  training, its per-epoch scoring or records included, over the measured seconds of one
+  plain training, which the peers artifact records; on both sides the job's set-up --
+  loading the data, building the model, the zero-gradient check, writing -- is not
+  counted) or ``operations`` (where a measured side is missing: the forward-pass
+  equivalents of the stage's passes, :mod:`memorization.workflow.resources`, over one
+  plain run's).
 
 It trains nothing: it reads ``scores.nc``, ``peers.nc`` and, where the experiment asks for
 the out-of-bag estimator, ``oob.nc``.
@@ -22,19 +25,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
-from ...method.scoring import SCORE_FORMS
-from ...trust.oob import FORMS as OOB_FORMS
-from ...trust.peers import ESTIMATORS, PEERS
+from ...method.forms import SCORE_FORMS
+from ...trust.oob_spec import FORMS as OOB_FORMS
+from ...trust.peer_records import ESTIMATORS, PEERS
 from ..artifacts import Schema
 from ..context import StageContext
 from ..resources import GRADSTATS_FACTOR, SCORE, TRAIN
 from ..slices import Slice
 from ..specs import Experiment
 from .scores import estimates_slice, oob_options
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "ESTIMATES",
@@ -92,10 +98,14 @@ def _peer_operation_runs(runs: int) -> float:
     return runs * (TRAIN + TRAIN * GRADSTATS_FACTOR) / TRAIN
 
 
+#: what a measured cost counts, on both sides of the ratio
+MEASURED = "training_seconds"
+
+
 def _scores_seconds(scores: xr.Dataset) -> float:
-    if "replicate_seconds" in scores:
-        return float(np.sum(scores["replicate_seconds"].values))
-    return float(scores.attrs.get("seconds", np.nan))
+    """The turn-over training's seconds (its scoring passes included, the job's set-up
+    not; summed over the replicates): NaN for an artifact that did not record them."""
+    return float(scores.attrs.get("train_seconds", np.nan))
 
 
 def _peer_seconds(peers: xr.Dataset) -> float:
@@ -106,7 +116,7 @@ def _peer_seconds(peers: xr.Dataset) -> float:
 
 def _cost(seconds: float, plain: float | None, operations: float) -> tuple[float, str]:
     if plain and np.isfinite(seconds) and seconds > 0:
-        return round(seconds / plain, 4), "measured"
+        return round(seconds / plain, 4), MEASURED
     return round(float(operations), 4), "operations"
 
 
@@ -114,6 +124,8 @@ def _cost(seconds: float, plain: float | None, operations: float) -> tuple[float
 
 
 def _variable(values, examples, long_name, units, family, cost) -> xr.DataArray:
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
     attrs = {"long_name": str(long_name), "units": str(units), "family": family}
     attrs.update(cost_runs=float(cost[0]), cost_basis=cost[1])
     return xr.DataArray(
@@ -137,6 +149,8 @@ def collect_estimates(
 ) -> xr.Dataset:
     """Every estimate of the three artifacts over the scores' examples (see the module
     docstring), with its family and cost."""
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
     examples = scores["example"].values
     plain = None
     if peers is not None and "train_seconds_per_run" in peers.attrs:
@@ -175,7 +189,7 @@ def collect_estimates(
 def _oob_estimates(oob: xr.Dataset, examples: np.ndarray, plain: float | None) -> dict:
     """Every variable of the out-of-bag artifact with a ``family``: measured from its
     ``train_seconds``, else the cost it states itself."""
-    seconds = float(oob.attrs.get("train_seconds", oob.attrs.get("seconds", np.nan)))
+    seconds = float(oob.attrs.get("train_seconds", np.nan))  # training and its records
     out = {}
     for name, v in oob.data_vars.items():
         if "family" not in v.attrs or "example" not in v.dims or v.ndim != 1:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ...data.spec import DatasetSpec
 from ...method.models.spec import ModelSpec
 from ...method.optim import OptimSpec
-from ...trust.oob import FORMS, OOBSpec, cost_runs, forward_flops, narrow, train_oob
+from ...trust.oob_spec import FORMS, OOBSpec, cost_runs, narrow
 from ..artifacts import Schema, Var, flag
 from ..context import StageContext
 from ..resources import EVAL, EVAL_BATCH, TRAIN, Pass
@@ -79,6 +79,8 @@ def oob_passes(exp: Experiment) -> list[Pass]:
 
 def oob(ctx: StageContext) -> None:
     """Train the out-of-bag networks and write every form of their estimate."""
+    from ...trust.oob import forward_flops, train_oob  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(OOBSlice)
     data, _, train = load_split(ctx, model=spec.model)
     model = spec.model.with_classes(data.sizes["class"])

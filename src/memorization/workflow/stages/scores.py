@@ -4,22 +4,22 @@ and difficult subsets of each (``subsets``, ``subsets_test``)."""
 from __future__ import annotations
 
 import logging
+import time
+from typing import TYPE_CHECKING
 
-import torch
-
-from ...method.checkpoint import checkpoint_bytes
-from ...method.scoring import SCORE_FORMS, score_split
+from ...method.forms import SCORE_FORMS
 from ...method.subsets import easy_difficult
-from ...method.turnover import TurnoverCheck, check_turnover
 from ...trust.metrics import roc_auc
-from ...trust.oob import OPTIONS as OOB_OPTIONS
-from ...trust.replicates import merge_replicates, replicate_seed
-from ..artifacts import Schema, Var, check_origin, flag, label, open_artifact
+from ...trust.oob_spec import OPTIONS as OOB_OPTIONS
+from ..artifacts import Schema, Var, flag, label
 from ..context import StageContext
 from ..resources import EVAL_BATCH, SCORE, TRAIN, Pass
 from ..slices import EstimatesSlice, ScoresSlice, StudySlice, SubsetsSlice
 from ..specs import Experiment
 from .common import bytes_estimate, classes_of, load_split, split_tensors
+
+if TYPE_CHECKING:
+    from ...method.turnover import TurnoverCheck
 
 __all__ = [
     "SCORES",
@@ -206,6 +206,10 @@ def scores_passes(exp: Experiment, *, merge: bool = False, test: bool = False) -
 def scores(ctx: StageContext) -> None:
     """Turn-over training and memorization scores of a split (``train`` or ``test``);
     with R > 1 replicates, the merge of their artifacts."""
+    from ...method.checkpoint import checkpoint_bytes  # heavy dependency: torch (the job's)
+    from ...method.scoring import score_split  # heavy dependency: torch (the job's)
+    from ...trust.replicates import replicate_seed  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(ScoresSlice)
     if ctx.paths("scores_replicate"):
         return _merge(ctx, spec)
@@ -217,12 +221,12 @@ def scores(ctx: StageContext) -> None:
     model = spec.model.with_classes(data.sizes["class"])
     params = model.parameter_count(tuple(tensors.x.shape[1:]))
     ctx.preflight(
-        bytes_estimate(len(tensors), 100)
-        + checkpoint_bytes(params, spec.optim.momentum, 64 * len(tensors))
+        bytes_estimate(len(tensors), 100) + checkpoint_bytes(params, spec.optim, 64 * len(tensors))
     )
     checkpoint = ctx.checkpoint(split=spec.split)
     with ctx.lease() as dev:
         proof = _check(model, tensors, seed, dev, spec.optim)
+        start = time.perf_counter()  # the training and its scoring passes, set-up not counted
         out = score_split(
             model,
             tensors.to(dev),
@@ -234,6 +238,7 @@ def scores(ctx: StageContext) -> None:
             checkpoint=checkpoint,
             sharpen_temperature=spec.score_temperature,
         )
+        trained = round(time.perf_counter() - start, 3)
     acc = out["subnet_accuracy"].isel(epoch=-1).values
     log.info("final training accuracy: unmuted %.4f, muted %.4f", *acc)
     _log_auc(out)
@@ -245,6 +250,7 @@ def scores(ctx: StageContext) -> None:
         split=spec.split,
         turnover_seed=seed,
         seconds=ctx.seconds(),
+        train_seconds=trained,
     )
     checkpoint.remove()
 
@@ -252,6 +258,10 @@ def scores(ctx: StageContext) -> None:
 def _check(model, tensors, seed: int, device, opt) -> TurnoverCheck:
     """The zero-gradient check on the first examples of the split, before any training,
     of the gradient and of ``opt``'s update."""
+    import torch  # heavy dependency: imported by the job, not by the workflow's parse
+
+    from ...method.turnover import check_turnover  # heavy dependency: torch (the job's)
+
     net = model.build(tuple(tensors.x.shape[1:]), seed=seed).to(device)
     rows = torch.arange(min(CHECK_EXAMPLES, len(tensors)))
     x, y = tensors.x[rows].to(device), tensors.y[rows].to(device)
@@ -269,6 +279,8 @@ def _log_auc(scores) -> None:
 
 
 def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
+    from ...trust.replicates import merge_replicates, replicate_seed  # heavy dependency: torch
+
     runs = ctx.open_all("scores_replicate", "scores_replicate")
     ctx.preflight(bytes_estimate(runs[0].sizes["example"], 100 * len(runs)))
     merged = merge_replicates(runs, [replicate_seed(spec.seed, r) for r in range(len(runs))])
@@ -288,6 +300,7 @@ def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
         SCORES,
         split="train",
         seconds=round(sum(float(r.attrs.get("seconds", 0.0)) for r in runs), 3),
+        train_seconds=round(sum(float(r.attrs.get("train_seconds", "nan")) for r in runs), 3),
     )
 
 
@@ -307,8 +320,7 @@ def subsets(ctx: StageContext) -> None:
 def _subsets_from(ctx: StageContext, spec: SubsetsSlice) -> None:
     """The subsets of a variable of estimates.nc (higher: more memorized, so difficult)."""
     (path,) = ctx.paths("estimates")
-    estimates = open_artifact(path, "estimates")
-    check_origin(estimates, path, spec.estimates.params())
+    estimates = ctx.open("estimates")  # refused when made from another config (expect)
     if spec.subsets_from not in estimates:
         raise ValueError(
             f"subsets_from: {spec.subsets_from!r} is not a variable of {path} "

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from ...data.corruption import corrupt_labels
-from ...data.tensors import TensorSplit
-from ...studies.crosstrain import cross_training
-from ...studies.dynamics import corruption_level, training_dynamics
-from ...studies.gradient_statistics import gradient_statistics
 from ..artifacts import Schema, Var
 from ..context import StageContext
 from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
@@ -153,6 +147,8 @@ def sweep_passes(exp: Experiment) -> list[Pass]:
 
 def dynamics(ctx: StageContext) -> None:
     """Plain training; accuracy on easy/difficult/full train and test examples per epoch."""
+    from ...studies.dynamics import training_dynamics  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(StudySlice)
     data, _, train = load_split(ctx, model=spec.model)
     test = split_tensors(data, "test", spec.model)
@@ -176,6 +172,8 @@ def dynamics(ctx: StageContext) -> None:
 
 def gradstats(ctx: StageContext) -> None:
     """Contribution and cosine similarity of per-example gradients during plain training."""
+    from ...studies.gradient_statistics import gradient_statistics  # heavy dependency: torch
+
     study_spec = ctx.slice(StudySlice)
     spec = study_spec.gradstats
     data, _, train = load_split(ctx, model=study_spec.model)
@@ -196,6 +194,8 @@ def gradstats(ctx: StageContext) -> None:
 
 def crosstrain(ctx: StageContext) -> None:
     """Train on the easy subset only and on the difficult subset only."""
+    from ...studies.crosstrain import cross_training  # heavy dependency: torch (the job's)
+
     data, _, train = load_split(ctx, model=ctx.slice(StudySlice).model)
     rows = subset_rows(ctx, "subsets", train.examples)
 
@@ -214,6 +214,11 @@ def _seed_mean(values):
 
 def sweep(ctx: StageContext) -> None:
     """Plain training at one corruption level of the sweep (appendix E)."""
+    import torch  # heavy dependency: imported by the job, not by the workflow's parse
+
+    from ...data.tensors import TensorSplit  # heavy dependency: torch (the job's)
+    from ...studies.dynamics import corruption_level  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(StudySlice)
     data = ctx.open("dataset")
     level = spec.labels.corrupt

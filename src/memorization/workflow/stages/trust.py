@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
-from ...method.scoring import train_turnover
-from ...trust.influence import top_turnover_influence
 from ...trust.metrics import MEMORIZED
-from ...trust.peers import PEERS as PEER_RECORDS
-from ...trust.peers import peers_over_runs
-from ...trust.truth import merge_shards, train_shard, truth_dataset
-from ...trust.validation import Runs, estimator_table, influence_agreement
+from ...trust.peer_records import PEERS as PEER_RECORDS
 from ..artifacts import Schema, Var, config_of, flag, open_artifact
 from ..context import StageContext
 from ..resources import EVAL, EVAL_BATCH, GRADSTATS_CHUNK, GRADSTATS_FACTOR, TRAIN, Pass
@@ -25,6 +20,11 @@ from ..slices import InfluenceSlice, OptionsSlice, StudySlice, TruthSlice, summa
 from ..specs import Experiment
 from .common import bytes_estimate, load_split, split_tensors
 from .scores import scores_passes, scores_slice
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ...trust.validation import Runs
 
 __all__ = [
     "INFLUENCE",
@@ -222,6 +222,8 @@ def peers(ctx: StageContext) -> None:
     """The peer estimators (TracIn self-influence, final loss, slow learning, forgetting
     events, cumulative sample loss), averaged over the slice's plain runs (one by default)
     with the experiment's own settings; records the measured seconds of one plain run."""
+    from ...trust.peers import peers_over_runs  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(StudySlice)
     data, _, train = load_split(ctx, model=spec.model)
     model = spec.model.with_classes(data.sizes["class"])
@@ -240,6 +242,8 @@ def peers(ctx: StageContext) -> None:
 
 def truth_shard(ctx: StageContext) -> None:
     """Models [k0, k1) of the Feldman-Zhang ground truth, trained as one ensemble."""
+    from ...trust.truth import train_shard  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(TruthSlice)
     data, _, train = load_split(ctx, model=spec.model)
     test = split_tensors(data, "test", spec.model)
@@ -263,6 +267,8 @@ def truth_shard(ctx: StageContext) -> None:
 
 def truth(ctx: StageContext) -> None:
     """Merge the shards into the Feldman-Zhang memorization and influence estimates."""
+    from ...trust.truth import merge_shards, truth_dataset  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(TruthSlice)
     loaded = ctx.open_all("truth_shard")
     ctx.preflight()
@@ -279,6 +285,11 @@ def truth(ctx: StageContext) -> None:
 def influence(ctx: StageContext) -> None:
     """Turn-over influence (eq. 5) of the training examples on every test example: the
     top-k pairs. Trains the turn-over model again (the same as the scores' replicate 0)."""
+    import xarray as xr  # heavy dependency: the workflow's parse imports this module
+
+    from ...method.scoring import train_turnover  # heavy dependency: torch (the job's)
+    from ...trust.influence import top_turnover_influence  # heavy dependency: torch (the job's)
+
     spec = ctx.slice(InfluenceSlice)
     data, _, train = load_split(ctx, model=spec.scores.model)
     test = split_tensors(data, "test", spec.scores.model)
@@ -310,6 +321,7 @@ def _names(value) -> list[str]:
 def validation_runs(ctx: StageContext, options) -> tuple[list[Runs], Runs | None]:
     """The clean experiments' artifacts (each variant attached to the first clean
     experiment of its architecture, else to the first) and the noisy experiment's."""
+    from ...trust.validation import Runs  # heavy dependency: torch (the job's)
 
     def each(name, kind):
         return {Path(p).parent.name: open_artifact(p, kind) for p in ctx.paths(name)}
@@ -350,6 +362,11 @@ def validation(ctx: StageContext) -> None:
     """The quality and cost of every memorization estimator (validation.nc): per clean
     experiment (architecture) against its own truth, and for the noisy experiment's
     fitted random labels."""
+    from ...trust.validation import (
+        estimator_table,
+        influence_agreement,
+    )  # heavy dependency: torch (the job's)
+
     options = ctx.slice(OptionsSlice).options
     clean, noisy = validation_runs(ctx, options)
     table = estimator_table(
