@@ -33,19 +33,35 @@ from memorization.studies.plain import evaluate, plain_model
 from memorization.workflow.specs import Experiment
 from memorization.workflow.stages.common import split_tensors
 
+#: the earlier recipe of config/cifar_resnet.yaml: SGD, x0.1 after epoch 20 of 30
+_SGD = {
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 0.0005,
+    "schedule": None,  # None: removed (the default)
+    "warmup_epochs": None,
+    "milestones": [20],
+    "epochs": 30,
+    "precision": None,
+    "channels_last": None,
+}
 _ADAMW = {
     "optimizer": "adamw",
     "lr": 0.002,
     "weight_decay": 0.05,
     "schedule": "cosine",
     "warmup_epochs": 1,
-    "momentum": None,  # removed: an SGD key
+    "momentum": None,
     "milestones": None,
+    "precision": None,
+    "channels_last": None,
 }
-#: the candidate recipes: experiment keys replaced in the config's experiment
+#: the candidate recipes: experiment keys replaced in the config's experiment (each sets
+#: every recipe key, so the recipe does not depend on the config's current one)
 RECIPES: dict[str, dict] = {
-    "a": {},  # the config's own: SGD, step schedule
-    "b": dict(_ADAMW),
+    "a": _SGD,
+    "b": _ADAMW,
     "c": dict(_ADAMW, precision="bf16", channels_last=True),
     "d": dict(_ADAMW, precision="bf16", channels_last=True, small_input=True),
 }
@@ -60,10 +76,10 @@ def experiment(config: str, data: str, keys: dict, epochs: int | None) -> Experi
     for key, value in keys.items():
         exp.pop(key, None) if value is None else exp.__setitem__(key, value)
     if epochs is not None:
-        exp["epochs"] = epochs
         if exp.get("milestones"):  # the step schedule's milestones at the same fraction
-            old = cfg["experiments"][name]["epochs"]
+            old = exp["epochs"]
             exp["milestones"] = [max(1, round(m * epochs / old)) for m in exp["milestones"]]
+        exp["epochs"] = epochs
     datasets = dict(cfg["datasets"])
     datasets[exp["dataset"]] = dict(datasets[exp["dataset"]], path=data)
     return Experiment.from_config(name, exp, datasets)
@@ -124,7 +140,7 @@ def run(exp: Experiment, time_rows: int | None) -> dict:
 
 def _describe(keys: dict) -> str:
     shown = {k: v for k, v in keys.items() if v is not None}
-    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "config as is"
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "the config's recipe"
 
 
 def main() -> None:

@@ -621,7 +621,7 @@ def test_trust_rules_end_to_end(tmp_path):
         assert float(ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R1")) == 1
     with xr.open_dataset(res / "clean/estimates.nc", engine="netcdf4") as est:
         measured = est["turnover_loss"].attrs
-        assert measured["family"] == "turnover" and measured["cost_basis"] == "measured"
+        assert measured["family"] == "turnover" and measured["cost_basis"] == "training_seconds"
         assert float(cost) == pytest.approx(float(measured["cost_runs"])) and float(cost) > 1
     claims = json.loads((res / "claims.json").read_text())
     keys = {c["key"] for c in claims if c["figure"] == "validation"}

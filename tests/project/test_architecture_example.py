@@ -88,10 +88,9 @@ def test_the_worked_example_adds_a_stage_in_seven_files(tmp_path):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     for name in FILES:
         shutil.copy(ROOT / name, copy / name)
-    tests = copy / "tests"
-    tests.mkdir()
-    for name in ("conftest.py", *{c.split("::")[0].split("/")[1] for c in CHECKS}):
-        shutil.copy(ROOT / "tests" / name, tests / name)
+    for rel in ("tests/conftest.py", "tests/helpers.py", *{c.split("::")[0] for c in CHECKS}):
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, copy / rel)
     by_hand = _apply(copy)
     assert len(by_hand) == 5, by_hand
     # the copy's library first on the path (the installed one is the repository's)
