@@ -230,8 +230,14 @@ def test_estimates_hold_every_estimator_with_family_and_measured_cost(tiny):
     assert out["turnover_loss"].attrs["cost_runs"] == pytest.approx(12.0 / plain, rel=1e-3)
     assert out["oob_loss"].attrs["cost_runs"] == pytest.approx(9.0 / plain, rel=1e-3)
     records = peers.attrs["record_seconds_per_run"]
-    assert out["cumulative_loss"].attrs["cost_runs"] == pytest.approx(
+    assert out["tracin_self_influence"].attrs["cost_runs"] == pytest.approx(
         2 * (plain + records) / plain, rel=1e-3
+    )
+    # the peers of losses alone pay a measured forward pass per epoch, not the gradients
+    losses = peers.attrs["loss_record_seconds_per_run"]
+    assert 0 <= losses <= records
+    assert out["cumulative_loss"].attrs["cost_runs"] == pytest.approx(
+        2 * (plain + losses) / plain, rel=1e-3
     )
     # values follow the example ids
     single = peers["cumulative_loss"].reindex(example=examples).values
@@ -268,6 +274,13 @@ def test_measured_costs_count_training_seconds_on_both_sides(tiny):
     assert out["turnover_loss"].attrs["cost_runs"] == 6.0  # 12 s / 2 s, not 100 s / 2 s
     assert out["oob_loss"].attrs["cost_runs"] == 4.5  # 9 s, not the job's 40 s
     assert out["cumulative_loss"].attrs["cost_runs"] == 2 * (2.0 + 0.5) / 2.0
+    # each peer pays the records it reads: TracIn the gradient records, the peers of
+    # losses alone a forward pass per epoch (where the artifact measured it)
+    peers.attrs["loss_record_seconds_per_run"] = 0.25
+    fair = est.collect_estimates(scores, peers)
+    assert fair["tracin_self_influence"].attrs["cost_runs"] == 2 * (2.0 + 0.5) / 2.0
+    for name in ("cumulative_loss", "final_loss", "slow_learning", "forgetting_events"):
+        assert fair[name].attrs["cost_runs"] == 2 * (2.0 + 0.25) / 2.0, name
     # scores that did not record their training seconds: not a measured cost of another kind
     del scores.attrs["train_seconds"]
     old = est.collect_estimates(scores, peers)

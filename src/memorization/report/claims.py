@@ -60,7 +60,7 @@ VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_MEASURED)
 #: the sub-network check flags muted sub-networks at most this far above chance ...
 NEAR_CHANCE = 0.1
 #: ... while the unmuted ones fit at least this share of the training labels
-FITTED = 0.9
+UNMUTED_FITTED = 0.9
 #: muted training accuracy below this share of the held-out accuracy is flagged
 MUTED_MIN_RATIO = 0.8
 #: muted training accuracy clearly above the held-out accuracy (the interval's low end
@@ -209,7 +209,7 @@ def subnetwork_check(scores, plain_test_accuracy: float | None = None) -> Claim:
         values["plain_test"] = reference = float(plain_test_accuracy)
         parts.append(f"plain model's test accuracy {plain_test_accuracy:.3f}")
     real = 1.0 - float(scores["mislabeled"].values.mean()) if "mislabeled" in scores else 1.0
-    flagged = unmuted >= FITTED and muted <= chance + NEAR_CHANCE * (1 - chance)
+    flagged = unmuted >= UNMUTED_FITTED and muted <= chance + NEAR_CHANCE * (1 - chance)
     if flagged:
         parts.append("FLAG: muted sub-networks near chance while the unmuted ones fit the data")
     if reference is None or reference <= 0:

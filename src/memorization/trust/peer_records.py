@@ -43,6 +43,9 @@ class Peer:
     long_name: str
     units: str = "1"
     color: str = "black"
+    #: whether it reads per-example gradient norms (then it pays the gradient records);
+    #: else it reads only the losses and correctness of a forward pass per epoch
+    gradients: bool = False
 
 
 def forgetting_events(correct: np.ndarray) -> np.ndarray:
@@ -87,6 +90,7 @@ PEERS: tuple[Peer, ...] = (
         "TracIn self-influence: sum over epochs of lr * ||grad loss||^2",
         _SQ_GRAD,
         "tab:red",
+        gradients=True,
     ),
     Peer("final_loss", _final_loss, "training loss after the last epoch", _NATS, "tab:orange"),
     Peer(

@@ -62,7 +62,7 @@ GOAL_RUNS = 4
 GOAL_AUC = 0.98
 GOAL_OVERLAP = 0.80
 GOAL_RANDOM_AUC = 0.99
-FITTED = 0.99
+RANDOM_LABELS_FITTED = 0.99
 #: the key of the project's goal claim (its resamples are shared by the experiment's claims)
 GOAL_KEY = "estimate_at_least_peers"
 #: "beats": a margin is judged against 0, so turn-over must be better in the whole
@@ -398,8 +398,9 @@ def random_label_claim(ds) -> Claim:
     noisy = str(ds.attrs.get("noisy", ""))
     key = "turnover_finds_fitted_random_labels"
     statement = (
-        f"once the random labels are fitted (≥ {FITTED}), the turn-over estimator at ≤ "
-        f"{GOAL_RUNS} runs finds them with ROC AUC ≥ {GOAL_RANDOM_AUC}, above learning speed's"
+        f"once the random labels are fitted (≥ {RANDOM_LABELS_FITTED}), the turn-over "
+        f"estimator at ≤ {GOAL_RUNS} runs finds them with ROC AUC ≥ {GOAL_RANDOM_AUC}, above "
+        "learning speed's"
     )
     runs, auc = ds["noisy_cost_runs"].values, ds["random_label_auc"].values
     fam = ds["family"].values
@@ -426,7 +427,7 @@ def random_label_claim(ds) -> Claim:
     evidence = (
         f"best {rand:.3f} ({_short(best)}), learning speed {speed:.3f}; fitted share of the "
         f"random labels: plain {fitted:.3f}, unmuted {fitted_to:.3f}"
-        + ("" if min(fitted, fitted_to) >= FITTED else " (NOT fully fitted)")
+        + ("" if min(fitted, fitted_to) >= RANDOM_LABELS_FITTED else " (NOT fully fitted)")
     )
     return judged("validation", key, statement, effect_draws, effect, MARGIN, evidence,
                   experiment=noisy, values={"auc": rand, "learning_speed_auc": speed,

@@ -108,10 +108,16 @@ def _scores_seconds(scores: xr.Dataset) -> float:
     return float(scores.attrs.get("train_seconds", np.nan))
 
 
-def _peer_seconds(peers: xr.Dataset) -> float:
+def _peer_seconds(peers: xr.Dataset, gradients: bool = True) -> float:
+    """The peer's runs' training seconds and the records it reads: the gradient records
+    (TracIn), or for a peer of losses alone one forward pass per epoch where measured (an
+    older artifact without it charges every peer the gradient records)."""
     runs = int(peers.attrs.get("peer_runs", 1))
     per_run = float(peers.attrs["train_seconds_per_run"])
-    return runs * (per_run + float(peers.attrs.get("record_seconds_per_run", 0.0)))
+    record = peers.attrs.get("record_seconds_per_run", 0.0)
+    if not gradients:
+        record = peers.attrs.get("loss_record_seconds_per_run", record)
+    return runs * (per_run + float(record))
 
 
 def _cost(seconds: float, plain: float | None, operations: float) -> tuple[float, str]:
@@ -173,10 +179,10 @@ def collect_estimates(
     if peers is not None:
         peers = _aligned(peers, examples, "peers.nc")
         runs = int(peers.attrs.get("peer_runs", 1))
-        seconds = _peer_seconds(peers) if plain else np.nan
-        cost = _cost(seconds, plain, _peer_operation_runs(runs))
         for peer in PEERS:
             if peer.name in peers:
+                seconds = _peer_seconds(peers, peer.gradients) if plain else np.nan
+                cost = _cost(seconds, plain, _peer_operation_runs(runs))
                 out[peer.name] = _variable(
                     peers[peer.name].values, examples, peer.long_name, peer.units, "peer", cost
                 )
