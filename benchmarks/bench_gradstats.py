@@ -89,7 +89,7 @@ def _build(spec: dict):
 def _operation(spec: dict, model, x, y):
     import torch.nn.functional as F
 
-    from memorization.studies import gradstats
+    from memorization.studies import per_example
 
     what, method = spec["what"], spec.get("method", "hooks")
     if what == "plain":
@@ -101,20 +101,20 @@ def _operation(spec: dict, model, x, y):
     elif what == "contributions":
 
         def op():
-            gradstats.contributions(model, x, y, method)
+            per_example.contributions(model, x, y, method)
 
     elif what == "cosine":
 
         def op():
-            gradstats.cosine_similarity(model, x, y, method)
+            per_example.cosine_similarity(model, x, y, method)
 
     elif what == "both":
 
         def op():
-            gradstats.batch_statistics(model, x, y, method, cosine=True)
+            per_example.batch_statistics(model, x, y, method, cosine=True)
 
     elif what == "batchgrad":
-        from memorization.studies.gradstats.backpack_reference import batch_gradients
+        from memorization.studies.per_example.backpack_reference import batch_gradients
 
         def op():
             batch_gradients(model, x, y)  # BackPACK's backward alone, no statistics

@@ -25,7 +25,7 @@ from memorization.method.optim import OptimSpec
 from memorization.method.precision import autocast_forward, supports
 from memorization.method.scoring import score_examples
 from memorization.method.training import fit
-from memorization.studies.gradstats import contributions
+from memorization.studies.per_example import contributions
 
 
 def _split(n: int, shape: tuple[int, ...], device, seed: int = 0) -> TensorSplit:

@@ -1,20 +1,18 @@
 import os
-import sys
 
 from snakemake.utils import min_version
 
-from memorization.report.figures import FIGURES
 from memorization.workflow.config import WorkflowConfig, coerce_overrides
+from memorization.workflow.command_line import executing, reporting
+from memorization.workflow.figures import FIGURES
 from memorization.workflow.check_cache import CACHE_FILE
 from memorization.workflow.gate import check_before_jobs
-from memorization.workflow.ownership import claim_results, executing
+from memorization.workflow.ownership import claim_results
 from memorization.workflow.watch import watch_data
 from memorization.workflow.snakemake import Rules
 from memorization.workflow.stages.estimates import oob_options
 
 min_version("9.0")
-
-os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 # Every problem of the config is listed at once, each by its key, before any job runs
 # (a config file given twice a key, wrong types, sizes, models, figures, the results
@@ -35,7 +33,7 @@ INFOS = check_before_jobs(
     data_files=executing(workflow),
 )
 # `snakemake --report` documents what has been built; it fails on a missing file
-REPORTING = any(a == "--report" or a.startswith("--report=") for a in sys.argv)
+REPORTING = reporting(workflow)
 # the user's data is an input: each dataset's fingerprint is in every artifact's slice
 W = watch_data(WorkflowConfig.from_config(config, INFOS))
 # the results folder belongs to one config; a real run (not -n, --lint, --report) records it

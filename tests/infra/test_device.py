@@ -201,7 +201,7 @@ def test_two_leases_in_one_process_get_different_devices(tmp_path):
 
 
 def test_third_lease_times_out_then_succeeds_after_release(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="memorization.device")
+    caplog.set_level(logging.INFO, logger="memorization.infra.device")
     with lease_device("cuda", devices=FAKE, lock_dir=tmp_path) as a:
         with lease_device("cuda", devices=FAKE, lock_dir=tmp_path):
             start = time.monotonic()

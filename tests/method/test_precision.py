@@ -31,7 +31,7 @@ from memorization.method.precision import (
 from memorization.method.scoring import score_split
 from memorization.method.training import fit
 from memorization.studies.gradient_statistics import gradient_statistics
-from memorization.studies.gradstats import contributions
+from memorization.studies.per_example import contributions
 from memorization.trust.ensemble import train_ensemble, train_sequential
 from memorization.workflow.check import check_config
 

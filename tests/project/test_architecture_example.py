@@ -1,5 +1,5 @@
-"""ARCHITECTURE.md's worked example adds a stage with its own training by touching seven
-files (five by hand, two generated); applied to a copy of the repository, the structure,
+"""ARCHITECTURE.md's worked example adds a stage with its own training by touching eight
+files (six by hand, two generated); applied to a copy of the repository, the structure,
 schema and reference tests pass on it, and it runs and draws its figure."""
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ RUN = r"<!-- example-run -->\n```[a-z]*\n(.*?)```"
 PARTS = ("src", "rules", "scripts", "config", "report", "envs", "profiles", "docs")
 FILES = ("Snakefile", "pyproject.toml")
 #: the tests that notice a file the example misses (the profile's entry, a stale schema
-#: or reference), run on the copy
+#: or reference, a figure's declaration or drawing), run on the copy
 CHECKS = (
     "tests/project/test_structure.py",
     "tests/project/test_cli.py::test_schema_is_the_generated_file",
     "tests/project/test_docs.py::test_reference_is_what_the_generator_writes",
     "tests/project/test_docs.py::test_reference_lists_every_option",
+    "tests/report/test_figures.py::test_every_declared_figure_is_drawn_and_every_drawing_declared",
 )
 
 
@@ -82,7 +83,7 @@ def _changed(copy: Path) -> set[str]:
     return out | {f for f in FILES if not filecmp.cmp(copy / f, ROOT / f, shallow=False)}
 
 
-def test_the_worked_example_adds_a_stage_in_seven_files(tmp_path):
+def test_the_worked_example_adds_a_stage_in_eight_files(tmp_path):
     copy = tmp_path / "workflow"
     for part in PARTS:
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
@@ -92,13 +93,13 @@ def test_the_worked_example_adds_a_stage_in_seven_files(tmp_path):
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, copy / rel)
     by_hand = _apply(copy)
-    assert len(by_hand) == 5, by_hand
+    assert len(by_hand) == 6, by_hand
     # the copy's library first on the path (the installed one is the repository's)
     env = {**os.environ, "PYTHONPATH": str(copy / "src")}
     _generate(copy, env)
     changed = _changed(copy)
     assert changed == by_hand | {"config/schema/config.schema.yaml", "docs/reference.md"}
-    assert len(changed) == 7, changed
+    assert len(changed) == 8, changed
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *CHECKS],
         cwd=copy, capture_output=True, text=True, env=env, timeout=300,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from memorization import api
 from memorization.method.optim import OptimSpec
-from memorization.trust.metrics import MEMORIZED
+from memorization.trust.metrics import MEMORIZED, REPLICATES_COMPARED
 from memorization.workflow.config import WORKFLOW_OPTIONS
 from memorization.workflow.execution import EXECUTION_OPTIONS, Execution
 
@@ -22,6 +22,7 @@ DECLARED = {
     "batch_size": (OptimSpec.batch_size, ("method/optim.py", "OptimSpec")),
     "checkpoint_every": (WORKFLOW_OPTIONS["checkpoint_every"].default, ("", "")),
     "threshold": (MEMORIZED, ("", "")),
+    "replicates": (REPLICATES_COMPARED, ("", "")),
 }
 
 #: duplicates still to remove, each with why it is still there; a new one fails the test
@@ -71,7 +72,7 @@ def duplicates(source: str, module: str) -> list[tuple[str, str, int]]:
             if module == home and owner and getattr(node, "name", "") == owner:
                 continue
             literal = _literal(value)
-            if type(literal) in (int, float) and literal == default:
+            if type(literal) in (int, float, tuple) and literal == default:
                 found.append((module, name, value.lineno))
     return sorted(found, key=lambda f: (f[2], f[1]))
 

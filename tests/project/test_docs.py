@@ -320,8 +320,8 @@ def test_reference_lists_every_option():
     from memorization.data.sources import SOURCES
     from memorization.method.models import MODELS
     from memorization.method.models.external import OPTIONS as EXTERNAL
-    from memorization.report.figures import FIGURES
     from memorization.workflow.config import WORKFLOW_OPTIONS
+    from memorization.workflow.figures import FIGURES
     from memorization.workflow.specs import EXPERIMENT_OPTIONS, TRUTH_OPTIONS
 
     text = (DOCS / "reference.md").read_text()

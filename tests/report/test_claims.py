@@ -19,7 +19,7 @@ from memorization.report.claims import (
     update_readme,
     write_claims,
 )
-from memorization.report.figures import FIGURES
+from memorization.report.figures import DRAWINGS
 
 SUBSETS = ["full", "easy", "difficult"]
 
@@ -68,7 +68,7 @@ def _claim(claims, key):
 
 
 def _fig3(ds):
-    return FIGURES["fig3"].claims({"experiment": {"dynamics": ds}}, {"window": 1})
+    return DRAWINGS["fig3"].claims({"experiment": {"dynamics": ds}}, {"window": 1})
 
 
 def test_fig3_claims_hold_on_the_paper_shape():
@@ -155,7 +155,7 @@ def test_seeds_pool_into_one_interval():
 
 
 def _fig5(ds):
-    return FIGURES["fig5"].claims({"experiments": [{"dynamics": ds}]}, {"window": 1})
+    return DRAWINGS["fig5"].claims({"experiments": [{"dynamics": ds}]}, {"window": 1})
 
 
 def test_fig5_control_effect_and_test_split():
@@ -212,7 +212,7 @@ def gradstats(cos_easy, cos_difficult, con_easy, con_difficult, con_full, epochs
 
 def test_fig4_claims():
     def fig4(ds):
-        return FIGURES["fig4"].claims({"experiment": {"gradstats": ds}}, {"window": 1})
+        return DRAWINGS["fig4"].claims({"experiment": {"gradstats": ds}}, {"window": 1})
 
     paper = gradstats(
         lambda e: 0.03 + 0 * e, lambda e: 0.01 + 0 * e, lambda e: 0.5 + 0 * e, lambda e: 3 + 0 * e,
@@ -264,7 +264,7 @@ def crosstrain(easy_on_difficult, difficult_on_easy, fast=True, epochs=20, n=400
 
 
 def _fig6(ds):
-    return {c.key: c for c in FIGURES["fig6"].claims({"experiment": {"crosstrain": ds}}, {})}
+    return {c.key: c for c in DRAWINGS["fig6"].claims({"experiment": {"crosstrain": ds}}, {})}
 
 
 def test_fig6_both_halves_as_the_paper_states_them():
@@ -310,7 +310,7 @@ def level(n, final_test, train_mean, peak=None, epochs=10, n_train=1000, rising=
 
 
 def _fig10(levels):
-    return FIGURES["fig10"].claims({"experiment": {"sweep": levels}}, {"window": 1})
+    return DRAWINGS["fig10"].claims({"experiment": {"sweep": levels}}, {"window": 1})
 
 
 def test_fig10_claims_on_the_paper_ordering():
@@ -369,14 +369,14 @@ def test_fig2_claims():
     clean = scores(np.concatenate([np.zeros(900), rng.exponential(3, 100)]), np.zeros(1000))
     wrong = np.arange(1000) < 300
     noisy = scores(np.where(wrong, 5.0, 0.0) + rng.normal(0, 0.5, 1000), wrong)
-    claims = FIGURES["fig2"].claims(
+    claims = DRAWINGS["fig2"].claims(
         {"clean": {"scores": clean}, "corrupted": {"scores": noisy}}, {"bins": 10}
     )
     assert {c.verdict for c in claims} == {SUPPORTED}
     assert _claim(claims, "random_labels_score_higher").values["auc"] > 0.99
     # a "clean" experiment with wrong labels is not called uncorrupted; no long tail
     flat = scores(rng.normal(2, 0.1, 1000), wrong)
-    claims = FIGURES["fig2"].claims(
+    claims = DRAWINGS["fig2"].claims(
         {"clean": {"scores": flat}, "corrupted": {"scores": flat}}, {"bins": 10}
     )
     assert _claim(claims, "long_tail").verdict == NOT_MEASURED
@@ -387,12 +387,12 @@ def test_fig2_claims():
 def test_example_grid_claim():
     mem = np.arange(100, dtype=float)
     ok = scores(mem, np.zeros(100), pred_ok=mem < 50)
-    (claim,) = FIGURES["fig7"].claims(
+    (claim,) = DRAWINGS["fig7"].claims(
         {"experiment": {"scores": ok, "dataset": None}}, {"per_class": 2}
     )
     assert claim.verdict == SUPPORTED and claim.values["difficult_muted_right"] == 0
     bad = scores(mem, np.zeros(100), pred_ok=mem >= 50)
-    (claim,) = FIGURES["fig8"].claims(
+    (claim,) = DRAWINGS["fig8"].claims(
         {"experiment": {"scores": bad, "dataset": None}}, {"per_class": 2}
     )
     assert claim.verdict == NOT_SUPPORTED and claim.values["easy_both_right"] == 0
@@ -407,7 +407,7 @@ def test_fig9_convergence():
                   muted=[0.8, 0.85, 0.85, 0.86, 0.86])  # fmt: skip
     slow = scores(np.zeros(n), np.zeros(n), unmuted=[0.1, 0.2, 0.4, 0.6, 0.9],
                   muted=[0.1, 0.1, 0.3, 0.5, 0.8])  # fmt: skip
-    claims = FIGURES["fig9"].claims({"experiments": [{"scores": fast}, {"scores": slow}]}, {})
+    claims = DRAWINGS["fig9"].claims({"experiments": [{"scores": fast}, {"scores": slow}]}, {})
     assert [(c.key, c.verdict) for c in claims] == [
         ("subnetworks_converge_early", SUPPORTED), ("subnetworks_stable", SUPPORTED),
         ("subnetworks_converge_early", NOT_SUPPORTED), ("subnetworks_stable", NOT_SUPPORTED),
@@ -415,7 +415,7 @@ def test_fig9_convergence():
     assert "gap at the last epoch 0.130" in claims[0].evidence
     short = scores(np.zeros(10), np.zeros(10), unmuted=[0.5, 0.9], muted=[0.5, 0.8])
     assert {
-        c.verdict for c in FIGURES["fig9"].claims({"experiments": [{"scores": short}]}, {})
+        c.verdict for c in DRAWINGS["fig9"].claims({"experiments": [{"scores": short}]}, {})
     } == {NOT_MEASURED}
 
 

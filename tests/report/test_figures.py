@@ -1,16 +1,28 @@
-"""Figure modules: one file per figure, options validated, drawn from artifacts only."""
+"""Figures: declared once with their options, drawn by their own modules from artifacts."""
 
 import json
+import pkgutil
 
 import numpy as np
 import pytest
 
-from memorization.report.figures import FIGURES, figure, run_figure
+import memorization.report.figures as drawings
+from memorization.report.figures import DRAWINGS, run_figure
+from memorization.workflow.figures import FIGURES, figure
 from memorization.workflow.registry import Paths
 from memorization.workflow.specs import Experiment
 
 
-def test_every_figure_of_the_paper_is_a_module():
+def test_every_declared_figure_is_drawn_and_every_drawing_declared():
+    assert list(DRAWINGS) == list(FIGURES)
+    helpers = {"base", "curves", "grid", "stages"}
+    modules = {m.name for m in pkgutil.iter_modules(drawings.__path__)} - helpers
+    assert modules == set(FIGURES), "a drawing module without a declaration, or the reverse"
+    for name, found in DRAWINGS.items():
+        assert found.figure is FIGURES[name] and callable(found.draw) and callable(found.claims)
+
+
+def test_every_figure_of_the_paper_is_declared():
     assert list(FIGURES) == [f"fig{n}" for n in range(2, 11)] + ["influence", "validation"]
     for name, fig in FIGURES.items():
         assert fig.name == name and fig.caption and fig.title

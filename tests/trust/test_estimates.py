@@ -22,9 +22,9 @@ from memorization.method.optim import OptimSpec
 from memorization.method.scoring import SCORE_FORMS
 from memorization.method.subsets import easy_difficult
 from memorization.trust.peers import (
-    ESTIMATORS,
+    PEER_NAMES,
     PEERS,
-    peer_estimators,
+    peer_estimates,
     peer_seeds,
     peers_over_runs,
 )
@@ -62,8 +62,8 @@ OPT = OptimSpec(epochs=3, lr=0.3, batch_size=16)
 def test_peers_over_runs_are_the_mean_of_single_runs_with_those_seeds(tiny):
     seeds = peer_seeds(7, 3)
     averaged = peers_over_runs(MODEL, tiny, OPT, 7, runs=3)
-    singles = [peer_estimators(MODEL, tiny, OPT, s) for s in seeds]
-    for name in ESTIMATORS:
+    singles = [peer_estimates(MODEL, tiny, OPT, s) for s in seeds]
+    for name in PEER_NAMES:
         mean = np.mean([s[name].values.astype(np.float64) for s in singles], axis=0)
         np.testing.assert_allclose(averaged[name].values, mean, rtol=1e-12, err_msg=name)
     assert averaged["run_seed"].values.tolist() == seeds
@@ -75,7 +75,7 @@ def test_peers_over_runs_are_the_mean_of_single_runs_with_those_seeds(tiny):
     # one run: the experiment's own seed, as before (the default artifact is unchanged)
     one = peers_over_runs(MODEL, tiny, OPT, 7, runs=1)
     np.testing.assert_array_equal(
-        one["cumulative_loss"].values, peer_estimators(MODEL, tiny, OPT, 7)["cumulative_loss"]
+        one["cumulative_loss"].values, peer_estimates(MODEL, tiny, OPT, 7)["cumulative_loss"]
     )
     assert "run" not in one.dims and one.attrs["train_seconds_per_run"] > 0
 
@@ -118,16 +118,16 @@ def test_adding_one_peer_record_is_enough(tmp_path):
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
     peers_py = src / "memorization/trust/peer_records.py"
     text = peers_py.read_text()
-    end = text.index(")\n\n#: the estimators' variable names")
+    end = text.index(")\n\n#: the peers' names")
     peers_py.write_text(text[:end] + RECORD + text[end:])
     script = """
 import numpy as np, xarray as xr
-from memorization.trust.peers import ESTIMATORS, estimators_from_records
+from memorization.trust.peers import PEER_NAMES, estimators_from_records
 from memorization.workflow.registry import STAGES
 from memorization.report.figures.validation import PEER_COLORS
 from memorization.trust.validation import Runs, _candidates
 from memorization.workflow.stages.estimates import collect_estimates, estimate_names
-assert ESTIMATORS[-1] == "loss_spread", ESTIMATORS
+assert PEER_NAMES[-1] == "loss_spread", PEER_NAMES
 var = STAGES["peers"].schema.required["loss_spread"]
 assert (var.long_name, var.units) == (
     "spread of the end-of-epoch training loss over the epochs", "nats")
@@ -157,7 +157,7 @@ print("ok")
 
 def test_peer_records_are_complete_and_oriented(tiny):
     names = [p.name for p in PEERS]
-    assert tuple(names) == ESTIMATORS and len(set(names)) == len(names)
+    assert tuple(names) == PEER_NAMES and len(set(names)) == len(names)
     schema = STAGES["peers"].schema.required
     for peer in PEERS:
         assert schema[peer.name].long_name == peer.long_name
@@ -168,7 +168,7 @@ def test_peer_records_are_complete_and_oriented(tiny):
     y[0] = (y[0] + 1) % 3
     x = tiny.x.clone()
     x[0] = x[1]  # a copy of example 1 with another label: it cannot be fitted
-    out = peer_estimators(MODEL, TensorSplit(x, y, tiny.examples), OPT, 0)
+    out = peer_estimates(MODEL, TensorSplit(x, y, tiny.examples), OPT, 0)
     for name in ("cumulative_loss", "final_loss", "tracin_self_influence"):
         assert out[name].values[0] > np.median(out[name].values), name
 
@@ -217,14 +217,14 @@ def test_estimates_hold_every_estimator_with_family_and_measured_cost(tiny):
     plain = peers.attrs["train_seconds_per_run"]
     examples = tiny.examples[::-1]  # another order than the peers': aligned by id
     out = est.collect_estimates(_scores(examples, 12.0, replicates=4), peers, _oob(examples))
-    expected = [*est.TURNOVER, *ESTIMATORS, *est.OOB_NAMES]
+    expected = [*est.TURNOVER, *PEER_NAMES, *est.OOB_NAMES]
     assert list(out.data_vars) == expected  # n_in (no family) is left out
     for name in expected:
         attrs = out[name].attrs
         assert attrs["long_name"] and attrs["cost_basis"] == "training_seconds", name
         assert out[name].dims == ("example",)
     assert {out[n].attrs["family"] for n in est.TURNOVER} == {"turnover"}
-    assert {out[n].attrs["family"] for n in ESTIMATORS} == {"peer"}
+    assert {out[n].attrs["family"] for n in PEER_NAMES} == {"peer"}
     assert {out[n].attrs["family"] for n in est.OOB_NAMES} == {"oob"}
     # measured: the artifact's training seconds over one plain run's
     assert out["turnover_loss"].attrs["cost_runs"] == pytest.approx(12.0 / plain, rel=1e-3)
@@ -245,7 +245,7 @@ def test_estimates_hold_every_estimator_with_family_and_measured_cost(tiny):
 
 
 def test_without_a_measured_plain_run_costs_come_from_the_operation_counts(tiny):
-    peers = peer_estimators(MODEL, tiny, OPT, 0)
+    peers = peer_estimates(MODEL, tiny, OPT, 0)
     peers.attrs.pop("train_seconds", None)
     out = est.collect_estimates(_scores(tiny.examples, replicates=2), peers, _oob(tiny.examples))
     assert {v.attrs["cost_basis"] for v in out.data_vars.values()} == {"operations"}
@@ -257,7 +257,7 @@ def _peers(examples, **seconds) -> xr.Dataset:
     """A peers artifact whose recorded seconds are ``seconds``."""
     values = np.linspace(0, 1, len(examples))
     return xr.Dataset(
-        {name: ("example", values) for name in ESTIMATORS},
+        {name: ("example", values) for name in PEER_NAMES},
         coords={"example": examples},
         attrs=seconds,
     )
@@ -316,7 +316,7 @@ def test_replicates_record_the_sum_of_their_training_seconds(tmp_path, tiny):
 
 
 def test_estimates_refuse_peers_of_other_examples(tiny):
-    peers = peer_estimators(MODEL, tiny, OPT, 0)
+    peers = peer_estimates(MODEL, tiny, OPT, 0)
     with pytest.raises(ValueError, match="peers.nc covers other examples"):
         est.collect_estimates(_scores(tiny.examples[:-1]), peers)
 

@@ -10,11 +10,11 @@ from memorization.method.models.spec import ModelSpec
 from memorization.method.optim import OptimSpec
 from memorization.method.training import fit
 from memorization.trust.peers import (
-    ESTIMATORS,
+    PEER_NAMES,
     cumulative_loss,
     estimators_from_records,
     forgetting_events,
-    peer_estimators,
+    peer_estimates,
     record_plain_run,
     slow_learning,
     tracin_self_influence,
@@ -118,18 +118,18 @@ def test_an_example_that_is_never_fitted_ranks_highest():
     train = TensorSplit(x, y, np.arange(len(y)))
     opt = OptimSpec(epochs=8, lr=0.5, batch_size=8)
     model = ModelSpec.from_config("mlp", {"hidden": 32}).with_classes(3)
-    est = peer_estimators(model, train, opt, seed=0)
+    est = peer_estimates(model, train, opt, seed=0)
     odd = len(y) - 1
     assert est["final_loss"].values.argmax() == odd
     assert est["forgetting_events"].values[odd] == 8  # never learnt: the number of epochs
     assert est["slow_learning"].values[odd] == 1.0
     assert est["tracin_self_influence"].values.argmax() == odd
     assert est["cumulative_loss"].values.argmax() == odd
-    assert set(ESTIMATORS) <= set(est.data_vars) and "cumulative_loss" in ESTIMATORS
+    assert set(PEER_NAMES) <= set(est.data_vars) and "cumulative_loss" in PEER_NAMES
     # every variable is described by the peers artifact's schema (long_name and units)
     schema = STAGES["peers"].schema
     assert set(est.data_vars) <= set(schema.required)
-    for name in ESTIMATORS:
+    for name in PEER_NAMES:
         assert est[name].dims == ("example",)
         assert schema.required[name].long_name
     np.testing.assert_array_equal(est["example"].values, train.examples)

@@ -9,7 +9,7 @@ from memorization.method.models.spec import ModelSpec
 from memorization.method.optim import OptimSpec
 from memorization.method.scoring import score_split
 from memorization.trust.replicates import (
-    SCORES,
+    SCORE_VARIABLES,
     first_replicate,
     merge_replicates,
     replicate_seed,
@@ -53,9 +53,9 @@ def test_merge_means_standard_errors_and_per_replicate_values(runs):
     merged = merge_replicates(out, seeds)
     assert merged.sizes["replicate"] == 3 and merged.attrs["replicates"] == 3
     # the cumulative form (a sum over the epochs) is averaged like the other forms
-    assert "cumulative_memorization" in SCORES
+    assert "cumulative_memorization" in SCORE_VARIABLES
     assert merged["cumulative_memorization_by_replicate"].dims == ("replicate", "example")
-    for score in SCORES:
+    for score in SCORE_VARIABLES:
         stack = np.stack([r[score].values for r in out])
         assert np.allclose(merged[score].values, stack.mean(0))
         assert np.allclose(merged[f"{score}_se"].values, stack.std(0, ddof=1) / np.sqrt(3))

@@ -24,8 +24,9 @@ from memorization.method.models.spec import ModelSpec
 from memorization.method.optim import OptimSpec
 from memorization.method.subsets import easy_difficult
 from memorization.report.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from memorization.report.figures.validation import FIGURE, goal_claim
-from memorization.trust.peers import ESTIMATORS, peer_estimators
+from memorization.report.figures.validation import claims as validation_claims
+from memorization.report.figures.validation import goal_claim
+from memorization.trust.peers import PEER_NAMES, peer_estimates
 from memorization.trust.validation import Runs, estimator_table
 from memorization.workflow.artifacts import annotate
 from memorization.workflow.check import check_config
@@ -53,8 +54,8 @@ def test_cumulative_sample_loss_is_the_sum_of_the_recorded_losses():
         np.arange(48),
     )
     model = ModelSpec.from_config("mlp", {"hidden": 16}).with_classes(3)
-    est = peer_estimators(model, train, OptimSpec(epochs=3, lr=0.3, batch_size=16), seed=1)
-    assert "cumulative_loss" in ESTIMATORS
+    est = peer_estimates(model, train, OptimSpec(epochs=3, lr=0.3, batch_size=16), seed=1)
+    assert "cumulative_loss" in PEER_NAMES
     losses = est["loss"].values.astype(np.float64)  # [epoch, example], end of each epoch
     np.testing.assert_array_equal(est["cumulative_loss"].values, losses.sum(0))
     assert STAGES["peers"].schema.required["cumulative_loss"].units == "nats"
@@ -144,7 +145,7 @@ def _scores(per_replicate: np.ndarray, examples: np.ndarray, wrong=None) -> xr.D
 def _peers(values: dict[str, np.ndarray], examples: np.ndarray) -> xr.Dataset:
     fill = next(iter(values.values()))
     ds = xr.Dataset(
-        {name: ("example", values.get(name, fill)) for name in ESTIMATORS},
+        {name: ("example", values.get(name, fill)) for name in PEER_NAMES},
         coords={"example": examples},
         attrs={"seconds": 5.0},
     )
@@ -272,7 +273,7 @@ def test_goal_claims_per_architecture_and_unmeasured():
         _experiment("b", "cct", [mem], {"final_loss": mem}, mem, ex),
     ]
     table = estimator_table(clean=runs)
-    claims = FIGURE.claims({"validation": table}, {})
+    claims = validation_claims({"validation": table}, {})
     goals = [c for c in claims if c.key == "estimate_at_least_peers"]
     assert [c.experiment for c in goals] == ["a", "b"]
     assert "cct" in goals[1].statement

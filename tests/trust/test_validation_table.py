@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 from memorization.trust.metrics import pearson, spearman
-from memorization.trust.peers import ESTIMATORS
+from memorization.trust.peers import PEER_NAMES
 from memorization.trust.validation import (
     GOAL_METRICS,
     Runs,
@@ -52,7 +52,7 @@ def _truth(mem):
 
 def _estimators(values, correct_last):
     ds = xr.Dataset(
-        {name: ("example", values) for name in ESTIMATORS},
+        {name: ("example", values) for name in PEER_NAMES},
         coords={"example": np.arange(N)[::-1]},  # another order than the scores'
         attrs={"seconds": 7.0},
     )
@@ -174,7 +174,7 @@ def test_equal_cost_difference_of_the_best_estimate_and_the_best_peer():
     for metric in GOAL_METRICS:
         at = table.sel(goal_metric=metric)
         assert at["equal_cost_estimate"].item().startswith("turnover_")
-        assert at["equal_cost_peer"].item() in ESTIMATORS
+        assert at["equal_cost_peer"].item() in PEER_NAMES
         assert float(at["equal_cost_difference"]) > 0.3
         assert 0 < float(at["equal_cost_low"]) <= float(at["equal_cost_high"])
     truth = _truth(truth_mem)

@@ -12,8 +12,8 @@ import yaml
 from helpers import snakemake_command
 
 from memorization.method.subsets import easy_difficult
+from memorization.report.stages import claims
 from memorization.workflow.context import StageContext
-from memorization.workflow.stages.report import claims
 from memorization.workflow.stages.scores import subsets_schema
 
 

@@ -93,16 +93,6 @@ def top_imports(module: str) -> set[str]:
     return parts - {module}
 
 
-#: packages that import each of their modules by name when imported (the figures: one
-#: module per figure, found with ``pkgutil``), which no ``import`` statement shows
-_DISCOVERED = ("memorization.report.figures",)
-
-
-def _discovered(package: str) -> list[str]:
-    folder = SRC.joinpath(*package.split("."))
-    return [f"{package}.{p.stem}" for p in sorted(folder.glob("*.py")) if p.stem != "__init__"]
-
-
 def parse_path() -> dict[str, str | None]:
     """Every library module the parse imports -> the module that imported it first."""
     reached: dict[str, str | None] = {}
@@ -115,8 +105,7 @@ def parse_path() -> dict[str, str | None]:
                 todo.append(name)
     while todo:
         module = todo.popleft()
-        found = top_imports(module) | set(_discovered(module) if module in _DISCOVERED else ())
-        for name in sorted(found):
+        for name in sorted(top_imports(module)):
             if name.startswith("memorization") and _file(name) and name not in reached:
                 reached[name] = module
                 todo.append(name)
@@ -199,10 +188,12 @@ def test_no_import_pulls_torch_or_xarray_into_the_parse():
         assert found == [], "make these imports lazy (# heavy dependency):\n" + "\n".join(chains)
 
 
-def test_the_map_finds_the_figures_the_package_imports_by_name():
+def test_the_parse_reads_the_figures_declarations_not_their_drawings():
+    """The figures' options and inputs are declared in the workflow; the report layer
+    (the drawings, the claims) is loaded by the jobs that draw, never by the parse."""
     reached = parse_path()
-    assert "memorization.report.figures.validation" in reached
-    assert reached["memorization.report.figures.validation"] == "memorization.report.figures"
+    assert "memorization.workflow.figures" in reached
+    assert [m for m in reached if m.startswith("memorization.report")] == []
 
 
 def test_the_scan_finds_a_heavy_import_and_its_importer():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,14 +25,7 @@ from memorization.data.tensors import to_tensors
 from memorization.workflow.artifacts import open_artifact
 from memorization.workflow.config import WorkflowConfig
 from memorization.workflow.context import Execution, StageContext
-from memorization.workflow.ownership import (
-    OWNER_FILE,
-    claim_results,
-    conflicts,
-    executing,
-    results_settings,
-    runs_jobs,
-)
+from memorization.workflow.ownership import OWNER_FILE, claim_results, conflicts, results_settings
 from memorization.workflow.slices import DatasetSlice
 from memorization.workflow.stages.data import dataset as dataset_stage
 from memorization.workflow.watch import watch_data
@@ -262,41 +254,6 @@ def test_what_would_change_artifacts(tmp_path):
     # new data in the same file is not a change of settings
     write_arrays(path, seed=3)
     assert found(_config(tmp_path, datasets, "d")) == []
-
-
-def _parsed(*argv: str):
-    """Snakemake's own parse of a command line (its profiles applied)."""
-    from snakemake.cli import parse_args
-
-    return parse_args(["--cores", "1", "--workflow-profile", "none", *argv])[1]
-
-
-def _workflow(main=True, dryrun=False):
-    return SimpleNamespace(is_main_process=main, output_settings=SimpleNamespace(dryrun=dryrun))
-
-
-def test_only_real_runs_record_the_owner(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert runs_jobs(_parsed("results/fig2.pdf"))
-    assert runs_jobs(_parsed("--report-after-run", "--report", "r.html"))
-    for argv in (
-        ["-n"], ["-np"], ["--dry-run"], ["--lint"], ["--list"], ["--summary"], ["-D"],
-        ["--report", "r.html"], ["--dag"], ["--unlock"], ["--list-changes", "code"],
-    ):  # fmt: skip
-        assert not runs_jobs(_parsed(*argv)), argv
-    # a profile's dry run: the command line itself says nothing of it
-    (tmp_path / "prof").mkdir()
-    (tmp_path / "prof/config.yaml").write_text("dryrun: true\n")
-    assert not runs_jobs(_parsed("--profile", str(tmp_path / "prof")))
-    # the Snakefile asks the workflow object while Snakemake's command line parses it
-    here = {"__name__": "snakemake.cli", "executing": executing}
-    exec("def args_to_api(args, workflow):\n    return executing(workflow)\n", here)
-    assert here["args_to_api"](_parsed(), _workflow())
-    assert not here["args_to_api"](_parsed("--lint"), _workflow())
-    assert not here["args_to_api"](_parsed(), _workflow(dryrun=True))  # Snakemake's API: -n
-    assert not here["args_to_api"](_parsed(), _workflow(main=False))  # a job's own process
-    # Snakemake's API inside another program (this test): its command line is not Snakemake's
-    assert not executing(_workflow())
 
 
 def test_replace_moves_the_old_folder_aside_whole(tmp_path, monkeypatch, capsys):

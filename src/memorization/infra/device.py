@@ -114,8 +114,7 @@ __all__ = [
     "visible_cards",
 ]
 
-# the logger's name is part of the interface: users and tests configure it by this name
-logger = logging.getLogger("memorization.device")
+logger = logging.getLogger(__name__)
 
 PREFERENCES = ("auto", "cpu", "cuda")
 """The values ``lease_device`` accepts (the config's ``device`` key)."""
@@ -281,7 +280,7 @@ def lease_device(
 
     lock_dir: where the lock files live; default :func:`default_lock_dir`.
     log: called with each message (which device is used, waiting, a foreign
-    lock bypassed); they also go to the ``memorization.device`` logger.
+    lock bypassed); they also go to the ``memorization.infra.device`` logger.
     devices: fake card keys standing in for the visible GPUs (tests); they
     are leased like real ones, but torch.cuda is never called.
     env: the environment variables to read (``CUDA_VISIBLE_DEVICES``, the

@@ -23,12 +23,12 @@ from ..method.optim import OptimSpec
 from ..method.precision import autocast_forward
 from ..method.training import fit
 from .gradient_choices import COSINE_PAIRS
-from .gradstats import contributions, cosine_similarity, resolve_method
+from .per_example import contributions, cosine_similarity, resolve_method
 from .plain import SUBSETS, members, plain_model
 
 __all__ = ["COSINE_PAIRS", "gradient_statistics"]
 
-log = logging.getLogger("memorization.gradient_statistics")
+log = logging.getLogger(__name__)
 
 
 def _probes(rows: Mapping[str, np.ndarray], probe_size: int, seed: int) -> dict[str, np.ndarray]:

@@ -35,8 +35,10 @@ import numpy as np
 
 __all__ = [
     "CLEAN_METRICS",
+    "GOAL_RUNS",
     "MEMORIZED",
     "QUALITY",
+    "REPLICATES_COMPARED",
     "corrected_correlation",
     "difference_interval",
     "memorization_auc",
@@ -53,6 +55,13 @@ __all__ = [
 #: an example counts as memorized when its (true) memorization exceeds this: Feldman and
 #: Zhang's threshold of high memorization
 MEMORIZED = 0.25
+
+#: the compute, in plain training runs, at which every estimate is compared with the peers
+#: (the validation's equal-cost budget)
+GOAL_RUNS = 4
+
+#: the turn-over replicates R the validation compares (its figure's default)
+REPLICATES_COMPARED = (1, 2, 4, 8)
 
 
 def _rankdata(values) -> np.ndarray:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = [
-    "ESTIMATORS",
+    "PEER_NAMES",
     "PEERS",
     "Peer",
     "cumulative_loss",
@@ -116,5 +116,5 @@ PEERS: tuple[Peer, ...] = (
     ),
 )
 
-#: the estimators' variable names, each higher = more memorized
-ESTIMATORS = tuple(p.name for p in PEERS)
+#: the peers' names (their variables in peers.nc and estimates.nc), each higher = more memorized
+PEER_NAMES = tuple(p.name for p in PEERS)

@@ -6,7 +6,7 @@ in the TracIn paper) the model is evaluated, in eval mode, on every training
 example: its loss, whether it is classified correctly, and the squared norm of
 its loss gradient ``||∇_θ ℓ_i||²`` over all trainable parameters, exact and
 without materialising per-example gradients (the gradient-statistics fast path,
-:func:`memorization.studies.gradstats.batch_statistics`). From these records, every
+:func:`memorization.studies.per_example.batch_statistics`). From these records, every
 estimator is oriented so that **higher means more memorized**:
 
 - ``tracin_self_influence``: TracIn self-influence (Pruthi et al. 2020),
@@ -51,9 +51,9 @@ from ..method.masks import splitmix64
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec, epoch_lr
 from ..method.training import fit
-from ..studies.gradstats import batch_statistics
+from ..studies.per_example import batch_statistics
 from .peer_records import (
-    ESTIMATORS,
+    PEER_NAMES,
     PEERS,
     Peer,
     cumulative_loss,
@@ -63,7 +63,7 @@ from .peer_records import (
 )
 
 __all__ = [
-    "ESTIMATORS",
+    "PEER_NAMES",
     "PEERS",
     "Peer",
     "average_peers",
@@ -71,7 +71,7 @@ __all__ = [
     "cumulative_loss",
     "estimators_from_records",
     "forgetting_events",
-    "peer_estimators",
+    "peer_estimates",
     "peer_seeds",
     "peers_over_runs",
     "record_plain_run",
@@ -183,11 +183,11 @@ def estimators_from_records(records: xr.Dataset) -> xr.Dataset:
     ds = records.copy()
     for peer in PEERS:
         ds[peer.name] = ("example", np.asarray(peer.compute(records)))
-    ds.attrs["estimators"] = list(ESTIMATORS)
+    ds.attrs["estimators"] = list(PEER_NAMES)
     return ds
 
 
-def peer_estimators(
+def peer_estimates(
     model: ModelSpec,
     train: TensorSplit,
     opt: OptimSpec,
@@ -233,13 +233,13 @@ def average_peers(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Datase
             raise ValueError(f"peer run {k} records other examples than run 0")
     stacked = xr.concat(list(runs), dim="run", join="exact", coords="minimal")
     stacked = stacked.assign_coords(run=np.arange(len(runs)))
-    out = stacked.drop_vars(list(ESTIMATORS))
+    out = stacked.drop_vars(list(PEER_NAMES))
     out["lr"] = first["lr"]
-    for name in ESTIMATORS:
+    for name in PEER_NAMES:
         out[name] = stacked[name].astype(np.float64).mean("run")
     out["run_seed"] = ("run", np.asarray(seeds, dtype=np.int64))
     out["run_train_seconds"] = ("run", [float(r.attrs.get("train_seconds", np.nan)) for r in runs])
-    out.attrs = {"estimators": list(ESTIMATORS), "peer_runs": len(runs)}
+    out.attrs = {"estimators": list(PEER_NAMES), "peer_runs": len(runs)}
     return out
 
 
@@ -255,7 +255,7 @@ def peers_over_runs(
     :func:`peer_seeds`); attribute ``train_seconds_per_run``: the mean measured wall
     seconds of one run's plain training (the checkpoint records not counted)."""
     seeds = peer_seeds(seed, runs)
-    single = [peer_estimators(model, train, opt, s, **kwargs) for s in seeds]
+    single = [peer_estimates(model, train, opt, s, **kwargs) for s in seeds]
     out = average_peers(single, seeds)
     seconds = [float(r.attrs["train_seconds"]) for r in single]
     out.attrs["train_seconds_per_run"] = round(float(np.mean(seconds)), 3)

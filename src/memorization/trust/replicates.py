@@ -29,10 +29,16 @@ from ..method.forms import SCORE_FORMS
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["SCORES", "first_replicate", "merge_replicates", "replicate_seed", "subset_means"]
+__all__ = [
+    "SCORE_VARIABLES",
+    "first_replicate",
+    "merge_replicates",
+    "replicate_seed",
+    "subset_means",
+]
 
 #: the score forms, each averaged over replicates
-SCORES = tuple(SCORE_FORMS.values())
+SCORE_VARIABLES = tuple(SCORE_FORMS.values())
 
 
 def replicate_seed(seed: int, replicate: int) -> int:
@@ -66,7 +72,7 @@ def merge_replicates(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Dat
     per_run = [n for n in first.data_vars if n not in SHARED]
     stacked = xr.concat([r[per_run] for r in runs], dim="replicate", join="exact")
     stacked = stacked.assign_coords(replicate=np.arange(len(runs)))
-    scores = [s for s in SCORES if s in stacked]
+    scores = [s for s in SCORE_VARIABLES if s in stacked]
     out = stacked.drop_vars(scores)
     for name in SHARED:
         if name in first:

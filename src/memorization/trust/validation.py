@@ -66,20 +66,21 @@ import xarray as xr
 from ..method.forms import SCORE_FORMS
 from .metrics import (
     CLEAN_METRICS,
+    GOAL_RUNS,
     MEMORIZED,
+    REPLICATES_COMPARED,
     corrected_correlation,
     difference_interval,
     quality,
     random_label_auc,
     spearman_brown,
 )
-from .peer_records import ESTIMATORS
+from .peer_records import PEER_NAMES
 from .replicates import subset_means
 
 __all__ = [
     "CLEAN_METRICS",
     "GOAL_METRICS",
-    "GOAL_RUNS",
     "METRICS",
     "Estimate",
     "Runs",
@@ -103,8 +104,7 @@ METRICS = {
 #: the corrected correlations: column -> the raw column it corrects
 CORRECTED = {"spearman_corrected": "spearman", "pearson_corrected": "pearson"}
 
-#: the equal-cost comparison: its budget in plain runs, and its metrics
-GOAL_RUNS = 4.0
+#: the equal-cost comparison's metrics (its budget: GOAL_RUNS plain runs)
 GOAL_METRICS = ("auc_memorized", "top_overlap")
 #: resamples of the equal-cost difference's interval
 DIFFERENCE_DRAWS = 1000
@@ -207,7 +207,7 @@ def _candidates(runs: Runs, replicates: Sequence[int]):
     if runs.peers is not None:
         seconds = float(runs.peers.attrs.get("seconds", np.nan))
         plain_runs = float(runs.peers.attrs.get("peer_runs", 1))  # averaged over peer_runs
-        for name in ESTIMATORS:
+        for name in PEER_NAMES:
             if name in runs.peers:
                 values = runs.peers[name].values
                 yield name, "peer", plain_runs, seconds, values, runs.peers["example"].values
@@ -281,7 +281,7 @@ def equal_cost_difference(
     truth: np.ndarray,
     metric: str,
     rng: np.random.Generator,
-    budget: float = GOAL_RUNS,
+    budget: float = float(GOAL_RUNS),
     threshold: float = MEMORIZED,
     top: float = 0.1,
     draws: int = DIFFERENCE_DRAWS,
@@ -360,7 +360,7 @@ def estimator_table(
     *,
     clean: Sequence[Runs] = (),
     noisy: Runs | None = None,
-    replicates: Sequence[int] = (1, 2, 4, 8),
+    replicates: Sequence[int] = REPLICATES_COMPARED,
     threshold: float = MEMORIZED,
     top: float = 0.1,
 ) -> xr.Dataset:
@@ -388,7 +388,7 @@ def estimator_table(
     designs = [str(c.truth.attrs.get("design", "random")) for c in clean]
     ds = ds.assign_coords(truth_design=("experiment", np.array(designs, dtype=object)))
     ds = ds.merge(_equal_cost(clean, per_exp, threshold, top))
-    ds.attrs.update(threshold=float(threshold), top_fraction=float(top), goal_runs=GOAL_RUNS)
+    ds.attrs.update(threshold=float(threshold), top_fraction=float(top), goal_runs=float(GOAL_RUNS))
     if noisy is not None:
         ds.attrs["noisy"] = noisy.name
         ds.attrs.update(_fitted(noisy.scores, noisy.peers))

@@ -16,7 +16,9 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # before netCDF4 is imported
+# once for every process that reads or writes artifacts (the Snakefile, a job, the library),
+# before netCDF4 is imported: shared and network file systems often refuse HDF5 locks
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 from collections.abc import Mapping, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402

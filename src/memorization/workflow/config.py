@@ -19,8 +19,8 @@ import yaml
 from ..data.sources import dataset_info, dataset_spec
 from ..data.spec import DatasetInfo, DatasetSpec
 from ..infra.options import Option, resolve
-from ..report.figures import FIGURES
 from .execution import EXECUTION_OPTIONS, Execution
+from .figures import FIGURES
 from .specs import Experiment
 
 __all__ = [
@@ -178,8 +178,7 @@ class WorkflowConfig:
                 infos[name] = dataset_info(spec, execution.data_root)
         figures = {}
         for name, options in (config.get("figures") or {}).items():
-            defaults = {k: v["default"] for k, v in FIGURES[name].options.items() if "default" in v}
-            figures[name] = {**defaults, **options}
+            figures[name] = {**FIGURES[name].defaults(), **options}
         return cls(
             results=results_folder(top["results"]),
             execution=execution,

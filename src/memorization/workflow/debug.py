@@ -154,7 +154,6 @@ def run_stage(job: StageJob) -> str:
     """Run the stage of ``job`` in this process (its exceptions are not caught: a debugger
     stops where they are raised); return the artifact's path."""
     check_inputs(job)
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     ctx = context(SimpleNamespace(**vars(job)))
     log.info("stage %s: %s from %s", job.rule, ctx.output, dict(job.input))
     stage(job.rule).run(ctx)

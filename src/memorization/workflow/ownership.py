@@ -17,8 +17,8 @@ fingerprint is left out.
 first moved aside whole, to ``<results>.replaced-<UTC time>`` (one rename, nothing is
 lost half-way), and the new config builds into an empty folder. Dry runs (``-n``, or a
 profile's ``dryrun``), ``--lint``, ``--list``, ``--summary`` and ``--report`` read the
-record and move and write nothing: :func:`executing` asks Snakemake's own state (its
-``workflow`` object and its parsed command line), not the raw command line.
+record and move and write nothing: :func:`memorization.workflow.command_line.executing`
+asks Snakemake's own state (its ``workflow`` object and its parsed command line).
 """
 
 from __future__ import annotations
@@ -42,58 +42,11 @@ __all__ = [
     "OWNER_FILE",
     "claim_results",
     "conflicts",
-    "executing",
     "results_settings",
-    "runs_jobs",
 ]
 
 #: the record of a results folder's owner, in the folder
 OWNER_FILE = ".owner.yaml"
-
-
-#: Snakemake's parsed options (``argparse`` names) whose command runs no job: each is a
-#: branch of its command line that lints, lists, reports, draws or cleans instead
-_NO_JOBS = (
-    "dryrun lint list_target_rules list_rules print_compilation containerize "
-    "generate_unit_tests dag rulegraph filegraph d3dag unlock cleanup_metadata "
-    "conda_cleanup_envs conda_create_envs_only list_conda_envs cleanup_shadow "
-    "container_cleanup_images list_changes list_input_changes list_params_changes "
-    "list_untracked summary detailed_summary archive delete_all_output delete_temp_output"
-).split()
-
-
-def runs_jobs(args) -> bool:
-    """Whether Snakemake's parsed command line ``args`` (its ``argparse`` namespace,
-    profiles applied) runs the workflow's jobs: not -n, --lint, --list, --summary, a
-    report without ``--report-after-run``, ..."""
-    if any(getattr(args, name, None) for name in _NO_JOBS):
-        return False
-    reporting = getattr(args, "report", None) or getattr(args, "reporter", None)
-    return not (reporting and not getattr(args, "report_after_run", False))
-
-
-def _command_line():
-    """The namespace Snakemake's command line parsed (its ``args_to_api`` is parsing this
-    Snakefile), or None where Snakemake runs inside another program (its API)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "args_to_api" and (
-            frame.f_globals.get("__name__") == "snakemake.cli"
-        ):
-            return frame.f_locals.get("args")
-        frame = frame.f_back
-    return None
-
-
-def executing(workflow) -> bool:
-    """Whether the Snakemake process parsing the Snakefile (its ``workflow`` object) runs
-    the jobs: its main process, not a dry run (Snakemake's own ``--dry-run``, from the
-    command line or a profile), and its command line runs jobs (:func:`runs_jobs`).
-    False where Snakemake runs inside another program (its API) or a job's process."""
-    if not workflow.is_main_process or workflow.output_settings.dryrun:
-        return False
-    args = _command_line()
-    return args is not None and runs_jobs(args)
 
 
 def _experiment_stages(exp) -> dict[str, str]:

@@ -6,7 +6,10 @@ the config's results folder, with Snakemake wildcards), what decides it (``slice
 the typed config slice, built from an experiment and the wildcards), what it holds
 (``schema``), which function makes it (``run``), whether it trains (and so holds a GPU,
 checkpoints and gets cluster resources from ``passes``, its cost in passes over
-examples) and what an experiment must define for it (``needs``). Every other table
+examples) and what an experiment must define for it (``needs``). The report's stages
+(a figure, the claims table, an experiment's overview page) are named by their dotted path
+(:class:`Named`) and imported when a job runs one: the report layer imports the workflow,
+never the reverse. Every other table
 (paths, provenance slices, cluster resources, the config check's needs, the SLURM
 profile's per-rule settings, which a test holds against this registry) derives from it.
 
@@ -17,6 +20,7 @@ figure or table that shows it (ARCHITECTURE.md walks through one).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,9 +30,27 @@ from .context import StageContext
 from .resources import Pass
 from .slices import OptionsSlice, Slice
 from .specs import Experiment
-from .stages import data, estimates, oob, report, scores, studies, trust
+from .stages import data, estimates, oob, scores, studies, trust
 
-__all__ = ["STAGES", "Paths", "Stage", "stage"]
+__all__ = ["STAGES", "Named", "Paths", "Stage", "stage"]
+
+#: the module of the report layer's stage functions
+REPORT = "memorization.report.stages"
+
+
+@dataclass(frozen=True)
+class Named:
+    """A stage function named ``"package.module:function"``, imported when it is called:
+    how the workflow runs the report's stages without importing the report."""
+
+    path: str
+
+    def resolve(self) -> Callable[[StageContext], None]:
+        module, _, name = self.path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, ctx: StageContext) -> None:
+        self.resolve()(ctx)
 
 
 @dataclass(frozen=True)
@@ -140,14 +162,14 @@ STAGES: dict[str, Stage] = {
         Stage("validation", "validation.nc", trust.validation,
               "Quality and cost of every memorization estimator (the validation figure's "
               "table).", scope="run", slice=OptionsSlice, schema=trust.VALIDATION),
-        Stage("overview", "{exp}/overview.pdf", report.overview,
+        Stage("overview", "{exp}/overview.pdf", Named(f"{REPORT}:overview"),
               "One page per experiment: score histogram, sub-network accuracy, the most and "
               "least memorized examples (what a config without figures builds).",
               slice=estimates.overview_slice),
-        Stage("figure", "{fig}.pdf", report.figure,
+        Stage("figure", "{fig}.pdf", Named(f"{REPORT}:figure"),
               "A figure of the paper, drawn from artifacts only (never trains), and its "
               "claims.", scope="run", outputs={"claims": "claims/{fig}.json"}),
-        Stage("claims", "claims.md", report.claims,
+        Stage("claims", "claims.md", Named(f"{REPORT}:claims"),
               "Which of the paper's claims this run's artifacts support, with the numbers.",
               scope="run", outputs={"json": "claims.json"}),
     )

@@ -6,7 +6,7 @@ top-level keys (:data:`memorization.workflow.config.WORKFLOW_OPTIONS`), the
 experiment keys (:data:`memorization.workflow.specs.EXPERIMENT_OPTIONS`), every
 model's options (:data:`memorization.method.models.MODELS`, :mod:`.external`), every
 dataset source's (:data:`memorization.data.sources.SOURCES`) and every figure's
-(:data:`memorization.report.figures.FIGURES`). ``config/schema/config.schema.yaml``
+(:data:`memorization.workflow.figures.FIGURES`). ``config/schema/config.schema.yaml``
 is this schema written out for readers (``memorization schema`` writes it; a test
 keeps the two the same).
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 from ..data.sources import SOURCES
 from ..infra.options import option_schema
 from ..method.models import MODELS, external
-from ..report.figures import FIGURES
 from .config import WORKFLOW_OPTIONS
+from .figures import FIGURES
 from .specs import EXPERIMENT_OPTIONS, TRUTH_OPTIONS
 
 __all__ = ["model_keys", "schema"]

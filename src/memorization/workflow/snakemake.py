@@ -185,7 +185,6 @@ def run_from_snakemake(smk) -> None:
     terminal and exits with status 1; the traceback goes to the log. A signal
     (SIGTERM, SIGINT) ends the job as it would have, after its checkpoint.
     """
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     log_path = smk.log[0] if len(smk.log) else None
     with _logging_to(log_path) as terminal:
         log.info("stage %s started (pid %d)", smk.rule, os.getpid())

@@ -361,9 +361,8 @@ class Experiment:
         return self.labels.seed
 
     def study(self, study: str) -> OptimSpec:
-        """The optimizer settings of a plain-training study (``estimators``: the
-        experiment's own, as the peers and the ground truth train)."""
-        return self.optim if study == "estimators" else self.studies[study]
+        """The optimizer settings of a plain-training study."""
+        return self.studies[study]
 
     def test_optim(self) -> OptimSpec:
         """The turn-over training that scores the test split: as many optimizer steps as

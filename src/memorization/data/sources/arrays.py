@@ -36,31 +36,25 @@ real numbers (complex, strings) are refused from the dtype. :func:`load` (and
 refuses a NaN or infinite pixel in any split, naming its row, and training images
 that are all one value.
 
-The helpers :func:`int_labels`, :func:`check_classes`, :func:`stratified_split`
-and :func:`to_nchw` are shared with the other sources.
+The checks of pixels, labels and classes (:mod:`.checks`), the axis order
+(:mod:`.layout`) and the stratified split (:mod:`.split`) are shared with the other
+sources.
 """
 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ...infra.options import REQUIRED, Option
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
+from .checks import check_classes, check_pixel_dtype, check_pixels, int_labels, some
+from .layout import channel_axis, nchw_shape, to_nchw
+from .split import stratified_split
 
-__all__ = [
-    "OPTIONS",
-    "check_classes",
-    "channel_axis",
-    "info",
-    "int_labels",
-    "load",
-    "stratified_split",
-    "to_nchw",
-]
+__all__ = ["OPTIONS", "check_file_pixels", "info", "load"]
 
 _FRACTION = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}
 
@@ -89,216 +83,6 @@ OPTIONS: dict[str, Option] = {
 }
 
 _SPLIT_KEY, _IDS_KEY, _NAMES_KEY = "split", "ids", "class_names"
-_CHANNEL_SIZES = (1, 3, 4)
-
-#: pixel dtypes read: unsigned and signed integers, floats (numpy dtype kinds)
-PIXEL_KINDS = "uif"
-
-
-def some(values, n: int = 5) -> str:
-    """At most ``n`` entries of a list, and how many more: messages stay one short line."""
-    values = list(values)
-    head = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:n])
-    more = f", ... and {len(values) - n} more" if len(values) > n else ""
-    return f"[{head}{more}]"
-
-
-def check_pixel_dtype(dtype, where: str) -> None:
-    """Refuse pixels that are not real numbers (complex, strings, objects, booleans)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind not in PIXEL_KINDS:
-        what = {
-            "c": "complex numbers",
-            "U": "strings",
-            "S": "bytes",
-            "O": "Python objects",
-            "b": "booleans",
-        }.get(dtype.kind, f"dtype {dtype}")
-        raise DatasetError(
-            f"{where}: pixels must be real numbers (integers or floats), got {what} "
-            f"(dtype {dtype}); convert them, e.g. images.astype(np.float32)"
-        )
-
-
-def check_pixels(
-    images: np.ndarray, is_test: np.ndarray, where: str, rows=None, constant: bool = True
-) -> None:
-    """Refuse NaN or infinite pixels in any split (naming the row) and a training split
-    whose images are all one value in a channel (they cannot be standardised; checked
-    with ``constant``).
-
-    ``rows``: the row in the file of each image (default: its position)."""
-    check_pixel_dtype(images.dtype, where)
-    n = len(images)
-    if images.dtype.kind == "f":
-        for start in range(0, n, 4096):
-            chunk = images[start : start + 4096]
-            bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
-            if bad.any():
-                i = start + int(np.argmax(bad))
-                row = i if rows is None else int(rows[i])
-                split = "test" if is_test[i] else "train"
-                flat = np.asarray(images[i]).reshape(-1)
-                value = flat[~np.isfinite(flat)][0]
-                raise DatasetError(
-                    f"{where}: the image at row {row} ({split} split) has a pixel {value}; "
-                    "every pixel must be a finite number"
-                )
-    train = np.flatnonzero(~np.asarray(is_test))
-    if constant and len(train) and images.ndim == 4:
-        for c in range(images.shape[1]):
-            first = images[train[0], c].flat[0]
-            if all((images[i, c] == first).all() for i in train):
-                raise DatasetError(
-                    f"{where}: every training image has the value {first} in every pixel of "
-                    f"channel {c}: constant images cannot be standardised (their standard "
-                    "deviation is 0)"
-                )
-
-
-# --- helpers shared with the other sources ---------------------------------------------
-
-
-def int_labels(values, where: str) -> np.ndarray:
-    """``values`` as int64 ``[N]``; integral floats accepted, anything else refused."""
-    arr = np.asarray(values)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise DatasetError(f"{where}: labels must be one-dimensional [N], got shape {arr.shape}")
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DatasetError(
-                f"{where}: labels must be integers; found {float(arr[i])} at row {i} "
-                f"({int(bad.sum())} non-integral values)"
-            )
-        return arr.astype(np.int64)
-    raise DatasetError(
-        f"{where}: labels must be integers (class indices), got dtype {arr.dtype}"
-        + (f" (e.g. {arr[0]!r})" if arr.size else "")
-    )
-
-
-def check_classes(
-    labels: np.ndarray,
-    is_test: np.ndarray,
-    n_classes: int | None,
-    where: str,
-) -> tuple[int, ...]:
-    """Check class indices; the number of training examples of each class.
-
-    Labels must lie in ``0..n_classes-1`` (``n_classes`` defaults to the largest + 1),
-    there must be at least two classes and every class needs at least two training
-    examples (a class left empty by a gap in the labels is refused).
-    """
-    if len(labels) == 0:
-        raise DatasetError(f"{where}: no examples")
-    low, high = int(labels.min()), int(labels.max())
-    if n_classes is None and high >= len(labels):
-        # K classes need 2K examples or more: a larger label is no class index (and
-        # counting up to it would allocate memory for every class below it)
-        row = int(np.argmax(labels))
-        raise DatasetError(
-            f"{where}: labels must be class indices 0..K-1 without gaps; found {high} at row "
-            f"{row}, more than the {len(labels)} examples (number the classes 0, 1, 2, ...)"
-        )
-    k = high + 1 if n_classes is None else int(n_classes)
-    if low < 0 or high >= k:
-        row = int(np.argmax((labels < 0) | (labels >= k)))
-        limit = f"class_names has {k} entries" if n_classes is not None else "largest label + 1"
-        raise DatasetError(
-            f"{where}: labels must lie in 0..{k - 1} ({limit}); found {int(labels[row])} "
-            f"at row {row}"
-        )
-    if k < 2:
-        raise DatasetError(f"{where}: at least two classes are needed, found {k}")
-    counts = np.bincount(labels[~is_test], minlength=k)
-    empty = np.flatnonzero(counts == 0)
-    if len(empty):
-        raise DatasetError(
-            f"{where}: class(es) {some(empty.tolist())} have no training examples (labels must "
-            f"be 0..{k - 1} without gaps)"
-        )
-    few = np.flatnonzero(counts < 2)
-    if len(few):
-        raise DatasetError(
-            f"{where}: every class needs at least 2 training examples; class(es) "
-            f"{some(few.tolist())} have {some(counts[few].tolist())}"
-        )
-    return tuple(int(c) for c in counts)
-
-
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int, where: str) -> np.ndarray:
-    """``is_test`` of a stratified seeded split of the row indices (scikit-learn)."""
-    from sklearn.model_selection import train_test_split  # sklearn is slow to import
-
-    if not 0 < float(test_fraction) < 1:
-        raise DatasetError(f"{where}: test_fraction must lie in (0, 1), got {test_fraction}")
-    counts = np.bincount(labels)
-    few = np.flatnonzero((counts > 0) & (counts < 2))
-    if len(few):
-        raise DatasetError(
-            f"{where}: a stratified split needs at least 2 examples of every class; "
-            f"class(es) {some(few.tolist())} have 1"
-        )
-    idx = np.arange(len(labels))
-    try:
-        _, test = train_test_split(
-            idx, test_size=float(test_fraction), stratify=labels, random_state=int(seed)
-        )
-    except ValueError as err:
-        raise DatasetError(
-            f"{where}: cannot split with test_fraction={test_fraction}: {err}"
-        ) from err
-    is_test = np.zeros(len(labels), dtype=bool)
-    is_test[test] = True
-    return is_test
-
-
-def channel_axis(shape: Sequence[int], layout: str | None, where: str) -> str:
-    """``NHW``, ``NCHW`` or ``NHWC`` for images of ``shape``."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 3:
-        return "NHW"
-    if len(shape) != 4:
-        raise DatasetError(
-            f"{where}: images must be [N,H,W], [N,H,W,C] or [N,C,H,W], got shape {shape}"
-        )
-    if layout is not None:
-        if layout not in ("NCHW", "NHWC"):
-            raise DatasetError(f"{where}: layout must be NCHW or NHWC, got {layout!r}")
-        return layout
-    first, last = shape[1] in _CHANNEL_SIZES, shape[3] in _CHANNEL_SIZES
-    if first != last:
-        return "NCHW" if first else "NHWC"
-    why = "both axis 1 and axis 3" if first else "neither axis 1 nor axis 3"
-    raise DatasetError(
-        f"{where}: cannot tell the channel axis of images of shape {shape} ({why} could hold "
-        "1, 3 or 4 channels); set layout: NCHW or NHWC"
-    )
-
-
-def to_nchw(images: np.ndarray, layout: str) -> np.ndarray:
-    """``[N, C, H, W]``: uint8 kept, anything else float32 (values unchanged)."""
-    if layout == "NHW":
-        images = images[:, None]
-    elif layout == "NHWC":
-        images = images.transpose(0, 3, 1, 2)
-    dtype = np.uint8 if images.dtype == np.uint8 else np.float32
-    return np.ascontiguousarray(images, dtype=dtype)
-
-
-def nchw_shape(shape: Sequence[int], layout: str) -> tuple[int, int, int]:
-    """``(C, H, W)`` of images of ``shape`` in ``layout``."""
-    if layout == "NHW":
-        return (1, int(shape[1]), int(shape[2]))
-    if layout == "NHWC":
-        return (int(shape[3]), int(shape[1]), int(shape[2]))
-    return (int(shape[1]), int(shape[2]), int(shape[3]))
 
 
 def split_values(values, where: str) -> np.ndarray:

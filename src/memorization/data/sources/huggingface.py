@@ -37,7 +37,9 @@ import numpy as np
 
 from ...infra.options import REQUIRED, Option
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
-from .arrays import check_classes, int_labels, stratified_split
+from .checks import check_classes, int_labels
+from .layout import joined_images
+from .split import stratified_split
 
 __all__ = ["OPTIONS", "info", "load"]
 
@@ -225,13 +227,9 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
     images, grey = _images(train, opts, where)
     if test is not None:
         te_x, _ = _images(test, opts, where, grey)
-        if te_x.shape[1:] != images.shape[1:]:
-            raise DatasetError(
-                f"{where}: test images are {te_x.shape[1:]}, training images {images.shape[1:]}"
-            )
-        if te_x.dtype != images.dtype:
-            images, te_x = images.astype(np.float32), te_x.astype(np.float32)
-        images = np.concatenate([images, te_x])
+        images = joined_images(
+            images, te_x, lambda tr, te: f"{where}: test images are {te}, training images {tr}"
+        )
     return RawData(
         labels=labels,
         is_test=is_test,

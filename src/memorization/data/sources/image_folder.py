@@ -52,7 +52,8 @@ from ...infra.options import REQUIRED, Option
 from .. import folder_listing
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
 from ..stats import ChannelSums
-from .arrays import check_pixels, stratified_split
+from .checks import check_pixels
+from .split import stratified_split
 
 __all__ = ["EXTENSIONS", "OPTIONS", "info", "load", "scan"]
 

@@ -37,14 +37,8 @@ import numpy as np
 
 from ...infra.options import REQUIRED, Option
 from ..spec import DatasetError, DatasetInfo, DatasetSpec, RawData
-from .arrays import (
-    channel_axis,
-    check_classes,
-    check_pixels,
-    int_labels,
-    nchw_shape,
-    to_nchw,
-)
+from .checks import check_classes, check_pixels, int_labels
+from .layout import channel_axis, joined_images, nchw_shape, to_nchw
 
 __all__ = ["OPTIONS", "info", "load"]
 
@@ -282,14 +276,11 @@ def load(spec: DatasetSpec, data_root: str | Path = "data", download: bool = Fal
     name, root, train, train_call, test, test_call, labels, is_test, classes, _ = _checked(
         spec, data_root, download
     )
-    tr_x, te_x = _images(train, train_call), _images(test, test_call)
-    if tr_x.shape[1:] != te_x.shape[1:]:
-        raise DatasetError(
-            f"{train_call} images are {tr_x.shape[1:]}, {test_call} images {te_x.shape[1:]}"
-        )
-    if tr_x.dtype != te_x.dtype:
-        tr_x, te_x = tr_x.astype(np.float32), te_x.astype(np.float32)
-    images = np.concatenate([tr_x, te_x])
+    images = joined_images(
+        _images(train, train_call),
+        _images(test, test_call),
+        lambda tr, te: f"{train_call} images are {tr}, {test_call} images {te}",
+    )
     check_pixels(images, is_test, f"torchvision {name} (rows: training, then test examples)")
     return RawData(
         labels=labels,

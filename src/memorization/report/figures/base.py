@@ -1,23 +1,21 @@
-"""What every figure module shares: the :class:`Figure` record, loading, drawing helpers."""
+"""What every figure's drawing shares: loading its artifacts, drawing helpers."""
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...infra.files import atomic_write
 from ...workflow.artifacts import config_of, open_artifact
+from ...workflow.figures import Figure
 from ...workflow.slices import summary
 from ...workflow.specs import describe
 
 __all__ = [
     "COLORS",
-    "Figure",
     "epoch_axis",
     "load_inputs",
     "over_seeds",
@@ -45,8 +43,9 @@ RC_PARAMS = {
 def pyplot():
     """matplotlib's pyplot, drawing to files (Agg) at the figures' sizes.
 
-    The figures' metadata (names, options, inputs, headings, captions) is read by the
-    Snakefile on every start; matplotlib is loaded only by the job that draws.
+    The figures' declarations (names, options, inputs, headings, captions,
+    :mod:`memorization.workflow.figures`) are read by the Snakefile on every start;
+    matplotlib is loaded only by the job that draws.
     """
     import matplotlib  # heavy: loaded by the drawing jobs only, not by the Snakefile
 
@@ -58,81 +57,6 @@ def pyplot():
 
 
 COLORS = {"easy": "tab:blue", "difficult": "tab:red", "full": "black", "test": "tab:green"}
-
-#: the option every figure with curves takes
-WINDOW = {"type": "integer", "minimum": 1, "default": 1, "description": "sliding-window width"}
-EXPERIMENT = {"type": "string", "description": "experiment drawn"}
-EXPERIMENT_LIST = {
-    "type": "array",
-    "items": {"type": "string"},
-    "minItems": 1,
-    "description": "experiments drawn, one panel (row) each",
-}
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A figure of the paper: options, inputs, drawing and claims.
-
-    ``experiments`` maps each option that names an experiment (a string) or a list
-    of experiments to the artifacts (stage names of :mod:`memorization.workflow.registry`) the
-    figure reads from each. ``draw(artifacts, options, output)`` and
-    ``claims(artifacts, options)`` get the loaded artifacts as
-    ``artifacts[option][artifact]`` (a Dataset, or a list of them for the sweep), or
-    for a list option a list of such mappings, one per experiment.
-    """
-
-    name: str
-    title: str
-    caption: str
-    options: Mapping[str, dict]
-    experiments: Mapping[str, tuple[str, ...]]
-    draw: Callable
-    claims: Callable
-    required: tuple[str, ...] = field(default=())
-    #: when set, the figure draws these run-wide artifacts (e.g. ``validation``) instead
-    #: of the experiments' own; ``experiments`` then says what those are made from
-    reads: tuple[str, ...] = field(default=())
-
-    @property
-    def heading(self) -> str:
-        """``Figure N: title`` for the paper's figures, the title for the others."""
-        number = self.name[3:] if re.fullmatch(r"fig\d+", self.name) else None
-        return f"Figure {number}: {self.title}" if number else self.title
-
-    def schema(self) -> dict:
-        """JSON schema of this figure's options (unknown options are refused)."""
-        return {
-            "type": "object",
-            "properties": dict(self.options),
-            "required": list(self.required or self.experiments),
-            "additionalProperties": False,
-        }
-
-    def needs(self, options: Mapping) -> list[tuple[str, str, str]]:
-        """(option, experiment, artifact) for every artifact the figure reads."""
-        out = []
-        for key, artifacts in self.experiments.items():
-            value = options.get(key)
-            names = [value] if isinstance(value, str) else list(value or [])
-            out.extend((key, name, a) for name in names for a in artifacts)
-        return out
-
-    def inputs(self, options: Mapping, paths) -> dict[str, str | list[str]]:
-        """Snakemake named inputs: ``<option>__<artifact>`` -> path(s)."""
-        if self.reads:
-            return {artifact: paths.of(artifact) for artifact in self.reads}
-        out: dict[str, str | list[str]] = {}
-        for key, artifacts in self.experiments.items():
-            value = options[key]
-            for artifact in artifacts:
-                name = f"{key}__{artifact}"
-                if isinstance(value, str):
-                    out[name] = paths.of(artifact, value)
-                else:
-                    found = [paths.of(artifact, v) for v in value]
-                    out[name] = [p for item in found for p in _as_list(item)]
-        return out
 
 
 def _as_list(value) -> list:

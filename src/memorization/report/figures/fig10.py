@@ -6,7 +6,7 @@ import numpy as np
 
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import binomial, generator
-from .base import EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, pyplot, runs, save, smooth
+from .base import epoch_axis, over_seeds, pyplot, runs, save, smooth
 from .curves import peak_drop, peak_epoch
 
 #: the all-random level "stays near chance": test accuracy within this of 1/classes
@@ -186,16 +186,3 @@ def _peaks_then_drops(levels) -> Claim:
         experiment=name,
         values={f"drop_{levels[k][0]}": d for k, d in zip(middle, drops, strict=True)},
     )
-
-
-FIGURE = Figure(
-    name="fig10",
-    title="Corruption sweep",
-    caption="Training and test accuracy of plain training at several numbers of random "
-    "labels in the training set (the test labels are untouched; the mean over the study's "
-    "seeds).",
-    options={"experiment": EXPERIMENT, "window": WINDOW},
-    experiments={"experiment": ("sweep",)},
-    draw=draw,
-    claims=claims,
-)

@@ -7,7 +7,7 @@ import numpy as np
 from ...trust.metrics import roc_auc
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import generator, resample
-from .base import EXPERIMENT, Figure, pyplot, save, short
+from .base import pyplot, save, short
 
 #: random labels "have higher memorization scores": the ROC AUC that says so clearly
 AUC_SUPPORTED = 0.8
@@ -146,19 +146,3 @@ def _tail_claim(clean) -> Claim:
 
 def claims(arts, options) -> list[Claim]:
     return [_auc_claim(arts["corrupted"]["scores"]), _tail_claim(arts["clean"]["scores"])]
-
-
-FIGURE = Figure(
-    name="fig2",
-    title="Memorization scores",
-    caption="Histograms of memorization scores (log count axis): (a) true labels, (b) with "
-    "random labels.",
-    options={
-        "clean": {**EXPERIMENT, "description": "experiment without random labels (panel a)"},
-        "corrupted": {**EXPERIMENT, "description": "experiment with random labels (panel b)"},
-        "bins": {"type": "integer", "minimum": 2, "default": 60},
-    },
-    experiments={"clean": ("scores",), "corrupted": ("scores",)},
-    draw=draw,
-    claims=claims,
-)

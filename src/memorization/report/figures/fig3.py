@@ -6,7 +6,7 @@ import numpy as np
 
 from ..claims import Claim, judged
 from ..uncertainty import DRAWS, binomial
-from .base import EXPERIMENT, WINDOW, Figure, epoch_axis, over_seeds, pyplot, runs, save, smooth
+from .base import epoch_axis, over_seeds, pyplot, runs, save, smooth
 from .curves import (
     LAST,
     accuracy_draws,
@@ -96,16 +96,3 @@ def peak_then_drop(ds) -> Claim:
 def claims(arts, options) -> list[Claim]:
     ds = arts["experiment"]["dynamics"]
     return [easy_faster(ds, "fig3"), simultaneous(ds, "fig3"), peak_then_drop(ds)]
-
-
-FIGURE = Figure(
-    name="fig3",
-    title="Dynamics with random labels",
-    caption="Training accuracy of the full training set and of its easy and difficult "
-    "subsets, and the test accuracy, with random labels in the training set (the mean over "
-    "the study's seeds).",
-    options={"experiment": EXPERIMENT, "window": WINDOW},
-    experiments={"experiment": ("dynamics",)},
-    draw=draw,
-    claims=claims,
-)

@@ -8,18 +8,7 @@ from ...workflow.artifacts import config_of
 from ...workflow.slices import summary
 from ..claims import Claim, judged
 from ..uncertainty import generator, resample
-from .base import (
-    COLORS,
-    EXPERIMENT,
-    WINDOW,
-    Figure,
-    epoch_axis,
-    over_seeds,
-    pyplot,
-    runs,
-    save,
-    smooth,
-)
+from .base import COLORS, epoch_axis, over_seeds, pyplot, runs, save, smooth
 
 #: "at most epochs": the share of the epochs
 MOST = 0.5
@@ -117,16 +106,3 @@ def claims(arts, options) -> list[Claim]:
             "difficult examples contribute more than the average example, at most epochs",
         ),
     ]
-
-
-FIGURE = Figure(
-    name="fig4",
-    title="Gradient statistics",
-    caption="Mean pairwise cosine similarity of per-example gradients (eq. 3) and mean "
-    "contribution (v_i·g)/‖g‖ to the mini-batch update (eq. 4), easy vs difficult examples "
-    "(the mean over the study's seeds).",
-    options={"experiment": EXPERIMENT, "window": WINDOW},
-    experiments={"experiment": ("gradstats",)},
-    draw=draw,
-    claims=claims,
-)

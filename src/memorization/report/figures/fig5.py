@@ -6,7 +6,7 @@ import numpy as np
 
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import binomial
-from .base import EXPERIMENT_LIST, WINDOW, Figure, over_seeds, pyplot, runs, save, short
+from .base import over_seeds, pyplot, runs, save, short
 from .curves import dynamics_panel, easy_faster, pooled, simultaneous
 
 #: the control run (difficult subset removed) must lose at least this much accuracy on
@@ -118,16 +118,3 @@ def claims(arts, options) -> list[Claim]:
             control_effect(ds),
         ]
     return out
-
-
-FIGURE = Figure(
-    name="fig5",
-    title="Dynamics on real data",
-    caption="Training and test accuracy of the easy, difficult and full subsets of real "
-    "data (the mean over the study's seeds); dotted lines: the control run trained without "
-    "the difficult subset.",
-    options={"experiments": EXPERIMENT_LIST, "window": WINDOW},
-    experiments={"experiments": ("dynamics",)},
-    draw=draw,
-    claims=claims,
-)

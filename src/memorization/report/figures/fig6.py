@@ -11,18 +11,7 @@ import numpy as np
 
 from ..claims import Claim, judged
 from ..uncertainty import binomial
-from .base import (
-    COLORS,
-    EXPERIMENT,
-    WINDOW,
-    Figure,
-    epoch_axis,
-    over_seeds,
-    pyplot,
-    runs,
-    save,
-    smooth,
-)
+from .base import COLORS, epoch_axis, over_seeds, pyplot, runs, save, smooth
 from .curves import pooled
 
 #: "converges fast on the easy subset": its accuracy after a quarter of the training
@@ -152,15 +141,3 @@ def claims(arts, options) -> list[Claim]:
             evidence,
         ),
     ]
-
-
-FIGURE = Figure(
-    name="fig6",
-    title="Cross-subset training",
-    caption="Accuracy on the easy and difficult subsets when training only on (a) the easy "
-    "subset, (b) the difficult subset (the mean over the study's seeds).",
-    options={"experiment": EXPERIMENT, "window": WINDOW},
-    experiments={"experiment": ("crosstrain",)},
-    draw=draw,
-    claims=claims,
-)

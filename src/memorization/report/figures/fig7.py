@@ -1,9 +1,5 @@
 """Figure 7: lowest and highest memorization scores per class (MNIST in the paper)."""
 
-from .grid import grid_figure
+from .grid import grid_drawing
 
-FIGURE = grid_figure(
-    "fig7",
-    7,
-    "The lowest (top) and highest (bottom) memorization scores of each class (paper: MNIST).",
-)
+draw, claims = grid_drawing("fig7", 7)

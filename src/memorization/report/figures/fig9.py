@@ -6,7 +6,7 @@ import numpy as np
 
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import binomial, generator
-from .base import EXPERIMENT_LIST, Figure, epoch_axis, pyplot, save, short
+from .base import epoch_axis, pyplot, save, short
 
 #: "converge within the first few epochs": the accuracy at half of the training is at
 #: least this share of the final accuracy ...
@@ -107,15 +107,3 @@ def claims(arts, options) -> list[Claim]:
         name = sc.attrs.get("experiment", "")
         out += [unmeasured("fig9", key, text, why, name) for key, text in STATEMENTS.items()]
     return out
-
-
-FIGURE = Figure(
-    name="fig9",
-    title="Sub-network accuracy",
-    caption="Training accuracy of the muted and unmuted sub-networks after every epoch "
-    "(dotted: the muted sub-networks on held-out examples).",
-    options={"experiments": EXPERIMENT_LIST},
-    experiments={"experiments": ("scores",)},
-    draw=draw,
-    claims=claims,
-)

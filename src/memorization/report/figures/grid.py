@@ -6,7 +6,7 @@ import numpy as np
 
 from ..claims import Claim, judged
 from ..uncertainty import binomial, generator
-from .base import EXPERIMENT, Figure, pyplot, save, short
+from .base import pyplot, save, short
 
 #: appendix C: both sub-networks agree with the label on at least this share of the easy
 #: examples shown (and the muted one less often on the difficult ones)
@@ -102,16 +102,13 @@ def grid_claims(arts, options, name: str) -> list[Claim]:
     ]
 
 
-def grid_figure(name: str, number: int, caption: str) -> Figure:
-    return Figure(
-        name=name,
-        title="Lowest and highest memorization scores",
-        caption=caption,
-        options={
-            "experiment": EXPERIMENT,
-            "per_class": {"type": "integer", "minimum": 1, "maximum": 20, "default": 4},
-        },
-        experiments={"experiment": ("scores", "dataset")},
-        draw=lambda arts, options, output: draw_grid(arts, options, output, number),
-        claims=lambda arts, options: grid_claims(arts, options, name),
-    )
+def grid_drawing(name: str, number: int):
+    """(draw, claims) of the grid figure ``name``, numbered ``number`` in its headings."""
+
+    def draw(arts, options, output) -> None:
+        draw_grid(arts, options, output, number)
+
+    def claims(arts, options) -> list:
+        return grid_claims(arts, options, name)
+
+    return draw, claims

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import EXPERIMENT, Figure, pyplot, save, title_of
+from .base import pyplot, save, title_of
 
 
 def chosen(ds, n: int) -> np.ndarray:
@@ -52,19 +52,3 @@ def draw(arts, options, output) -> None:
 
 def claims(arts, options) -> list:
     return []
-
-
-FIGURE = Figure(
-    name="influence",
-    title="Influence pairs",
-    caption="Test images beside the training images whose removal (the muted sub-network) "
-    "raises their loss most (turn-over influence, eq. 5).",
-    options={
-        "experiment": EXPERIMENT,
-        "examples": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8},
-        "top": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
-    },
-    experiments={"experiment": ("influence", "dataset")},
-    draw=draw,
-    claims=claims,
-)

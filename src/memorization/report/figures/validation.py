@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...trust.metrics import CLEAN_METRICS, MEMORIZED, quality_draws
+from ...trust.metrics import CLEAN_METRICS, GOAL_RUNS, MEMORIZED, quality_draws
 from ...trust.peer_records import PEERS
 from ..claims import Claim, judged, unmeasured
 from ..uncertainty import DRAWS, generator
-from .base import EXPERIMENT, Figure, pyplot, save
+from .base import pyplot, save
 
 MARKERS = {"turnover": "o", "variant": "^", "oob": "D", "peer": "s", "ground truth": "*"}
 FORM_COLORS = {
@@ -58,7 +58,6 @@ METRIC_NAMES = {
 }
 
 #: the goals the validation sets the turn-over estimator, at a cost of at most GOAL_RUNS runs
-GOAL_RUNS = 4
 GOAL_AUC = 0.98
 GOAL_OVERLAP = 0.80
 GOAL_RANDOM_AUC = 0.99
@@ -443,56 +442,3 @@ def claims(arts, options) -> list[Claim]:
     if ds.attrs.get("noisy"):
         out.append(random_label_claim(ds))
     return out
-
-
-EXPERIMENTS = {
-    "anyOf": [
-        {"type": "string"},
-        {"type": "array", "items": {"type": "string"}, "minItems": 1},
-    ],
-    "description": "experiment(s) with truth: settings (clean labels), e.g. one per "
-    "architecture, each scored against its own ground truth",
-}
-
-FIGURE = Figure(
-    name="validation",
-    title="Memorization estimators against ground truth",
-    caption="Quality of every memorization estimator against the Feldman-Zhang ground truth "
-    "(clean data, one row per architecture) and for fitted random labels, against its "
-    "measured cost in plain training runs, with 95 % intervals from resampling the examples.",
-    options={
-        "clean": EXPERIMENTS,
-        "noisy": {**EXPERIMENT, "description": "experiment with random labels, trained to fit"},
-        "replicates": {
-            "type": "array",
-            "items": {"type": "integer", "minimum": 1},
-            "minItems": 1,
-            "default": [1, 2, 4, 8],
-        },
-        "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": MEMORIZED},
-        "variants": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": [],
-            "description": "more turn-over experiments on a clean experiment's data and labels "
-            "(e.g. another keep_fraction), scored against the truth of the first clean "
-            "experiment of the same model (else the first clean experiment)",
-        },
-        "noisy_variants": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": [],
-            "description": "more turn-over experiments on the noisy experiment's labels",
-        },
-    },
-    experiments={
-        "clean": ("scores", "peers", "truth", "influence", "estimates"),
-        "noisy": ("scores", "peers"),
-        "variants": ("scores",),
-        "noisy_variants": ("scores",),
-    },
-    required=("clean", "noisy"),
-    reads=("validation",),
-    draw=draw,
-    claims=claims,
-)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from ...data.sources.builtin import DATASETS
 from ...method.models import MODELS
 from ...method.models.spec import is_external
-from ...report.figures import FIGURES
+from ..figures import figure_needs
 from ..stages import estimates
 from .datasets import _check_sizes
 from .model import _check_model, _check_model_keys
@@ -38,21 +38,11 @@ def _check_experiment(name: str, exp: Mapping, config: Mapping, infos) -> list[s
 
 
 def _figures_reading(config: Mapping, name: str, artifact: str) -> list[str]:
-    """The figures of ``config`` that read experiment ``name``'s ``artifact`` (a figure
-    whose options the schema refuses is left to the figures' check)."""
-    out = []
-    figures = config.get("figures")
-    for fig_name, options in (figures if isinstance(figures, Mapping) else {}).items():
-        fig = FIGURES.get(fig_name)
-        if fig is None or not isinstance(options, Mapping):
-            continue
-        try:
-            needs = fig.needs(options)
-        except TypeError:  # an option of the wrong type: the schema says so
-            continue
-        if any(exp == name and art == artifact for _, exp, art in needs):
-            out.append(str(fig_name))
-    return out
+    """The figures of ``config`` that read experiment ``name``'s ``artifact``."""
+    found = figure_needs(config.get("figures"))
+    return list(
+        dict.fromkeys(fig for fig, _, _, exp, art in found if (exp, art) == (name, artifact))
+    )
 
 
 def _check_names(where: str, exp: Mapping, config: Mapping) -> list[str]:

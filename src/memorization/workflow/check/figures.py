@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...report.figures import FIGURES
-from ...report.figures.validation import GOAL_RUNS
+from ...trust.metrics import GOAL_RUNS
+from ..figures import figure_needs
 from ..registry import STAGES
 from .schema_errors import _suggest
 
 
 def _check_figures(config: Mapping, experiments: Mapping, bad: set[tuple]) -> list[str]:
     errors = []
-    for fig_name, options in (config.get("figures") or {}).items():
-        fig = FIGURES.get(fig_name)
-        if fig is None or not isinstance(options, Mapping) or ("figures", fig_name) in bad:
-            continue  # the schema has said so
-        for option, exp_name, artifact in fig.needs(options):
+    for fig_name, options, option, exp_name, artifact in figure_needs(config.get("figures")):
+        if ("figures", fig_name) not in bad:  # else the schema has said what is wrong
             errors += _check_figure_need(fig_name, options, option, exp_name, artifact, experiments)
     return errors
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ...method.forms import SCORE_FORMS
 from ...trust.oob_spec import FORMS as OOB_FORMS
-from ...trust.peer_records import ESTIMATORS, PEERS
+from ...trust.peer_records import PEER_NAMES, PEERS
 from ..artifacts import Schema
 from ..context import StageContext
 from ..resources import GRADSTATS_FACTOR, SCORE, TRAIN
@@ -70,7 +70,7 @@ OOB_NAMES = tuple(f"oob_{form}" for form in OOB_FORMS)
 def estimate_names(oob: bool = False) -> list[str]:
     """The variables an experiment's estimates.nc holds (``oob``: the experiment asks for
     the out-of-bag estimator, whose artifact may add variables of its own)."""
-    return [*TURNOVER, *ESTIMATORS, *(OOB_NAMES if oob else ())]
+    return [*TURNOVER, *PEER_NAMES, *(OOB_NAMES if oob else ())]
 
 
 @dataclass(frozen=True)

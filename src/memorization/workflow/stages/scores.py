@@ -147,7 +147,7 @@ def peers_slice(exp: Experiment) -> StudySlice:
     """The peers' plain runs with the experiment's own training: one (the experiment's
     seed), or ``peer_runs`` (``seeds``)."""
     runs = exp.peer_runs if exp.peer_runs > 1 else None
-    return StudySlice(exp.dataset, exp.labels, exp.model, exp.study("estimators"), seeds=runs)
+    return StudySlice(exp.dataset, exp.labels, exp.model, exp.optim, seeds=runs)
 
 
 def oob_options(exp: Experiment) -> dict | None:

@@ -70,8 +70,8 @@ CROSSTRAIN = Schema(
 
 
 def _study(exp: Experiment, study: str, **extra) -> StudySlice:
-    """The slice of a plain-training study (its ``claim_seeds`` seeds; the peers' one run)."""
-    seeds = exp.claim_seeds if study != "estimators" and exp.claim_seeds > 1 else None
+    """The slice of a plain-training study (its ``claim_seeds`` seeds)."""
+    seeds = exp.claim_seeds if exp.claim_seeds > 1 else None
     return StudySlice(exp.dataset, exp.labels, exp.model, exp.study(study), seeds=seeds, **extra)
 
 

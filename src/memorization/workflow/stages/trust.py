@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...trust.metrics import MEMORIZED
+from ...trust.metrics import MEMORIZED, REPLICATES_COMPARED
 from ...trust.peer_records import PEERS as PEER_RECORDS
 from ..artifacts import Schema, Var, config_of, flag, open_artifact
 from ..context import StageContext
@@ -372,7 +372,7 @@ def validation(ctx: StageContext) -> None:
     table = estimator_table(
         clean=clean,
         noisy=noisy,
-        replicates=tuple(options.get("replicates", (1, 2, 4, 8))),
+        replicates=tuple(options.get("replicates", REPLICATES_COMPARED)),
         threshold=float(options.get("threshold", MEMORIZED)),
     )
     influence_paths = ctx.paths("clean_influence")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from memorization.studies.gradstats.layers import LAYER_KINDS, layer_kind, make_layer
-from memorization.studies.gradstats.layers.conv2d import Conv2dLayer
-from memorization.studies.gradstats.layers.linear import LinearLayer
-from memorization.studies.gradstats.modules import HOOK_LAYERS, hooks_unsupported_reason
+from memorization.studies.per_example.layers import LAYER_KINDS, layer_kind, make_layer
+from memorization.studies.per_example.layers.conv2d import Conv2dLayer
+from memorization.studies.per_example.layers.linear import LinearLayer
+from memorization.studies.per_example.modules import HOOK_LAYERS, hooks_unsupported_reason
 
 
 class WideLinear(nn.Linear):

@@ -66,7 +66,7 @@ def batch_gradients(
 
 
 def batch(model: nn.Module, x: Tensor, y: Tensor, cosine: bool) -> dict:
-    """Like :func:`memorization.studies.gradstats.hooks.batch`, from BackPACK's ``grad_batch``.
+    """Like :func:`memorization.studies.per_example.hooks.batch`, from BackPACK's ``grad_batch``.
 
     ``p.grad`` of ``model`` is set to the mean-loss gradient computed on the copy.
     """

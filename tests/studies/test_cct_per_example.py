@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from memorization.method.models import build_model
-from memorization.studies.gradstats import contributions, cosine_similarity, resolve_method
+from memorization.studies.per_example import contributions, cosine_similarity, resolve_method
 
 
 def _loop(model, x, y):

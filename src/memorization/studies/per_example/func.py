@@ -4,7 +4,7 @@ Works for any module whose forward treats the examples of a batch independently
 (LayerNorm, attention, embeddings, ...). Per-example gradients are materialised, but
 only for a chunk of examples at a time, sized so that a chunk holds at most
 :data:`CHUNK_BYTES` of gradients; the statistics of each chunk are reduced in float64
-(:mod:`memorization.studies.gradstats.materialized`) before the next one is computed.
+(:mod:`memorization.studies.per_example.materialized`) before the next one is computed.
 
 The model must be a plain module: BackPACK's ``extend()`` installs hooks that break
 ``vmap``, which is why the BackPACK reference works on a deep copy. Randomness inside
@@ -54,7 +54,7 @@ def per_example_gradients(
 
 
 def batch(model: nn.Module, x: Tensor, y: Tensor, cosine: bool) -> dict:
-    """Like :func:`memorization.studies.gradstats.hooks.batch`, with per-example gradients by vmap.
+    """Like :func:`~memorization.studies.per_example.hooks.batch`, per-example gradients by vmap.
 
     ``p.grad`` is set by an ordinary backward pass of the mean loss on ``model``.
     """

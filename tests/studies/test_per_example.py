@@ -11,9 +11,9 @@ from torch.nn import functional as F
 
 from memorization.method.models.mlp import MLP
 from memorization.method.models.vgg import VGG11
-from memorization.studies import gradstats
-from memorization.studies.gradstats import hooks
-from memorization.studies.gradstats.cosine import UnitGradientSum, inverse_norms
+from memorization.studies import per_example
+from memorization.studies.per_example import hooks
+from memorization.studies.per_example.cosine import UnitGradientSum, inverse_norms
 
 RTOL = 1e-5
 FAST = ("hooks", "func")
@@ -78,7 +78,7 @@ def cases():
         for dtype in (torch.float32, torch.float64):
             model, x, y = make(name, dtype)
             ref = reference(model, x, y)
-            bp = gradstats.batch_statistics(model, x, y, "backpack")
+            bp = per_example.batch_statistics(model, x, y, "backpack")
             out[name, dtype] = (model, x, y, ref, bp)
     return out
 
@@ -97,7 +97,7 @@ def test_backpack_matches_autograd_loop(cases, name, dtype):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fast_paths_match_backpack_and_loop(cases, name, dtype, method):
     model, x, y, (contribution, cosine, sq_norms), bp = cases[name, dtype]
-    stats = gradstats.batch_statistics(model, x, y, method)
+    stats = per_example.batch_statistics(model, x, y, method)
     assert stats.method == method
     for want in (bp.contribution, contribution):
         assert_close_vec(stats.contribution, want)
@@ -105,20 +105,22 @@ def test_fast_paths_match_backpack_and_loop(cases, name, dtype, method):
     assert_close(stats.cosine, bp.cosine)
     assert_close(stats.cosine, cosine)
     assert stats.loss == pytest.approx(float(bp.loss), rel=1e-6)
-    loss, contrib = gradstats.contributions(model, x, y, method)
+    loss, contrib = per_example.contributions(model, x, y, method)
     assert_close_vec(contrib, bp.contribution)
     assert float(loss) == pytest.approx(float(bp.loss), rel=1e-6)
-    assert_close(gradstats.cosine_similarity(model, x, y, method), cosine)
+    assert_close(per_example.cosine_similarity(model, x, y, method), cosine)
 
 
 @pytest.mark.parametrize("method", (*FAST, "backpack"))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_chunked_cosine_equals_unchunked(cases, dtype, method):
     model, x, y, _, _ = cases["vgg-mnist", dtype]
-    whole = gradstats.cosine_similarity(model, x, y, method)
+    whole = per_example.cosine_similarity(model, x, y, method)
     tol = 1e-12 if dtype == torch.float64 else RTOL
     for chunk in (5,) if method == "backpack" else (1, 5, 12, 100):
-        assert_close(gradstats.cosine_similarity(model, x, y, method, chunk_size=chunk), whole, tol)
+        assert_close(
+            per_example.cosine_similarity(model, x, y, method, chunk_size=chunk), whole, tol
+        )
 
 
 @pytest.mark.parametrize("method", FAST)
@@ -126,7 +128,7 @@ def test_chunked_cosine_mlp(cases, method):
     """Gram matrices (one chunk) and float64 unit sums (several) give the same cosine."""
     model, x, y, (_, cosine, _), _ = cases["mlp", torch.float32]
     for chunk in (None, 1, 7):
-        assert_close(gradstats.cosine_similarity(model, x, y, method, chunk_size=chunk), cosine)
+        assert_close(per_example.cosine_similarity(model, x, y, method, chunk_size=chunk), cosine)
 
 
 def test_unit_gradient_sum():
@@ -150,10 +152,10 @@ def test_hooks_internal_chunking(cases, monkeypatch):
     """Tiny float64 chunks (gram, direct and single-token norms) give the same answer."""
     for name in MODELS:
         model, x, y, _, _ = cases[name, torch.float64]
-        want = gradstats.batch_statistics(model, x, y, "hooks")
+        want = per_example.batch_statistics(model, x, y, "hooks")
         with monkeypatch.context() as m:
             m.setattr(hooks, "CHUNK_ELEMENTS", 1)
-            got = gradstats.batch_statistics(model, x, y, "hooks")
+            got = per_example.batch_statistics(model, x, y, "hooks")
         assert_close_vec(got.sq_norms, want.sq_norms, 1e-12)
         assert_close(got.cosine, want.cosine, 1e-10)
 
@@ -167,7 +169,7 @@ def test_contributions_leave_the_mean_loss_gradient(cases, name, method):
     plain = [p.grad.clone() for p in model.parameters()]
     for p in model.parameters():
         p.grad = torch.full_like(p, 7.0)  # stale gradients must not leak in
-    gradstats.contributions(model, x, y, method)
+    per_example.contributions(model, x, y, method)
     for p, want in zip(model.parameters(), plain, strict=True):
         if method == "hooks":
             assert torch.equal(p.grad, want)
@@ -181,12 +183,12 @@ def test_cosine_does_not_touch_grads(cases, method):
     sentinel = [torch.full_like(p, 3.0) for p in model.parameters()]
     for p, s in zip(model.parameters(), sentinel, strict=True):
         p.grad = s.clone()
-    gradstats.cosine_similarity(model, x, y, method, chunk_size=5)
+    per_example.cosine_similarity(model, x, y, method, chunk_size=5)
     for p, s in zip(model.parameters(), sentinel, strict=True):
         assert torch.equal(p.grad, s)
     for p in model.parameters():
         p.grad = None
-    gradstats.cosine_similarity(model, x, y, method)
+    per_example.cosine_similarity(model, x, y, method)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -195,14 +197,14 @@ def test_sanity_properties(method):
     model, x, y = make("vgg-mnist", torch.float64, n=10)
     # identical examples have identical gradients: cosine 1
     xd, yd = x[:1].repeat(6, 1, 1, 1), y[:1].repeat(6)
-    assert gradstats.cosine_similarity(model, xd, yd, method) == pytest.approx(1.0, abs=1e-12)
+    assert per_example.cosine_similarity(model, xd, yd, method) == pytest.approx(1.0, abs=1e-12)
     # mean_i v_i . g = g . g, so mean(contribution) * ||g|| = ||g||^2
-    stats = gradstats.batch_statistics(model, x, y, method)
+    stats = per_example.batch_statistics(model, x, y, method)
     g_sq = sum(float(p.grad.square().sum()) for p in model.parameters())
     assert stats.grad_norm == pytest.approx(math.sqrt(g_sq), rel=1e-12)
     assert float(stats.contribution.mean()) * stats.grad_norm == pytest.approx(g_sq, rel=1e-10)
     # the cosine is the same whether computed with the batch or separately
-    assert stats.cosine == pytest.approx(gradstats.cosine_similarity(model, x, y, method), 1e-10)
+    assert stats.cosine == pytest.approx(per_example.cosine_similarity(model, x, y, method), 1e-10)
 
 
 class Odd(nn.Module):
@@ -233,12 +235,12 @@ def test_hooks_on_conv_variants_match_loop(inplace):
     x, y = torch.randn(7, 3, 11, 13, dtype=torch.float64), torch.randint(0, 3, (7,))
     contribution, cosine, sq_norms = reference(model, x, y)
     for method in FAST:
-        stats = gradstats.batch_statistics(model, x, y, method)
+        stats = per_example.batch_statistics(model, x, y, method)
         assert_close_vec(stats.contribution, contribution, 1e-10)
         assert_close_vec(stats.sq_norms, sq_norms, 1e-10)
         assert_close(stats.cosine, cosine, 1e-10)
-        assert_close(gradstats.cosine_similarity(model, x, y, method, 3), cosine, 1e-10)
-    assert gradstats.resolve_method(model, "auto") == "hooks"
+        assert_close(per_example.cosine_similarity(model, x, y, method, 3), cosine, 1e-10)
+    assert per_example.resolve_method(model, "auto") == "hooks"
 
 
 class Attention(nn.Module):
@@ -263,26 +265,26 @@ def test_unsupported_module_under_hooks():
     model = Attention().double()
     x, y = torch.randn(6, 5, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
     with pytest.raises(ValueError, match="'norm' \\(LayerNorm\\)"):
-        gradstats.contributions(model, x, y, "hooks")
+        per_example.contributions(model, x, y, "hooks")
     with pytest.raises(ValueError, match="LayerNorm"):
-        gradstats.cosine_similarity(model, x, y, "hooks")
+        per_example.cosine_similarity(model, x, y, "hooks")
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 3))
     with pytest.raises(ValueError, match="groups=2"):
-        gradstats.contributions(grouped, torch.randn(2, 4, 3, 3), torch.tensor([0, 1]), "hooks")
+        per_example.contributions(grouped, torch.randn(2, 4, 3, 3), torch.tensor([0, 1]), "hooks")
     with pytest.raises(ValueError, match="unknown method"):
-        gradstats.contributions(model, x, y, "magic")
+        per_example.contributions(model, x, y, "magic")
     # "auto" falls back to torch.func, which is exact for any module
-    assert gradstats.resolve_method(model, "auto") == "func"
+    assert per_example.resolve_method(model, "auto") == "func"
     contribution, cosine, _ = reference(model, x, y)
-    loss, contrib = gradstats.contributions(model, x, y)
+    loss, contrib = per_example.contributions(model, x, y)
     assert_close_vec(contrib, contribution, 1e-10)
-    assert_close(gradstats.cosine_similarity(model, x, y, chunk_size=4), cosine, 1e-10)
+    assert_close(per_example.cosine_similarity(model, x, y, chunk_size=4), cosine, 1e-10)
 
 
 def test_batchnorm_in_training_mode_is_refused():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     x, y = torch.randn(5, 3), torch.randint(0, 2, (5,))
     with pytest.raises(ValueError, match="batch-norm"):
-        gradstats.contributions(model, x, y, "func")
+        per_example.contributions(model, x, y, "func")
     model.eval()
-    assert gradstats.resolve_method(model, "auto") == "func"
+    assert per_example.resolve_method(model, "auto") == "func"

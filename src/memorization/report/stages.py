@@ -1,17 +1,22 @@
-"""The report stages: a ``figure`` of the paper with its claims, and the ``claims`` table."""
+"""The report's stages: a ``figure`` with its claims, the ``claims`` table, an experiment's
+``overview`` page.
+
+The stage registry (:mod:`memorization.workflow.registry`) names these functions by their
+dotted path and imports them when a job runs one: the report imports the workflow, never
+the reverse."""
 
 from __future__ import annotations
 
 import datetime
 import logging
 
-from ...report.claims import read_claims, subnetwork_check, subsets_sources, write_claims
-from ...report.figures import run_figure
-from ...report.overview import draw_overview
-from ..artifacts import open_artifact
-from ..context import StageContext
-from ..provenance import code_commit, machine
-from .estimates import SourceSlice
+from ..workflow.artifacts import open_artifact
+from ..workflow.context import StageContext
+from ..workflow.provenance import code_commit, machine
+from ..workflow.stages.estimates import SourceSlice
+from .claims import read_claims, subnetwork_check, subsets_sources, write_claims
+from .figures import run_figure
+from .overview import draw_overview
 
 __all__ = ["claims", "figure", "overview"]
 
