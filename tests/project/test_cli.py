@@ -150,12 +150,37 @@ def test_check_names_file_and_line_of_a_yaml_error(tmp_path):
 def test_schema_is_the_generated_file(tmp_path):
     result = invoke("schema")
     assert result.exit_code == 0
-    # regenerate with `memorization schema --write config/schema/config.schema.yaml`
-    assert result.output == SCHEMA_FILE.read_text()
+    assert result.output == SCHEMA_FILE.read_text(), "out of date: run memorization generate"
     assert yaml.safe_load(SCHEMA_FILE.read_text()) == schema()
     result = invoke("schema", "--write", tmp_path / "s.yaml")
     assert result.exit_code == 0 and f"{tmp_path / 's.yaml'}: written" in result.output
     assert (tmp_path / "s.yaml").read_text() == SCHEMA_FILE.read_text()
+
+
+def test_generate_writes_what_is_stale_and_check_names_it(tmp_path, monkeypatch):
+    """One command regenerates the schema and the option reference; --check only names
+    what is out of date (run here on a stand-in checkout, not on the repository)."""
+    from memorization import cli
+
+    result = invoke("generate", "--check")  # the repository's own files are current
+    assert result.exit_code == 0 and "current" in result.output, result.output
+    (tmp_path / "Snakefile").write_text("")
+    for rel in cli.GENERATED:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("stale\n")
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    result = invoke("generate", "--check")
+    assert result.exit_code == 1
+    assert "config/schema/config.schema.yaml, docs/reference.md" in result.output
+    assert "memorization generate" in result.output
+    assert (tmp_path / "docs/reference.md").read_text() == "stale\n"  # --check writes nothing
+    result = invoke("generate")
+    assert result.exit_code == 0 and "docs/reference.md: written" in result.output
+    assert (tmp_path / "docs/reference.md").read_text() == (ROOT / "docs/reference.md").read_text()
+    assert (tmp_path / "config/schema/config.schema.yaml").read_text() == SCHEMA_FILE.read_text()
+    (tmp_path / "Snakefile").unlink()
+    result = invoke("generate")
+    assert result.exit_code == 1 and "not a checkout" in result.output
 
 
 def test_stages_lists_every_stage():

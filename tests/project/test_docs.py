@@ -299,20 +299,14 @@ def test_the_site_builds_strictly(tmp_path):
 # --- the option reference (generated) ---------------------------------------------------
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # --- the reference ----------------------------------------------------------------------------
 
 
 def test_reference_is_what_the_generator_writes():
-    generated = _load_generator().render()
-    assert (DOCS / "reference.md").read_text() == generated, (
-        "docs/reference.md is out of date: run .venv/bin/python docs/gen_reference.py"
+    from memorization.workflow.reference import render
+
+    assert (DOCS / "reference.md").read_text() == render(), (
+        "docs/reference.md is out of date: run .venv/bin/memorization generate"
     )
 
 
