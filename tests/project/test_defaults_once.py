@@ -12,6 +12,7 @@ from pathlib import Path
 from memorization import api
 from memorization.method.optim import OptimSpec
 from memorization.trust.metrics import MEMORIZED, REPLICATES_COMPARED
+from memorization.trust.truth_spec import TRUTH_OPTIONS
 from memorization.workflow.config import WORKFLOW_OPTIONS
 from memorization.workflow.execution import EXECUTION_OPTIONS, Execution
 
@@ -23,6 +24,9 @@ DECLARED = {
     "checkpoint_every": (WORKFLOW_OPTIONS["checkpoint_every"].default, ("", "")),
     "threshold": (MEMORIZED, ("", "")),
     "replicates": (REPLICATES_COMPARED, ("", "")),
+    "models": (TRUTH_OPTIONS["models"].default, ("", "")),
+    "shards": (TRUTH_OPTIONS["shards"].default, ("", "")),
+    "fraction": (TRUTH_OPTIONS["fraction"].default, ("", "")),
 }
 
 #: duplicates still to remove, each with why it is still there; a new one fails the test

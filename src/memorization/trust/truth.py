@@ -62,6 +62,7 @@ from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from .ensemble import Ensemble, train_in_chunks
 from .replicates import replicate_seed
+from .truth_spec import TRUTH_OPTIONS
 
 __all__ = [
     "DESIGNS",
@@ -110,7 +111,7 @@ def _check_design(design: str, n_models: int) -> None:
 def draw_subsets(
     n_train: int,
     n_models: int,
-    fraction: float = 0.7,
+    fraction: float = TRUTH_OPTIONS["fraction"].default,
     seed: int = 0,
     k0: int = 0,
     k1: int | None = None,
@@ -236,7 +237,7 @@ def train_shard(
     opt: OptimSpec,
     *,
     n_models: int,
-    fraction: float = 0.7,
+    fraction: float = TRUTH_OPTIONS["fraction"].default,
     seed: int = 0,
     k0: int = 0,
     k1: int | None = None,

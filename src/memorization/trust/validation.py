@@ -77,6 +77,7 @@ from .metrics import (
 )
 from .peer_records import PEER_NAMES
 from .replicates import subset_means
+from .truth_spec import TRUTH_OPTIONS
 
 __all__ = [
     "CLEAN_METRICS",
@@ -269,7 +270,7 @@ def _clean_rows(runs: Runs, replicates, threshold: float, top: float) -> dict[st
     }
     rows = estimate_rows(estimates, truth, threshold, top)
     k = int(truth.attrs.get("n_models_merged", truth.attrs.get("n_models", 0)))
-    frac = float(truth.attrs.get("fraction", 0.7))
+    frac = float(truth.attrs.get("fraction", TRUTH_OPTIONS["fraction"].default))
     agree = truth_reliability(truth, threshold, top)
     metrics = {m: agree[f"half_{m}"] for m in CLEAN_METRICS}
     rows["fz_half_vs_half"] = _Row(TRUTH, k * frac / 2, np.nan, metrics)

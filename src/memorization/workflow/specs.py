@@ -33,6 +33,7 @@ from ..method.optim import OptimSpec
 from ..studies.gradient_choices import COSINE_PAIRS
 from ..studies.gradient_choices import METHODS as GRADSTATS_METHODS
 from ..trust.oob_spec import OPTIONS as OOB_OPTIONS
+from ..trust.truth_spec import TRUTH_OPTIONS
 
 __all__ = [
     "EXPERIMENT_OPTIONS",
@@ -59,26 +60,6 @@ _STUDY_DOCS = {
 }
 
 _INT1 = {"type": "integer", "minimum": 1}
-
-#: the Feldman-Zhang ground truth's options (``truth:`` of an experiment)
-TRUTH_OPTIONS = {
-    "models": Option(200, "models (K) trained", {"type": "integer", "minimum": 2}),
-    "fraction": Option(
-        0.7,
-        "share of the training set each model sees",
-        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    ),
-    "shards": Option(1, "jobs the K models are split over", _INT1),
-    "top_k": Option(10, "influence pairs kept per test example", _INT1),
-    "design": Option(
-        "random",
-        "how the models' subsets are drawn: random (each model on a random fraction of the "
-        "training set) or pairs (complementary halves, stratified by label: every example "
-        "in exactly half of the models, the lowest standard error per model; fraction is "
-        "1/2 and models a multiple of 4)",
-        {"enum": ["random", "pairs"]},
-    ),
-}
 
 
 def _study_options() -> dict[str, Option]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from ...data.spec import DatasetInfo
 from ...infra.options import resolve
 from ...method.optim import OptimSpec, recipe_problems, turnover_clip_problems
-from ..specs import EXPERIMENT_OPTIONS, STUDIES, study_optim
+from ..specs import EXPERIMENT_OPTIONS, STUDIES, TRUTH_OPTIONS, study_optim
 
 
 def _check_recipe(where: str, exp: Mapping, info: DatasetInfo) -> list[str]:
@@ -61,11 +61,17 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
+def _default_or_given(options, given: Mapping, key: str):
+    """The value of ``key``: as given, else the option's declared default."""
+    return given[key] if key in given else options[key].default
+
+
 def _check_truth(where: str, truth, n_train: int) -> list[str]:
     if not isinstance(truth, Mapping):
         return []
     errors = []
-    models, shards = truth.get("models", 200), truth.get("shards", 1)
+    given = {k: v for k, v in truth.items() if k in TRUTH_OPTIONS}
+    models, shards = (_default_or_given(TRUTH_OPTIONS, given, k) for k in ("models", "shards"))
     if shards > models:
         errors.append(f"{where}.truth.shards: {shards} shards for {models} models")
     if truth.get("design") == "pairs":
@@ -74,13 +80,13 @@ def _check_truth(where: str, truth, n_train: int) -> list[str]:
                 f"{where}.truth.models: the pairs design needs a multiple of 4 models "
                 f"(whole complementary pairs in each half), got {models}"
             )
-        if truth.get("fraction", 0.5) != 0.5:
+        if "fraction" in truth and truth["fraction"] != 0.5:  # pairs: half of the set
             errors.append(
                 f"{where}.truth.fraction: the pairs design trains every model on half of "
                 f"the training set; leave fraction out (got {truth['fraction']})"
             )
         return errors
-    fraction = truth.get("fraction", 0.7)
+    fraction = _default_or_given(TRUTH_OPTIONS, given, "fraction")
     if round(fraction * n_train) in (0, n_train):
         errors.append(
             f"{where}.truth.fraction: {fraction} of {n_train} examples leaves no "
