@@ -38,3 +38,19 @@ def interrupt(monkeypatch, at: int, how: str) -> None:
             yield batch
 
     monkeypatch.setattr(training, "_batches", wrapped)
+
+
+def changed_files(copy: Path, root: Path, parts) -> set[str]:
+    """The files under ``parts`` of a copy of the repository that differ from (or are not
+    in) the repository at ``root``, as paths relative to the copy."""
+    import filecmp
+
+    out = set()
+    for part in parts:
+        for path in (copy / part).rglob("*"):
+            rel = path.relative_to(copy)
+            if path.is_file() and "__pycache__" not in rel.parts:
+                original = root / rel
+                if not original.exists() or not filecmp.cmp(path, original, shallow=False):
+                    out.add(str(rel))
+    return out

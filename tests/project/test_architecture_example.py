@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import changed_files
 
 pytestmark = pytest.mark.workflow
 
@@ -72,14 +73,7 @@ def _generate(copy: Path, env: dict) -> None:
 
 def _changed(copy: Path) -> set[str]:
     """The files of the copy that differ from (or are not in) the repository."""
-    out = set()
-    for part in PARTS:
-        for path in (copy / part).rglob("*"):
-            rel = path.relative_to(copy)
-            if path.is_file() and "__pycache__" not in rel.parts:
-                original = ROOT / rel
-                if not original.exists() or not filecmp.cmp(path, original, shallow=False):
-                    out.add(str(rel))
+    out = changed_files(copy, ROOT, PARTS)
     return out | {f for f in FILES if not filecmp.cmp(copy / f, ROOT / f, shallow=False)}
 
 

@@ -5,13 +5,14 @@ everywhere it is read: the config check, the typed config, the schema and the re
 
 from __future__ import annotations
 
-import filecmp
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from helpers import changed_files
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what `memorization generate` reads and writes, and what a change touches
@@ -57,15 +58,7 @@ def _copy(tmp_path: Path) -> Path:
 
 
 def _changed(copy: Path) -> set[str]:
-    out = set()
-    for part in PARTS:
-        for path in (copy / part).rglob("*"):
-            rel = path.relative_to(copy)
-            if path.is_file() and "__pycache__" not in rel.parts:
-                original = ROOT / rel
-                if not original.exists() or not filecmp.cmp(path, original, shallow=False):
-                    out.add(str(rel))
-    return out
+    return changed_files(copy, ROOT, PARTS)
 
 
 def _run(copy: Path, *args: str) -> subprocess.CompletedProcess:
