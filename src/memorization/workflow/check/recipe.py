@@ -61,17 +61,12 @@ def _and(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
-def _default_or_given(options, given: Mapping, key: str):
-    """The value of ``key``: as given, else the option's declared default."""
-    return given[key] if key in given else options[key].default
-
-
 def _check_truth(where: str, truth, n_train: int) -> list[str]:
     if not isinstance(truth, Mapping):
         return []
     errors = []
-    given = {k: v for k, v in truth.items() if k in TRUTH_OPTIONS}
-    models, shards = (_default_or_given(TRUTH_OPTIONS, given, k) for k in ("models", "shards"))
+    values = resolve(TRUTH_OPTIONS, truth)
+    models, shards = values["models"], values["shards"]
     if shards > models:
         errors.append(f"{where}.truth.shards: {shards} shards for {models} models")
     if truth.get("design") == "pairs":
@@ -86,7 +81,7 @@ def _check_truth(where: str, truth, n_train: int) -> list[str]:
                 f"the training set; leave fraction out (got {truth['fraction']})"
             )
         return errors
-    fraction = _default_or_given(TRUTH_OPTIONS, given, "fraction")
+    fraction = values["fraction"]
     if round(fraction * n_train) in (0, n_train):
         errors.append(
             f"{where}.truth.fraction: {fraction} of {n_train} examples leaves no "
