@@ -340,3 +340,53 @@ def test_channels_last_ensemble_equals_the_default_layout():
     _assert_same_models(ens, [default.model(k) for k in range(2)])
     _assert_same_models(ens, train_sequential(model, train, opt_cl, SEEDS[:2], subsets))
     torch.testing.assert_close(ens.logits(train.x), default.logits(train.x), atol=1e-5, rtol=1e-4)
+
+
+def _images(n: int, seed: int) -> TensorSplit:
+    g = torch.Generator().manual_seed(seed)
+    return TensorSplit(
+        torch.randn(n, 3, 16, 16, generator=g),
+        torch.randint(0, 3, (n,), generator=g),
+        np.arange(n),
+    )
+
+
+def test_a_batch_norm_ensemble_predicts_in_eval_mode_as_its_models_do():
+    """Predictions from running statistics, as one model's (not batch statistics), and
+    predicting leaves the running statistics as they are."""
+    train = _images(32, 2)
+    opt = OptimSpec(epochs=1, lr=0.01, momentum=0.9, batch_size=16)
+    subsets = _subsets(2, 32, equal=True)
+    model = spec("torchvision:resnet18", {}, 3)
+    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets)
+    reference = train_sequential(model, train, opt, SEEDS[:2], subsets)
+    _assert_same_models(ens, reference, atol=1e-4)
+    before = ens.state_dicts()
+    logits = ens.logits(train.x[:5])  # a small batch: its statistics differ from the running ones
+    for k, one in enumerate(reference):
+        torch.testing.assert_close(logits[k], one.eval()(train.x[:5]), atol=1e-4, rtol=1e-3)
+    for a, b in zip(before, ens.state_dicts(), strict=True):
+        assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_bf16_ensemble_of_a_batch_norm_network_trains_as_one_model_does():
+    """vmap refuses batch norm on a bf16 input beside float32 weights; the ensemble
+    normalises in float32, so a torchvision ResNet-18 trains in bf16 like one model."""
+    train = _images(32, 2)
+    opt = OptimSpec(epochs=1, lr=0.01, momentum=0.9, batch_size=16, precision="bf16")
+    subsets = _subsets(2, 32, equal=True)
+    model = spec("torchvision:resnet18", {}, 3)
+    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets)
+    assert ens.path == "func"
+    reference = train_sequential(model, train, opt, SEEDS[:2], subsets)
+    for state, one in zip(ens.state_dicts(), reference, strict=True):
+        ref = one.state_dict()
+        # the running statistics moved, as in the model trained alone
+        name = next(n for n in ref if n.endswith("bn1.running_mean"))
+        assert state[name].abs().max() > 1e-3
+        torch.testing.assert_close(state[name], ref[name], atol=2e-2, rtol=5e-2)
+        head = [n for n in ref if n.endswith(".weight") and ref[n].dim() == 2][-1]
+        torch.testing.assert_close(state[head], ref[head], atol=2e-2, rtol=5e-2)
+    logits = ens.logits(train.x)
+    assert logits.dtype == torch.float32 or logits.dtype == torch.bfloat16
+    assert logits.float().isfinite().all()

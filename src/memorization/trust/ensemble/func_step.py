@@ -8,6 +8,15 @@ slice of the stacked tensors, its gradient and its optimizer state stay channels
 hands every model its batch in channels-last layout, as ``fit`` converts one model and its
 batches. ``vmap`` runs the K models' convolutions as one grouped convolution and chooses
 that one's layout itself; the results equal the default layout's to float tolerance.
+
+Training runs the model in train mode, predictions (``logits``) in eval mode, as
+:func:`~memorization.method.training.fit` and the models' scoring do: a batch-norm layer
+predicts from its running statistics (and leaves them as they are), dropout is off.
+
+Under a mixed ``precision``, ``vmap``'s batch rule of batch normalisation refuses a bf16
+or fp16 input beside float32 weights, which one model's CPU kernel takes. The template's
+batch-norm layers therefore normalise in float32 and hand their output on in their input's
+dtype, as that kernel does (:func:`_batch_norm_in_float32`).
 """
 
 from __future__ import annotations
@@ -21,6 +30,24 @@ from torch.nn import functional as F
 from ...method.precision import autocast, to_channels_last, to_channels_last_batch
 
 __all__ = ["FuncStep"]
+
+
+def _to_float32(module: nn.Module, args: tuple) -> tuple:
+    module._input_dtype = args[0].dtype
+    return (args[0].float(), *args[1:])
+
+
+def _to_input_dtype(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+    return output.to(module._input_dtype)
+
+
+def _batch_norm_in_float32(template: nn.Module) -> None:
+    """Hooks on every batch-norm layer of ``template``: its input cast to float32, its
+    output back to the input's dtype."""
+    for module in template.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(_to_float32)
+            module.register_forward_hook(_to_input_dtype)
 
 
 class FuncStep:
@@ -45,7 +72,11 @@ class FuncStep:
         self.channels_last = channels_last and to_channels_last(models[0])
         for model in models[1:] if self.channels_last else ():
             to_channels_last(model)
-        self.template = copy.deepcopy(models[0]).to("meta")
+        self.template = copy.deepcopy(models[0]).to("meta").train()
+        if precision != "fp32":
+            _batch_norm_in_float32(self.template)
+        # predictions in eval mode, as one model's (running statistics, no dropout)
+        self.eval_template = copy.deepcopy(self.template).eval()
         params, buffers = stack_module_state(models)
         self.params = {k: v.detach().clone() for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
@@ -58,7 +89,7 @@ class FuncStep:
 
         def logits_one(p, b, x):
             with autocast(precision, x.device):
-                return functional_call(self.template, (p, b), (x,))
+                return functional_call(self.eval_template, (p, b), (x,))
 
         self._grad = vmap(grad(loss_one))
         self._logits = vmap(logits_one, in_dims=(0, 0, None))
