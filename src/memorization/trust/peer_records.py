@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     import xarray as xr
 
 __all__ = [
+    "GRADIENT_PEER_NAMES",
     "PEER_NAMES",
     "PEERS",
     "Peer",
     "cumulative_loss",
     "forgetting_events",
+    "peers_recorded",
     "slow_learning",
     "tracin_self_influence",
 ]
@@ -118,3 +120,13 @@ PEERS: tuple[Peer, ...] = (
 
 #: the peers' names (their variables in peers.nc and estimates.nc), each higher = more memorized
 PEER_NAMES = tuple(p.name for p in PEERS)
+
+#: the peers that read per-example gradient norms (absent with ``peer_gradients: false``)
+GRADIENT_PEER_NAMES = tuple(p.name for p in PEERS if p.gradients)
+
+
+def peers_recorded(gradients: bool = True) -> tuple[Peer, ...]:
+    """The peers a plain run's records yield: every one of :data:`PEERS`, or without the
+    per-example gradient records (``gradients`` False) those that read only the losses
+    and correctness."""
+    return PEERS if gradients else tuple(p for p in PEERS if not p.gradients)

@@ -30,6 +30,12 @@ estimator is oriented so that **higher means more memorized**:
 Toneva et al. record correctness at every mini-batch presentation; here it is
 recorded at the end-of-epoch checkpoints, on all training examples at once.
 
+Without gradients (``gradients=False``, the experiment option ``peer_gradients: false``)
+a checkpoint records only the losses and correctness, one forward pass over the training
+set (no backward pass), and the peers are those that read nothing else: every peer but
+TracIn self-influence (:data:`GRADIENT_PEER_NAMES`), with the same values as with the
+gradient records (same seeds, same training).
+
 Cost: recording a checkpoint (one forward/backward over the training set with the
 per-example statistics, ``batch_size`` 256) took about 2 training epochs of CPU time
 on the MLP-4096 (mnist5k, one thread), so a recorded run costs about 3 plain runs.
@@ -43,6 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
@@ -53,16 +60,19 @@ from ..method.optim import OptimSpec, epoch_lr
 from ..method.training import fit
 from ..studies.per_example import batch_statistics
 from .peer_records import (
+    GRADIENT_PEER_NAMES,
     PEER_NAMES,
     PEERS,
     Peer,
     cumulative_loss,
     forgetting_events,
+    peers_recorded,
     slow_learning,
     tracin_self_influence,
 )
 
 __all__ = [
+    "GRADIENT_PEER_NAMES",
     "PEER_NAMES",
     "PEERS",
     "Peer",
@@ -74,6 +84,7 @@ __all__ = [
     "peer_estimates",
     "peer_seeds",
     "peers_over_runs",
+    "peers_recorded",
     "record_plain_run",
     "slow_learning",
     "tracin_self_influence",
@@ -87,9 +98,14 @@ RECORD_BATCH = 256
 
 
 def checkpoint_records(
-    model: nn.Module, split: TensorSplit, method: str = "auto", batch_size: int = RECORD_BATCH
+    model: nn.Module,
+    split: TensorSplit,
+    method: str = "auto",
+    batch_size: int = RECORD_BATCH,
+    gradients: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Loss, correctness and exact squared gradient norm of every example, in eval mode.
+    """Loss, correctness and (``gradients``) exact squared gradient norm of every
+    example, in eval mode; without ``gradients`` one forward pass, no backward pass.
 
     Leaves the model's ``.grad`` cleared and its train/eval mode as it found it.
     """
@@ -100,18 +116,22 @@ def checkpoint_records(
         x, y = split.x[s : s + batch_size], split.y[s : s + batch_size]
         with torch.no_grad():
             logits = model(x)
+        correct.append((logits.argmax(1) == y).cpu())
+        if not gradients:
+            losses = F.cross_entropy(logits, y, reduction="none")
+            loss.append(losses.float().cpu())
+            continue
         # (the squared norms come with the cosine statistics only)
         stats = batch_statistics(model, x, y, method, cosine=True)
-        correct.append((logits.argmax(1) == y).cpu())
         loss.append(stats.losses.float().cpu())
         sq.append(stats.sq_norms.cpu())
-    model.zero_grad(set_to_none=True)
+    if gradients:
+        model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return {
-        "loss": torch.cat(loss).numpy(),
-        "correct": torch.cat(correct).numpy(),
-        "grad_sq_norm": torch.cat(sq).numpy(),
-    }
+    out = {"loss": torch.cat(loss).numpy(), "correct": torch.cat(correct).numpy()}
+    if gradients:
+        out["grad_sq_norm"] = torch.cat(sq).numpy()
+    return out
 
 
 def record_plain_run(
@@ -123,33 +143,34 @@ def record_plain_run(
     method: str = "auto",
     batch_size: int = RECORD_BATCH,
     progress: bool = False,
+    gradients: bool = True,
 ) -> xr.Dataset:
     """Train ``model`` in place with ``fit`` and record every checkpoint (epochs 1..E).
 
-    Returns ``loss``, ``correct`` and ``grad_sq_norm`` over (``epoch``, ``example``),
-    ``lr`` (the learning rate of each epoch) and ``accuracy`` (training accuracy) per
-    epoch; attributes ``train_seconds`` (wall seconds of the training alone: one plain
-    run) and ``record_seconds`` (of the checkpoint records).
+    Returns ``loss``, ``correct`` and (``gradients``) ``grad_sq_norm`` over (``epoch``,
+    ``example``), ``lr`` (the learning rate of each epoch) and ``accuracy`` (training
+    accuracy) per epoch; attributes ``train_seconds`` (wall seconds of the training alone:
+    one plain run) and ``record_seconds`` (of the checkpoint records).
     """
     records: list[dict[str, np.ndarray]] = []
     recording = [0.0]
 
     def after_epoch(epoch: int) -> dict[str, float]:
         start = time.perf_counter()
-        records.append(checkpoint_records(model, train, method, batch_size))
+        records.append(checkpoint_records(model, train, method, batch_size, gradients))
         recording[0] += time.perf_counter() - start
         return {"train_acc": float(records[-1]["correct"].mean())}
 
     start = time.perf_counter()
     fit(model, train, opt, seed=seed, after_epoch=after_epoch, desc="plain run", progress=progress)
     total = time.perf_counter() - start
-    loss_pass = forward_pass_seconds(model, train, batch_size)
+    if gradients:
+        loss_records = opt.epochs * forward_pass_seconds(model, train, batch_size)
+    else:  # the records are the forward passes themselves
+        loss_records = recording[0]
     epochs = np.arange(1, opt.epochs + 1)
     ds = xr.Dataset(
-        {
-            name: (("epoch", "example"), np.stack([r[name] for r in records]))
-            for name in ("loss", "correct", "grad_sq_norm")
-        },
+        {name: (("epoch", "example"), np.stack([r[name] for r in records])) for name in records[0]},
         coords={"epoch": epochs, "example": train.examples},
     )
     ds["lr"] = ("epoch", np.array([epoch_lr(opt, e - 1) for e in epochs]))
@@ -158,7 +179,7 @@ def record_plain_run(
     ds.attrs.update(
         train_seconds=round(total - recording[0], 3),
         record_seconds=round(recording[0], 3),
-        loss_record_seconds=round(opt.epochs * loss_pass, 3),
+        loss_record_seconds=round(loss_records, 3),
     )
     return ds
 
@@ -179,12 +200,25 @@ def forward_pass_seconds(model: nn.Module, train: TensorSplit, batch_size: int) 
 
 
 def estimators_from_records(records: xr.Dataset) -> xr.Dataset:
-    """Every estimator of :data:`PEERS` from :func:`record_plain_run`'s records."""
+    """Every estimator of :data:`PEERS` from :func:`record_plain_run`'s records; from
+    records without gradient norms every one but those that read them, and the attributes
+    ``peer_gradients`` (0) and ``peers_without_gradients`` (the peers left out) say so."""
     ds = records.copy()
-    for peer in PEERS:
+    gradients = "grad_sq_norm" in records
+    present = peers_recorded(gradients)
+    for peer in present:
         ds[peer.name] = ("example", np.asarray(peer.compute(records)))
-    ds.attrs["estimators"] = list(PEER_NAMES)
+    ds.attrs["estimators"] = [p.name for p in present]
+    ds.attrs.update(_gradient_attrs(gradients))
     return ds
+
+
+def _gradient_attrs(gradients: bool) -> dict:
+    """Nothing with the gradient records (the artifact as it always was); without them,
+    that they were not recorded and which peers are absent."""
+    if gradients:
+        return {}
+    return {"peer_gradients": 0, "peers_without_gradients": list(GRADIENT_PEER_NAMES)}
 
 
 def peer_estimates(
@@ -196,12 +230,21 @@ def peer_estimates(
     method: str = "auto",
     batch_size: int = RECORD_BATCH,
     progress: bool = False,
+    gradients: bool = True,
 ) -> xr.Dataset:
     """One plain run of the experiment's model (seeded, built plain, trained with
-    ``fit``) and every peer estimator."""
+    ``fit``) and every peer estimator (without ``gradients``: every one that reads no
+    gradient norms)."""
     net = model.build(tuple(train.x.shape[1:]), turnover=False, seed=seed).to(train.x.device)
     records = record_plain_run(
-        net, train, opt, seed=seed, method=method, batch_size=batch_size, progress=progress
+        net,
+        train,
+        opt,
+        seed=seed,
+        method=method,
+        batch_size=batch_size,
+        progress=progress,
+        gradients=gradients,
     )
     return estimators_from_records(records)
 
@@ -222,9 +265,10 @@ def peer_seeds(seed: int, runs: int) -> list[int]:
 
 
 def average_peers(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Dataset:
-    """One peers dataset from R single-run ones: every estimator of :data:`PEERS` the mean
-    over the runs; the per-epoch records (loss, correctness, gradient norms, accuracy)
-    kept per run along ``run``, with ``run_seed`` and ``run_train_seconds``."""
+    """One peers dataset from R single-run ones: every estimator of :data:`PEERS` they hold
+    the mean over the runs; the per-epoch records (loss, correctness, gradient norms where
+    recorded, accuracy) kept per run along ``run``, with ``run_seed`` and
+    ``run_train_seconds``."""
     if len(runs) == 1:
         return runs[0]
     first = runs[0]
@@ -233,13 +277,15 @@ def average_peers(runs: Sequence[xr.Dataset], seeds: Sequence[int]) -> xr.Datase
             raise ValueError(f"peer run {k} records other examples than run 0")
     stacked = xr.concat(list(runs), dim="run", join="exact", coords="minimal")
     stacked = stacked.assign_coords(run=np.arange(len(runs)))
-    out = stacked.drop_vars(list(PEER_NAMES))
+    names = [name for name in PEER_NAMES if name in first]
+    out = stacked.drop_vars(names)
     out["lr"] = first["lr"]
-    for name in PEER_NAMES:
+    for name in names:
         out[name] = stacked[name].astype(np.float64).mean("run")
     out["run_seed"] = ("run", np.asarray(seeds, dtype=np.int64))
     out["run_train_seconds"] = ("run", [float(r.attrs.get("train_seconds", np.nan)) for r in runs])
-    out.attrs = {"estimators": list(PEER_NAMES), "peer_runs": len(runs)}
+    out.attrs = {"estimators": names, "peer_runs": len(runs)}
+    out.attrs.update(_gradient_attrs("grad_sq_norm" in first))
     return out
 
 
@@ -252,8 +298,9 @@ def peers_over_runs(
     **kwargs,
 ) -> xr.Dataset:
     """The peer estimators averaged over ``runs`` independent plain runs (seeds
-    :func:`peer_seeds`); attribute ``train_seconds_per_run``: the mean measured wall
-    seconds of one run's plain training (the checkpoint records not counted)."""
+    :func:`peer_seeds`; ``kwargs`` those of :func:`peer_estimates`, ``gradients=False``
+    among them); attribute ``train_seconds_per_run``: the mean measured wall seconds of
+    one run's plain training (the checkpoint records not counted)."""
     seeds = peer_seeds(seed, runs)
     single = [peer_estimates(model, train, opt, s, **kwargs) for s in seeds]
     out = average_peers(single, seeds)

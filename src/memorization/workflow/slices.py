@@ -159,6 +159,9 @@ class StudySlice(Slice):
     gradstats: GradstatsSpec | None = None
     #: independent trainings (seeds) of the study, for the claims' intervals (None: one)
     seeds: int | None = None
+    #: the peers' runs record per-example gradient norms (None: yes, as they always did;
+    #: False: losses and correctness only, ``peer_gradients: false``)
+    gradients: bool | None = None
 
 
 @dataclass(frozen=True)

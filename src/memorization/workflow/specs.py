@@ -175,6 +175,13 @@ EXPERIMENT_OPTIONS: dict[str, Option] = {
         "estimator of the same cost",
         {"type": "integer", "minimum": 1, "maximum": 64},
     ),
+    "peer_gradients": Option(
+        True,
+        "record every example's exact gradient norm after every epoch of the peers' plain "
+        "runs, which TracIn self-influence needs; false: losses and correctness only (one "
+        "forward pass per epoch), every peer but TracIn, far cheaper on large networks",
+        {"type": "boolean"},
+    ),
     # --- out-of-bag sub-networks (never part of the default target)
     **OOB_OPTIONS,
     # --- ground truth by retraining (never part of the default target)
@@ -285,6 +292,8 @@ class Experiment:
     given: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: plain runs the peer estimators are averaged over
     peer_runs: int = 1
+    #: whether the peers' runs record per-example gradient norms (TracIn needs them)
+    peer_gradients: bool = True
     #: the variable of estimates.nc the subsets are drawn from (None: the turn-over score)
     subsets_from: str | None = None
     #: the keys the experiment's config sets itself (before defaults)
@@ -333,6 +342,7 @@ class Experiment:
             studies=studies,
             given=values,
             peer_runs=int(values["peer_runs"]),
+            peer_gradients=bool(values["peer_gradients"]),
             subsets_from=values["subsets_from"],
             set_keys=frozenset(map(str, exp)),
         )

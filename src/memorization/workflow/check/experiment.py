@@ -75,9 +75,16 @@ def _check_subsets_from(where: str, exp: Mapping) -> list[str]:
     if name is None:
         return []
     oob = any(str(key).startswith("oob_") for key in exp)
-    known = estimates.estimate_names(oob)
+    gradients = exp.get("peer_gradients", True) is not False
+    known = estimates.estimate_names(oob, gradients)
     if name in known:
         return []
+    if name in estimates.estimate_names(oob):  # a peer of the gradient records
+        return [
+            f"{where}.subsets_from: {name!r} needs the per-example gradient records, which "
+            f"peer_gradients: false skips; set peer_gradients: true (or leave it out) or "
+            f"draw the subsets from another estimate: {', '.join(known)}"
+        ]
     hint = (
         " (the out-of-bag estimates need an oob_* key, e.g. oob_networks)"
         if name in estimates.OOB_NAMES

@@ -7,7 +7,8 @@ oriented so that **higher means more memorized**, with the attributes
 - ``family``: ``turnover`` (the turn-over scores, ``turnover_<form>``, averaged over the
   experiment's ``replicates``), ``peer`` (the peer estimators of
   :data:`memorization.trust.peers.PEERS`, averaged over its ``peer_runs``) or the family
-  an out-of-bag artifact names (every variable of ``oob.nc`` with a ``family``);
+  an out-of-bag artifact names (every variable of ``oob.nc`` with a ``family``); with
+  ``peer_gradients: false`` the peers that read gradient norms (TracIn) are absent;
 - ``cost_runs``: its training compute in plain runs of the experiment's own model;
 - ``cost_basis``: ``training_seconds`` (the measured wall seconds of the artifact's
   training, its per-epoch scoring or records included, over the measured seconds of one
@@ -31,10 +32,10 @@ import numpy as np
 
 from ...method.forms import SCORE_FORMS
 from ...trust.oob_spec import FORMS as OOB_FORMS
-from ...trust.peer_records import PEER_NAMES, PEERS
+from ...trust.peer_records import PEERS, peers_recorded
 from ..artifacts import Schema
 from ..context import StageContext
-from ..resources import GRADSTATS_FACTOR, SCORE, TRAIN
+from ..resources import EVAL, GRADSTATS_FACTOR, SCORE, TRAIN
 from ..slices import Slice
 from ..specs import Experiment
 from .scores import estimates_slice, oob_options
@@ -67,10 +68,12 @@ TURNOVER = {f"turnover_{form}": var for form, var in SCORE_FORMS.items()}
 OOB_NAMES = tuple(f"oob_{form}" for form in OOB_FORMS)
 
 
-def estimate_names(oob: bool = False) -> list[str]:
+def estimate_names(oob: bool = False, peer_gradients: bool = True) -> list[str]:
     """The variables an experiment's estimates.nc holds (``oob``: the experiment asks for
-    the out-of-bag estimator, whose artifact may add variables of its own)."""
-    return [*TURNOVER, *PEER_NAMES, *(OOB_NAMES if oob else ())]
+    the out-of-bag estimator, whose artifact may add variables of its own;
+    ``peer_gradients`` False: no peer that reads gradient norms)."""
+    peers = [p.name for p in peers_recorded(peer_gradients)]
+    return [*TURNOVER, *peers, *(OOB_NAMES if oob else ())]
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,11 @@ def _turnover_operation_runs(replicates: int) -> float:
     return replicates * (TRAIN + SCORE) / TRAIN
 
 
-def _peer_operation_runs(runs: int) -> float:
-    """Peers: each run one training and the per-example gradient records per epoch."""
-    return runs * (TRAIN + TRAIN * GRADSTATS_FACTOR) / TRAIN
+def _peer_operation_runs(runs: int, gradients: bool = True) -> float:
+    """Peers: each run one training and the per-example gradient records per epoch (runs
+    without the gradient records: an evaluation pass per epoch)."""
+    records = TRAIN * GRADSTATS_FACTOR if gradients else EVAL
+    return runs * (TRAIN + records) / TRAIN
 
 
 #: what a measured cost counts, on both sides of the ratio
@@ -179,10 +184,11 @@ def collect_estimates(
     if peers is not None:
         peers = _aligned(peers, examples, "peers.nc")
         runs = int(peers.attrs.get("peer_runs", 1))
+        recorded = "grad_sq_norm" in peers  # else peer_gradients: false, no TracIn
         for peer in PEERS:
             if peer.name in peers:
                 seconds = _peer_seconds(peers, peer.gradients) if plain else np.nan
-                cost = _cost(seconds, plain, _peer_operation_runs(runs))
+                cost = _cost(seconds, plain, _peer_operation_runs(runs, recorded))
                 out[peer.name] = _variable(
                     peers[peer.name].values, examples, peer.long_name, peer.units, "peer", cost
                 )

@@ -145,9 +145,14 @@ def scores_test_slice(exp: Experiment) -> ScoresSlice:
 
 def peers_slice(exp: Experiment) -> StudySlice:
     """The peers' plain runs with the experiment's own training: one (the experiment's
-    seed), or ``peer_runs`` (``seeds``)."""
+    seed), or ``peer_runs`` (``seeds``); ``gradients`` only where ``peer_gradients`` is
+    false (so the slices and hashes of peers with the gradient records stay those they
+    were made with)."""
     runs = exp.peer_runs if exp.peer_runs > 1 else None
-    return StudySlice(exp.dataset, exp.labels, exp.model, exp.optim, seeds=runs)
+    gradients = None if exp.peer_gradients else False
+    return StudySlice(
+        exp.dataset, exp.labels, exp.model, exp.optim, seeds=runs, gradients=gradients
+    )
 
 
 def oob_options(exp: Experiment) -> dict | None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INFLUENCE",
     "PEERS",
+    "PEERS_WITHOUT_GRADIENTS",
     "TRUTH",
     "TRUTH_SHARD",
     "VALIDATION",
@@ -59,6 +60,18 @@ PEERS = Schema(
     optional={
         "run_seed": Var("seed of the plain run (peer_runs > 1)", ""),
         "run_train_seconds": Var("measured wall seconds of the run's plain training", "s"),
+    },
+)
+
+#: what the peers artifact must hold without the gradient records (``peer_gradients:
+#: false``): the gradient norms and the peers that read them become optional
+_GRADIENT_VARS = ("grad_sq_norm", *(p.name for p in PEER_RECORDS if p.gradients))
+PEERS_WITHOUT_GRADIENTS = Schema(
+    PEERS.title,
+    required={k: v for k, v in PEERS.required.items() if k not in _GRADIENT_VARS},
+    optional={
+        **PEERS.optional,
+        **{k: v for k, v in PEERS.required.items() if k in _GRADIENT_VARS},
     },
 )
 
@@ -187,12 +200,14 @@ def influence_slice(exp: Experiment) -> InfluenceSlice:
 
 def peers_passes(exp: Experiment) -> list[Pass]:
     """``peer_runs`` plain runs, every example's exact gradient norm recorded after every
-    epoch of each."""
+    epoch of each (``peer_gradients: false``: its loss and correctness, one evaluation
+    pass per epoch)."""
     opt, n = exp.optim, exp.info.n_train
-    return [
-        Pass(n, opt.epochs, TRAIN, opt.batch_size),
-        Pass(n, opt.epochs, TRAIN * GRADSTATS_FACTOR, GRADSTATS_CHUNK, per_example=True),
-    ] * exp.peer_runs
+    if exp.peer_gradients:
+        records = Pass(n, opt.epochs, TRAIN * GRADSTATS_FACTOR, GRADSTATS_CHUNK, per_example=True)
+    else:
+        records = Pass(n, opt.epochs, EVAL, GRADSTATS_CHUNK)
+    return [Pass(n, opt.epochs, TRAIN, opt.batch_size), records] * exp.peer_runs
 
 
 def truth_shard_passes(exp: Experiment) -> list[Pass]:
@@ -221,23 +236,28 @@ def influence_passes(exp: Experiment) -> list[Pass]:
 def peers(ctx: StageContext) -> None:
     """The peer estimators (TracIn self-influence, final loss, slow learning, forgetting
     events, cumulative sample loss), averaged over the slice's plain runs (one by default)
-    with the experiment's own settings; records the measured seconds of one plain run."""
+    with the experiment's own settings; records the measured seconds of one plain run.
+    Without the gradient records (``peer_gradients: false``), every peer but TracIn."""
     from ...trust.peers import peers_over_runs  # heavy dependency: torch (the job's)
 
     spec = ctx.slice(StudySlice)
     data, _, train = load_split(ctx, model=spec.model)
     model = spec.model.with_classes(data.sizes["class"])
     runs = int(spec.seeds or 1)
+    gradients = spec.gradients is not False
     ctx.preflight(bytes_estimate(len(train), 8 * runs * spec.study.epochs))
     with ctx.lease() as dev:
-        out = peers_over_runs(model, train.to(dev), spec.study, spec.labels.seed, runs)
+        out = peers_over_runs(
+            model, train.to(dev), spec.study, spec.labels.seed, runs, gradients=gradients
+        )
     log.info(
         "%d plain run(s), %.1f s of training each; final training accuracy %.4f",
         runs,
         out.attrs["train_seconds_per_run"],
         float(np.mean(out["accuracy"].values[..., -1])),
     )
-    ctx.write(out, PEERS, seconds=ctx.seconds(), n_classes=int(data.sizes["class"]))
+    schema = PEERS if gradients else PEERS_WITHOUT_GRADIENTS
+    ctx.write(out, schema, seconds=ctx.seconds(), n_classes=int(data.sizes["class"]))
 
 
 def truth_shard(ctx: StageContext) -> None:
