@@ -234,6 +234,12 @@ def test_oob_keys_decide_only_the_oob_artifact():
         ), stage
     oob_a, oob_b = (STAGES["oob"].slice_of(e).params() for e in (a, b))
     assert (oob_a["oob"]["networks"], oob_b["oob"]["networks"]) == (8, 16)
+    # the shared start enters the slice only when set: default hashes stay as they were
+    assert "shared_init" not in oob_a["oob"]
+    shared = Experiment.from_config("s", {**base, "oob_shared_init": True})
+    params = STAGES["oob"].slice_of(shared).params()
+    assert params["oob"]["shared_init"] is True
+    assert STAGES["oob"].slice_of(shared).from_params(params).oob.shared_init
     # twice the networks: twice the training passes
     train = [p.examples * p.epochs for p in STAGES["oob"].passes(a)][0]
     assert [p.examples * p.epochs for p in STAGES["oob"].passes(b)][0] == 2 * train
@@ -242,3 +248,50 @@ def test_oob_keys_decide_only_the_oob_artifact():
     )
     with pytest.raises(ValueError, match="oob_width"):
         STAGES["oob"].slice_of(resnet)
+
+
+# --------------------------------------------------------------------------- shared start
+def test_shared_init_pairs_seeds_and_refuses_a_design_without_pairs(digits):
+    seeds = network_seeds(6, 3, shared_init=True)
+    assert (seeds[0::2] == seeds[1::2]).all() and len(set(seeds[0::2])) == 3
+    # a stream of its own: none of the default's seeds
+    assert not set(seeds) & set(network_seeds(6, 3))
+    split = _subset(digits, range(64))
+    design = balanced_halves(split.y.numpy(), 4, seed=2)
+    one_step = OptimSpec(epochs=1, lr=0.1, batch_size=32)
+    out = train_oob(mlp(8), split, one_step, OOBSpec(4, shared_init=True), in_train=design)
+    assert np.isfinite(out["oob_prob_se"].values).all()
+    unpaired = design[[0, 2, 1, 3]]  # every example still on both sides, but 0 and 1 overlap
+    check_design(unpaired)
+    with pytest.raises(ValueError, match="complementary"):
+        train_oob(mlp(8), split, OPT, OOBSpec(4, shared_init=True), in_train=unpaired)
+
+
+def test_shared_init_starts_each_pair_alike_and_keeps_the_estimate(digits):
+    """The pair's networks start from the same weights; the estimate is the same
+    difference of means, its standard error the within-pair one."""
+    split = _subset(digits, range(200))
+    start = OptimSpec(epochs=1, lr=0.0, batch_size=50)  # lr 0: the networks stay at their start
+    out = train_oob(mlp(16), split, start, OOBSpec(4, shared_init=True), seed=1)
+    # identical networks on both sides of every example: nothing memorized, no spread
+    for name in FORMS:
+        np.testing.assert_allclose(out[f"oob_{name}"].values, 0, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(out[f"oob_{name}_se"].values, 0, atol=1e-6, err_msg=name)
+    # without the shared start the same networks differ
+    plain = train_oob(mlp(16), split, start, OOBSpec(4), seed=1)
+    assert np.abs(plain["oob_prob"].values).max() > 1e-3
+
+
+def test_paired_standard_error_from_known_pairs():
+    in_train = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], bool)
+    metric = np.array([[0.9, 0.2, 0.7], [0.5, 0.6, 0.1], [0.8, 0.9, 0.3], [0.6, 0.4, 0.5]])
+    final = {"correct": (metric > 0.5).astype(float), "prob": metric, "loss": -np.log(metric)}
+    out = oob_forms(in_train, final, -np.log(metric), metric, np.arange(3), paired=True)
+    # example 0: pair differences 0.9-0.5 = 0.4 and 0.8-0.6 = 0.2
+    assert out["oob_prob"].values[0] == pytest.approx(0.3)
+    assert out["oob_prob_se"].values[0] == pytest.approx(np.std([0.4, 0.2], ddof=1) / np.sqrt(2))
+    # example 2: 0.7-0.1 = 0.6 and 0.5-0.3 = 0.2
+    assert out["oob_prob_se"].values[2] == pytest.approx(np.std([0.6, 0.2], ddof=1) / np.sqrt(2))
+    unpaired = oob_forms(in_train, final, -np.log(metric), metric, np.arange(3))
+    np.testing.assert_allclose(out["oob_prob"].values, unpaired["oob_prob"].values)
+    assert not np.allclose(out["oob_prob_se"].values, unpaired["oob_prob_se"].values)

@@ -18,7 +18,12 @@ on it minus over those that did not (the sign such that memorized examples score
   (bounded like the truth's 0/1 gap, and without the loss's unbounded tail).
 
 An example's in- and out-networks share no parameter, no batch and no initialisation:
-the out-networks never saw it. A design where an example is in every network (or in
+the out-networks never saw it. With ``shared_init`` the two networks of each
+complementary pair start from the same initialisation (and batch-order seed): they still
+share no data and no learnt parameter, each network's distribution is unchanged (so is
+the estimand), and an example's in-network and its pair's out-network differ in their
+data alone, which can only lower the variance of their difference where the start
+matters (common random numbers). A design where an example is in every network (or in
 none) is refused, never scored.
 
 Variants (:class:`OOBSpec`): ``width`` trains narrow copies (the model's width option
@@ -51,6 +56,7 @@ __all__ = [
     "OOBSpec",
     "balanced_halves",
     "check_design",
+    "check_pairs",
     "cost_runs",
     "forward_flops",
     "narrow",
@@ -109,9 +115,16 @@ def check_design(in_train: np.ndarray, examples: np.ndarray | None = None) -> np
     return in_train
 
 
-def network_seeds(networks: int, seed: int = 0) -> np.ndarray:
+def network_seeds(networks: int, seed: int = 0, shared_init: bool = False) -> np.ndarray:
     """Initialisation and batch-order seeds of the K networks (a stream of their own: never
-    the seeds of the ground truth's models)."""
+    the seeds of the ground truth's models); ``shared_init``: networks ``2j`` and
+    ``2j + 1`` (a complementary pair of halves) get the same seed."""
+    if shared_init:
+        pairs = [
+            np.random.SeedSequence([int(seed), j, 17]).generate_state(1)[0] >> 1
+            for j in range(networks // 2)
+        ]
+        return np.repeat(np.array(pairs, dtype=np.int64), 2)
     return np.array(
         [
             np.random.SeedSequence([int(seed), k, 13]).generate_state(1)[0] >> 1
@@ -119,6 +132,17 @@ def network_seeds(networks: int, seed: int = 0) -> np.ndarray:
         ],
         dtype=np.int64,
     )
+
+
+def check_pairs(in_train: np.ndarray) -> None:
+    """Refuses a design whose networks ``2j`` and ``2j + 1`` are not complementary halves
+    (what ``shared_init`` pairs)."""
+    bad = [j for j in range(len(in_train) // 2) if (in_train[2 * j] == in_train[2 * j + 1]).any()]
+    if bad:
+        raise ValueError(
+            f"oob_shared_init pairs networks 2j and 2j+1, which must train on complementary "
+            f"halves; pairs {bad[:10]} are not"
+        )
 
 
 # --------------------------------------------------------------------------- width
@@ -200,9 +224,11 @@ def train_oob(
     if in_train is None:
         in_train = balanced_halves(train.y.cpu().numpy(), spec.networks, seed)
     in_train = check_design(in_train, train.examples)
+    if spec.shared_init:
+        check_pairs(in_train)
     k = len(in_train)
     net = narrow(model, spec.width)
-    seeds = network_seeds(k, seed)
+    seeds = network_seeds(k, seed, spec.shared_init)
     record = _Record.empty(k, len(train))
     recorded = spec.recorded_epochs(opt.epochs)
     after = _recorder(record, train, set(recorded), opt.epochs, opt.batch_size)
@@ -219,7 +245,8 @@ def train_oob(
         )  # fmt: skip
     seconds = time.perf_counter() - start
     out = oob_forms(in_train, record.final, record.loss_sum / len(recorded),
-                    record.prob_sum / len(recorded), train.examples)  # fmt: skip
+                    record.prob_sum / len(recorded), train.examples,
+                    paired=spec.shared_init)  # fmt: skip
     out.attrs.update(
         train_seconds=round(seconds, 3),
         record_seconds=round(record.seconds, 3),
@@ -231,17 +258,35 @@ def train_oob(
     return out
 
 
+def _paired_se(in_train: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Standard error of the mean of the within-pair differences (in minus out) of
+    complementary pairs ``2j``/``2j + 1``; NaN with a single pair."""
+    first_in = in_train[0::2]
+    diff = np.where(first_in, metric[0::2] - metric[1::2], metric[1::2] - metric[0::2])
+    pairs = len(diff)
+    if pairs < 2:
+        return np.full(metric.shape[1], np.nan)
+    return diff.std(0, ddof=1) / np.sqrt(pairs)
+
+
 def oob_forms(
     in_train: np.ndarray,
     final: Mapping[str, np.ndarray],
     mean_loss: np.ndarray,
     mean_prob: np.ndarray,
     examples: np.ndarray,
+    *,
+    paired: bool = False,
 ) -> xr.Dataset:
     """Every form of the estimate from the networks' records ([K, N] each): ``final``
     ``correct``/``prob``/``loss`` at the end, ``mean_loss``/``mean_prob`` over the
-    recorded epochs. Refuses a design that leaves an example unscored."""
+    recorded epochs. Refuses a design that leaves an example unscored. ``paired``
+    (networks ``2j`` and ``2j + 1`` complementary and started alike): each form's
+    standard error from the K/2 within-pair differences, which carry the correlation
+    the shared start gives them."""
     in_train = check_design(in_train, examples)
+    if paired:
+        check_pairs(in_train)
     forms = {
         "correct": memorization_estimate(in_train, final["correct"]),
         "prob": memorization_estimate(in_train, final["prob"]),
@@ -249,6 +294,16 @@ def oob_forms(
         "cumulative": memorization_estimate(in_train, -np.asarray(mean_loss)),
         "cumulative_prob": memorization_estimate(in_train, mean_prob),
     }
+    if paired:
+        metrics = {
+            "correct": final["correct"],
+            "prob": final["prob"],
+            "loss": -np.asarray(final["loss"]),
+            "cumulative": -np.asarray(mean_loss),
+            "cumulative_prob": mean_prob,
+        }
+        for name, metric in metrics.items():
+            forms[name]["se"] = _paired_se(in_train, np.asarray(metric, dtype=np.float64))
     ds = xr.Dataset(coords={"example": np.asarray(examples)})
     for name, est in forms.items():
         ds[f"oob_{name}"] = ("example", est["memorization"])

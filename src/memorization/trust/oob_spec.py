@@ -7,7 +7,7 @@ The config's typed specs and the workflow's parse read them without importing to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..infra.options import Option, resolve
@@ -34,6 +34,13 @@ OPTIONS = {
         "out-of-bag sub-networks: share of the epochs trained as one plain network on all "
         "the data before the K networks branch from its state (0: no fork)",
         {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    ),
+    "oob_shared_init": Option(
+        False,
+        "out-of-bag sub-networks: the two networks of each complementary pair of halves "
+        "start from the same initialisation and batch-order seed, so an example's in- and "
+        "out-networks differ in their data alone (common random numbers)",
+        {"type": "boolean"},
     ),
     "oob_record_every": Option(
         2,
@@ -69,6 +76,7 @@ class OOBSpec:
     width: float = OPTIONS["oob_width"].default
     fork: float = OPTIONS["oob_fork"].default
     record_every: int = OPTIONS["oob_record_every"].default
+    shared_init: bool = OPTIONS["oob_shared_init"].default
 
     def __post_init__(self) -> None:
         if int(self.networks) < 2 or int(self.networks) % 2:
@@ -89,7 +97,16 @@ class OOBSpec:
             float(got["oob_width"]),
             float(got["oob_fork"]),
             int(got["oob_record_every"]),
+            bool(got["oob_shared_init"]),
         )
+
+    def params(self) -> dict[str, Any]:
+        """The settings as a slice's params; ``shared_init`` only when set, so the
+        artifacts of configs that never set it keep their hashes."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.shared_init:
+            del out["shared_init"]
+        return out
 
     def fork_epochs(self, epochs: int) -> int:
         """Epochs of the shared plain run before the branches (0: no fork)."""
