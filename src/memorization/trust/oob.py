@@ -287,21 +287,15 @@ def oob_forms(
     in_train = check_design(in_train, examples)
     if paired:
         check_pairs(in_train)
-    forms = {
-        "correct": memorization_estimate(in_train, final["correct"]),
-        "prob": memorization_estimate(in_train, final["prob"]),
-        "loss": memorization_estimate(in_train, -np.asarray(final["loss"])),
-        "cumulative": memorization_estimate(in_train, -np.asarray(mean_loss)),
-        "cumulative_prob": memorization_estimate(in_train, mean_prob),
+    metrics = {  # each form's per-network metric, higher where the example is learnt
+        "correct": final["correct"],
+        "prob": final["prob"],
+        "loss": -np.asarray(final["loss"]),
+        "cumulative": -np.asarray(mean_loss),
+        "cumulative_prob": mean_prob,
     }
+    forms = {name: memorization_estimate(in_train, metric) for name, metric in metrics.items()}
     if paired:
-        metrics = {
-            "correct": final["correct"],
-            "prob": final["prob"],
-            "loss": -np.asarray(final["loss"]),
-            "cumulative": -np.asarray(mean_loss),
-            "cumulative_prob": mean_prob,
-        }
         for name, metric in metrics.items():
             forms[name]["se"] = _paired_se(in_train, np.asarray(metric, dtype=np.float64))
     ds = xr.Dataset(coords={"example": np.asarray(examples)})

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ...data.sources.builtin import DATASETS
+from ...infra.options import resolve
 from ...method.models import MODELS
 from ...method.models.spec import is_external
 from ..figures import figure_needs
+from ..specs import EXPERIMENT_OPTIONS
 from ..stages import estimates
 from .datasets import _check_sizes
 from .model import _check_model, _check_model_keys
@@ -75,7 +77,7 @@ def _check_subsets_from(where: str, exp: Mapping) -> list[str]:
     if name is None:
         return []
     oob = any(str(key).startswith("oob_") for key in exp)
-    gradients = exp.get("peer_gradients", True) is not False
+    gradients = bool(resolve(EXPERIMENT_OPTIONS, exp)["peer_gradients"])
     known = estimates.estimate_names(oob, gradients)
     if name in known:
         return []

@@ -35,10 +35,11 @@ from ...trust.oob_spec import FORMS as OOB_FORMS
 from ...trust.peer_records import PEERS, peers_recorded
 from ..artifacts import Schema
 from ..context import StageContext
-from ..resources import EVAL, GRADSTATS_FACTOR, SCORE, TRAIN
+from ..resources import SCORE, TRAIN
 from ..slices import Slice
 from ..specs import Experiment
 from .scores import estimates_slice, oob_options
+from .trust import peer_record_cost
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -97,10 +98,8 @@ def _turnover_operation_runs(replicates: int) -> float:
 
 
 def _peer_operation_runs(runs: int, gradients: bool = True) -> float:
-    """Peers: each run one training and the per-example gradient records per epoch (runs
-    without the gradient records: an evaluation pass per epoch)."""
-    records = TRAIN * GRADSTATS_FACTOR if gradients else EVAL
-    return runs * (TRAIN + records) / TRAIN
+    """Peers: each run one training and its records per epoch (:func:`.trust.peer_record_cost`)."""
+    return runs * (TRAIN + peer_record_cost(gradients)) / TRAIN
 
 
 #: what a measured cost counts, on both sides of the ratio

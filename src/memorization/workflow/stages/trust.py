@@ -198,15 +198,20 @@ def influence_slice(exp: Experiment) -> InfluenceSlice:
     return InfluenceSlice(scores_slice(exp, 0), exp.truth.top_k if exp.truth else 10)
 
 
+def peer_record_cost(gradients: bool = True) -> float:
+    """Forward-pass equivalents per example of a peers' run's records after each epoch:
+    the exact per-example gradient norms, or (``peer_gradients: false``) one evaluation
+    pass for the loss and correctness."""
+    return TRAIN * GRADSTATS_FACTOR if gradients else EVAL
+
+
 def peers_passes(exp: Experiment) -> list[Pass]:
     """``peer_runs`` plain runs, every example's exact gradient norm recorded after every
     epoch of each (``peer_gradients: false``: its loss and correctness, one evaluation
     pass per epoch)."""
-    opt, n = exp.optim, exp.info.n_train
-    if exp.peer_gradients:
-        records = Pass(n, opt.epochs, TRAIN * GRADSTATS_FACTOR, GRADSTATS_CHUNK, per_example=True)
-    else:
-        records = Pass(n, opt.epochs, EVAL, GRADSTATS_CHUNK)
+    opt, n, gradients = exp.optim, exp.info.n_train, exp.peer_gradients
+    cost = peer_record_cost(gradients)
+    records = Pass(n, opt.epochs, cost, GRADSTATS_CHUNK, per_example=gradients)
     return [Pass(n, opt.epochs, TRAIN, opt.batch_size), records] * exp.peer_runs
 
 
