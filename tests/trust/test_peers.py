@@ -3,6 +3,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from torch import nn
 
 from memorization.data import TensorSplit
@@ -11,10 +12,12 @@ from memorization.method.optim import OptimSpec
 from memorization.method.training import fit
 from memorization.trust.peers import (
     PEER_NAMES,
+    average_peers,
     cumulative_loss,
     estimators_from_records,
     forgetting_events,
     peer_estimates,
+    peers_of_first_runs,
     record_plain_run,
     slow_learning,
     tracin_self_influence,
@@ -136,3 +139,37 @@ def test_an_example_that_is_never_fitted_ranks_highest():
     assert est["accuracy"].dims == ("epoch",) and len(est["epoch"]) == 8
     assert est["accuracy"].values[-1] == pytest.approx(est["correct"].values[-1].mean())
     assert est["accuracy"].values[-1] > 0.9  # the rest is fitted
+
+
+def _records(rng, epochs=4, n=30) -> xr.Dataset:
+    """Synthetic per-epoch records of one plain run (losses, correctness, gradient norms)."""
+    return xr.Dataset(
+        {
+            "loss": (("epoch", "example"), rng.exponential(1.0, (epochs, n)).astype(np.float32)),
+            "correct": (("epoch", "example"), rng.random((epochs, n)) < 0.7),
+            "grad_sq_norm": (("epoch", "example"), rng.exponential(2.0, (epochs, n))),
+            "lr": ("epoch", np.linspace(0.5, 0.1, epochs)),
+            "accuracy": ("epoch", np.full(epochs, 0.7)),
+        },
+        coords={"epoch": np.arange(1, epochs + 1), "example": np.arange(n) + 3},
+    )
+
+
+def test_peers_of_the_first_runs_recompute_the_average_of_fewer_runs():
+    """From a 3-run artifact: all 3 runs give its own averages, r runs the average of the
+    first r runs' own estimators; more runs than it holds are refused."""
+    rng = np.random.default_rng(0)
+    single = [estimators_from_records(_records(rng)) for _ in range(3)]
+    artifact = average_peers(single, [11, 12, 13])
+    for name, values in peers_of_first_runs(artifact, 3).items():
+        np.testing.assert_allclose(values, artifact[name].values, rtol=1e-12)
+    two = peers_of_first_runs(artifact, 2)
+    assert set(two) == set(PEER_NAMES)
+    for name in PEER_NAMES:
+        want = (single[0][name].values + single[1][name].values) / 2
+        np.testing.assert_allclose(two[name], want, rtol=1e-12)
+        assert not np.allclose(two[name], artifact[name].values)  # not the 3-run average
+    one = peers_of_first_runs(single[0], 1)  # a single run: no run dimension
+    np.testing.assert_array_equal(one["cumulative_loss"], single[0]["cumulative_loss"].values)
+    with pytest.raises(ValueError, match="holds 3 plain run"):
+        peers_of_first_runs(artifact, 4)

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from memorization.trust.metrics import pearson, spearman
-from memorization.trust.peers import PEER_NAMES
+from memorization.trust.metrics import pearson, quality, spearman
+from memorization.trust.peers import (
+    PEER_NAMES,
+    average_peers,
+    estimators_from_records,
+    peers_of_first_runs,
+)
 from memorization.trust.validation import (
     GOAL_METRICS,
     Runs,
@@ -212,3 +217,59 @@ def test_an_estimates_file_replaces_the_nominal_costs():
     assert np.isnan(float(at["equal_cost_difference"]))
     with pytest.raises(ValueError, match="no variable with family and cost_runs"):
         estimates_from_dataset(estimates[["no_cost"]])
+
+
+def _peer_runs(mem, runs, rng):
+    """A peers artifact of ``runs`` plain runs whose losses follow ``mem`` with noise."""
+    epochs = 3
+    single = []
+    for _ in range(runs):
+        loss = mem[None] + rng.normal(0, 0.3, (epochs, N))
+        records = xr.Dataset(
+            {"loss": (("epoch", "example"), loss),
+             "correct": (("epoch", "example"), loss < 0.3),
+             "lr": ("epoch", np.full(epochs, 0.1)),
+             "accuracy": ("epoch", (loss < 0.3).mean(1))},
+            coords={"epoch": np.arange(1, epochs + 1), "example": np.arange(N)},
+        )  # fmt: skip
+        single.append(estimators_from_records(records))
+    return average_peers(single, list(range(runs)))
+
+
+def test_peers_over_fewer_runs_enter_the_equal_cost_comparison():
+    """Peers over 4 plain runs cost more than the 4-run budget (their records): the same
+    peers over the first 1-3 runs are rows of their own at r/4 of the cost, recomputed from
+    those runs alone, and the best of them is the equal-cost comparison's peer."""
+    rng = np.random.default_rng(3)
+    truth_mem = np.where(np.arange(N) < 40, 0.6, 0.0) + rng.uniform(0, 0.1, N)
+    peers = _peer_runs(truth_mem, 4, rng)
+    estimates = xr.Dataset(coords={"example": np.arange(N)})
+    for name in peers.attrs["estimators"]:
+        estimates[name] = ("example", peers[name].values)
+        estimates[name].attrs.update(family="peer", cost_runs=4.4)
+    estimates["oob_loss"] = ("example", rng.normal(size=N))
+    estimates["oob_loss"].attrs.update(family="oob", cost_runs=3.0)
+    estimates["turnover_loss"] = ("example", rng.normal(size=N))
+    estimates["turnover_loss"].attrs.update(family="turnover", cost_runs=4.4)
+    scores = _scores([rng.normal(size=N), rng.normal(size=N)], seconds=(10.0, 12.0))
+    runs = Runs("clean", scores, peers, _truth(truth_mem), estimates=estimates)
+    table = estimator_table(clean=[runs], replicates=(1,)).sel(experiment="clean")
+    # one of the two turn-over replicates: the share of the measured cost it took
+    assert float(table.sel(estimator="turnover_loss_R1")["cost_runs"]) == pytest.approx(2.0)
+    assert float(table.sel(estimator="turnover_loss_R2")["cost_runs"]) == pytest.approx(4.4)
+    names = set(table["estimator"].values)
+    assert {"cumulative_loss_R1", "cumulative_loss_R2", "cumulative_loss_R3"} <= names
+    assert "cumulative_loss_R4" not in names and "tracin_self_influence_R1" not in names
+    csl3 = table.sel(estimator="cumulative_loss_R3")
+    assert csl3["family"].item() == "peer"
+    assert float(csl3["cost_runs"]) == pytest.approx(3.3)
+    want = quality(peers_of_first_runs(peers, 3)["cumulative_loss"], truth_mem)["auc"]
+    assert float(csl3["auc_memorized"]) == pytest.approx(want)
+    at = table.sel(goal_metric="auc_memorized")
+    assert at["equal_cost_peer"].item().endswith(("_R3", "_R2", "_R1"))
+    assert at["equal_cost_estimate"].item() in ("oob_loss", "turnover_loss_R1")
+    assert float(at["equal_cost_high"]) < 0  # noise against a peer that follows the truth
+    # without an estimates file the peers' nominal cost is their runs: R3 costs 3
+    plain = estimator_table(clean=[Runs("clean", _scores([truth_mem]), peers,
+                                        _truth(truth_mem))], replicates=(1,))  # fmt: skip
+    assert float(plain.sel(experiment="clean", estimator="final_loss_R3")["cost_runs"]) == 3.0

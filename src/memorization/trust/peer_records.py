@@ -22,6 +22,7 @@ __all__ = [
     "Peer",
     "cumulative_loss",
     "forgetting_events",
+    "peers_of_first_runs",
     "peers_recorded",
     "slow_learning",
     "tracin_self_influence",
@@ -130,3 +131,22 @@ def peers_recorded(gradients: bool = True) -> tuple[Peer, ...]:
     per-example gradient records (``gradients`` False) those that read only the losses
     and correctness."""
     return PEERS if gradients else tuple(p for p in PEERS if not p.gradients)
+
+
+def peers_of_first_runs(peers: xr.Dataset, runs: int) -> dict[str, np.ndarray]:
+    """Every peer a peers artifact holds, averaged over its first ``runs`` plain runs only:
+    recomputed run by run from the per-run records (``loss``, ``correct``, ``grad_sq_norm``
+    over ``run``), then averaged, as the artifact averages all its runs. With all its runs
+    these are the artifact's own values; a single-run artifact (no ``run`` dimension) has
+    only ``runs`` = 1."""
+    held = int(peers.sizes.get("run", 1)) if "run" in peers.dims else 1
+    if not 1 <= runs <= held:
+        raise ValueError(f"the peers artifact holds {held} plain run(s), not {runs}")
+    names = [p for p in PEERS if p.name in peers]
+    if "run" not in peers.dims:
+        return {p.name: peers[p.name].values.astype(np.float64) for p in names}
+    per_run = [peers.isel(run=k) for k in range(runs)]
+    return {
+        p.name: np.mean([np.asarray(p.compute(r), dtype=np.float64) for r in per_run], axis=0)
+        for p in names
+    }

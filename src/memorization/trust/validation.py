@@ -22,7 +22,9 @@ epochs, e.g. ``turnover_cumulative_R4``), also for the ``variants`` (other turn-
 experiments on the data and labels of a clean or the noisy experiment, named
 ``turnover_<form>_R<r>[<experiment>]``), and the peers of :mod:`memorization.trust.peers`
 (TracIn self-influence, final loss, slow learning, forgetting events, cumulative sample
-loss) from one plain run. Cost: training-run equivalents (turn-over: R runs; peers: one
+loss) averaged over the experiment's ``peer_runs`` plain runs, and over each smaller number
+r of them (``<peer>_R<r>``, recomputed from the first r runs' records, at r / ``peer_runs``
+of the full average's cost). Cost: training-run equivalents (turn-over: R runs; peers: one
 run; FZ: K models on a fraction of the data) and the seconds the artifacts' provenance
 recorded.
 
@@ -75,7 +77,7 @@ from .metrics import (
     random_label_auc,
     spearman_brown,
 )
-from .peer_records import PEER_NAMES
+from .peer_records import PEER_NAMES, peers_of_first_runs
 from .replicates import subset_means
 from .truth_spec import TRUTH_OPTIONS
 
@@ -187,17 +189,27 @@ def _candidates(runs: Runs, replicates: Sequence[int]):
     """(name, family, runs, seconds, values, their examples) of every estimator of ``runs``."""
     if runs.estimates is not None:
         # every estimate at its measured cost, and the turn-over scores of fewer replicates
-        # (the file holds the experiment's R only): the same family at lower costs
+        # and the peers of fewer plain runs (the file holds the experiment's R and
+        # peer_runs only): the same families at lower costs, each the share of the measured
+        # cost that its replicates or runs took
         held = int(runs.scores.sizes.get("replicate", 1)) if runs.scores is not None else 1
-        for name, e in estimates_from_dataset(runs.estimates).items():
+        estimates = estimates_from_dataset(runs.estimates)
+        full_turnover = np.nan
+        for name, e in estimates.items():
             if e.family == TURNOVER:  # named by its replicates, as the rows of fewer are
-                name = f"{name}_R{held}"
+                name, full_turnover = f"{name}_R{held}", e.cost_runs
             yield name, e.family, e.cost_runs, e.seconds, e.values, e.examples
         fewer = [r for r in replicates if r < held]
         if fewer:
             examples = runs.scores["example"].values
+            all_seconds = _replicate_seconds(runs.scores, held)
             for name, r, seconds, values in _turnover(runs.scores, "", fewer):
-                yield name, TURNOVER, r, seconds, values, examples
+                share = seconds / all_seconds if all_seconds > 0 else r / held
+                cost = full_turnover * share if np.isfinite(full_turnover) else float(r)
+                yield name, TURNOVER, cost, seconds, values, examples
+        if runs.peers is not None:
+            full = {n: (e.cost_runs, e.seconds) for n, e in estimates.items() if e.family == PEER}
+            yield from _fewer_peer_runs(runs.peers, full)
         return
     sources = [(runs.scores, "")] if runs.scores is not None else []
     sources += [(ds, f"[{n}]") for n, ds in runs.variants.items()]
@@ -211,7 +223,24 @@ def _candidates(runs: Runs, replicates: Sequence[int]):
         for name in PEER_NAMES:
             if name in runs.peers:
                 values = runs.peers[name].values
-                yield name, "peer", plain_runs, seconds, values, runs.peers["example"].values
+                yield name, PEER, plain_runs, seconds, values, runs.peers["example"].values
+        full = {n: (plain_runs, seconds) for n in PEER_NAMES if n in runs.peers}
+        yield from _fewer_peer_runs(runs.peers, full)
+
+
+def _fewer_peer_runs(peers: xr.Dataset, full: Mapping[str, tuple[float, float]]):
+    """(name, family, runs, seconds, values, their examples) of every peer averaged over
+    fewer plain runs than the artifact holds (``<peer>_R<r>``, r = 1 .. ``peer_runs`` - 1),
+    at the cost of its average over all of them (``full``: name -> (cost in plain runs,
+    seconds)) times r / ``peer_runs``: a peer at a lower cost, for the equal-cost
+    comparison, as the turn-over scores of fewer replicates are."""
+    held = int(peers.sizes["run"]) if "run" in peers.dims else 1
+    examples = peers["example"].values
+    for r in range(1, held):
+        for name, values in peers_of_first_runs(peers, r).items():
+            if name in full:
+                cost, seconds = full[name]
+                yield f"{name}_R{r}", PEER, cost * r / held, seconds * r / held, values, examples
 
 
 @dataclass

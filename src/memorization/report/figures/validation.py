@@ -32,6 +32,8 @@ of one experiment share its resamples, so their draws are paired, :class:`Resamp
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ...trust.metrics import CLEAN_METRICS, GOAL_RUNS, MEMORIZED, quality_draws
@@ -73,9 +75,15 @@ MARGIN = 0.0
 AT_LEAST_TOLERANCE = 0.001
 
 
+def _runs_suffix(name: str) -> bool:
+    """Whether ``name`` says how many runs it averages (``cumulative_loss_R3``)."""
+    return re.search(r"_R\d+$", name) is not None
+
+
 def _color(name: str) -> str:
-    if name in PEER_COLORS:
-        return PEER_COLORS[name]
+    peer = re.sub(r"_R\d+$", "", name)
+    if peer in PEER_COLORS:
+        return PEER_COLORS[peer]
     for form, color in FORM_COLORS.items():
         if name.startswith(f"turnover_{form}_R"):
             return color
@@ -100,7 +108,9 @@ def _panel(ax, names, families, values, costs, title, bounds=None) -> None:
             ax.errorbar(x, y, yerr=[[max(y - lo, 0)], [max(hi - y, 0)]], color=_color(name),
                         lw=0.8, capsize=1.5, zorder=2)  # fmt: skip
         ax.scatter(x, y, marker=marker, color=_color(name), s=22, zorder=3)
-        if family == "peer" or name.endswith("_R1") or name.endswith(f"_R{GOAL_RUNS}"):
+        if (family == "peer" and not _runs_suffix(name)) or name.endswith(
+            ("_R1", f"_R{GOAL_RUNS}")
+        ):
             label = name.replace("turnover_", "").replace("_self_influence", "")
             ax.annotate(label, (x, y), fontsize=5, xytext=(3, 2), textcoords="offset points")
     ax.set_xscale("log", base=2)
