@@ -616,9 +616,13 @@ def test_trust_rules_end_to_end(tmp_path):
         )
         assert np.isfinite(ds["random_label_auc"].sel(estimator="final_loss"))
         assert 0 <= ds.attrs["fitted_plain"] <= 1 and "influence_top_overlap" in ds.attrs
-        # the experiment's own R = 2: its measured cost from estimates.nc; fewer: nominal R
+        # the experiment's own R = 2: its measured cost from estimates.nc; fewer: the
+        # share of it that their replicates took
         cost = ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R2")
-        assert float(ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R1")) == 1
+        one = float(ds["cost_runs"].sel(experiment="clean", estimator="turnover_loss_R1"))
+    with xr.open_dataset(res / "clean/scores.nc", engine="netcdf4") as ds:
+        seconds = ds["replicate_seconds"].values
+        assert one == pytest.approx(float(cost) * seconds[0] / seconds.sum()) and one > 0
     with xr.open_dataset(res / "clean/estimates.nc", engine="netcdf4") as est:
         measured = est["turnover_loss"].attrs
         assert measured["family"] == "turnover" and measured["cost_basis"] == "training_seconds"

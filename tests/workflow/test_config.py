@@ -167,7 +167,8 @@ BAD = [
 
 
 def _id(path, value):
-    return f"{path}={value!r}"[:60]
+    shown = "<deleted>" if value is _DELETE else repr(value)  # stable across processes
+    return f"{path}={shown}"[:60]
 
 
 @pytest.mark.parametrize("path,value,message", BAD, ids=[_id(p, v) for p, v, _ in BAD])
