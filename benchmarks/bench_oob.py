@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_oob.py                      # MLP and VGG, K = 4, 8
     .venv/bin/python benchmarks/bench_oob.py --networks 4,8,16 --epochs 3 --threads 2
+    .venv/bin/python benchmarks/bench_oob.py --paths loop,func    # the step backends side by side
 
 For each model, measured in this order: one plain run (``fit`` on all the training
 examples, the experiment's own training), then for each K:
@@ -20,7 +21,9 @@ examples, the experiment's own training), then for each K:
 Models: the default MLP (4,096 hidden units) on mnist5k's 4,000 training digits, and a
 small VGG-11 (width 0.25) on 1,000 of them; SGD lr 0.06 (MLP) / 0.02 (VGG), batch 256 /
 128. A warm-up of each kind comes first (the first training in a process pays one-off
-setup). Wall clock; on a machine shared with other jobs the ratios move with their load.
+setup). ``--paths``: the ensemble's step backends to measure (``auto``: the one an
+experiment gets, :mod:`memorization.trust.ensemble.backends`), each against the same plain
+run. Wall clock; on a machine shared with other jobs the ratios move with their load.
 """
 
 from __future__ import annotations
@@ -47,10 +50,10 @@ def _plain(model: ModelSpec, train: TensorSplit, opt: OptimSpec) -> float:
     return time.perf_counter() - start
 
 
-def _oob(model, train, opt, k, width=1.0) -> tuple[float, float]:
+def _oob(model, train, opt, k, width=1.0, path="auto") -> tuple[float, float]:
     """Seconds of training with recording after every epoch, and of the recording."""
     spec = OOBSpec(k, width=width, record_every=1)
-    out = train_oob(model, train, opt, spec, seed=0)
+    out = train_oob(model, train, opt, spec, seed=0, path=path)
     return float(out.attrs["train_seconds"]), float(out.attrs["record_seconds"])
 
 
@@ -69,30 +72,38 @@ def main() -> None:
     ap.add_argument("--networks", default="4,8", help="comma-separated K")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--paths", default="auto", help="comma-separated step backends")
+    ap.add_argument("--models", default="MLP,VGG", help="comma-separated: MLP, VGG")
     args = ap.parse_args()
+    paths = args.paths.split(",")
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.networks.split(",")]
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.epochs} epochs")
-    print(f"{'model':<14}{'K':>3} {'variant':<8}{'seconds':>9}{'+rec':>8}{'ratio':>7}"
+    print(f"{'model':<14}{'K':>3} {'variant':<12}{'seconds':>9}{'+rec':>8}{'ratio':>7}"
           f"{'+rec':>7}  target")  # fmt: skip
     for name, model, train, opt, exponent in _cases(args.epochs):
+        if name.split("-")[0] not in args.models.split(","):
+            continue
         warm = OptimSpec(epochs=1, lr=opt.lr, batch_size=opt.batch_size)
         _plain(model, TensorSplit(train.x[:256], train.y[:256], train.examples[:256]), warm)
         _oob(model, TensorSplit(train.x[:256], train.y[:256], train.examples[:256]), warm, 2)
         plain = _plain(model, train, opt)
-        print(f"{name:<14}{1:>3} {'plain':<8}{plain:>9.2f}")
+        print(f"{name:<14}{1:>3} {'plain':<12}{plain:>9.2f}")
         for k in ks:
-            with_rec, rec = _oob(model, train, opt, k)
-            seconds = with_rec - rec  # the training alone
-            base = k / 2 * plain
-            print(f"{name:<14}{k:>3} {'full':<8}{seconds:>9.2f}{with_rec:>8.2f}"
-                  f"{seconds / base:>7.2f}{with_rec / base:>7.2f}  <= 1.1 x K/2 runs")  # fmt: skip
-            width = (2 / k) ** exponent
-            with_rec, rec = _oob(model, train, opt, k, width=width)
-            seconds = with_rec - rec
-            print(f"{name:<14}{k:>3} {'narrow':<8}{seconds:>9.2f}{with_rec:>8.2f}"
-                  f"{seconds / plain:>7.2f}{with_rec / plain:>7.2f}  <= 1.2 x 1 run "
-                  f"(width x {width:.3g})")  # fmt: skip
+            for path in paths:
+                tag = "" if len(paths) == 1 else f"/{path}"
+                with_rec, rec = _oob(model, train, opt, k, path=path)
+                seconds = with_rec - rec  # the training alone
+                base = k / 2 * plain
+                print(f"{name:<14}{k:>3} {'full' + tag:<12}{seconds:>9.2f}{with_rec:>8.2f}"
+                      f"{seconds / base:>7.2f}{with_rec / base:>7.2f}"
+                      "  <= 1.1 x K/2 runs")  # fmt: skip
+                width = (2 / k) ** exponent
+                with_rec, rec = _oob(model, train, opt, k, width=width, path=path)
+                seconds = with_rec - rec
+                print(f"{name:<14}{k:>3} {'narrow' + tag:<12}{seconds:>9.2f}{with_rec:>8.2f}"
+                      f"{seconds / plain:>7.2f}{with_rec / plain:>7.2f}  <= 1.2 x 1 run "
+                      f"(width x {width:.3g})")  # fmt: skip
     assert math.isfinite(plain) and np.isfinite(seconds)
 
 

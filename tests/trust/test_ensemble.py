@@ -56,7 +56,7 @@ def _assert_same_models(ensemble, reference, atol=1e-5):
             torch.testing.assert_close(state[name], value, atol=atol, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+@pytest.mark.parametrize("path", ["sparse_mlp", "func", "loop"])
 @pytest.mark.parametrize("equal", [True, False])
 def test_mlp_ensemble_matches_sequential_fit(path, equal):
     train = _sparse_split()
@@ -90,7 +90,8 @@ def test_ensemble_without_momentum_matches_too():
         ("cct", {"depth": 1, "heads": 2, "embed_dim": 16, "tokenizer_channels": 8}),
     ],
 )
-def test_vmap_ensemble_matches_sequential_for_other_models(name, options):
+@pytest.mark.parametrize("path", ["auto", "func"])
+def test_vmap_ensemble_matches_sequential_for_other_models(name, options, path):
     g = torch.Generator().manual_seed(0)
     train = TensorSplit(
         torch.randn(64, 1, 8, 8, generator=g),
@@ -100,12 +101,12 @@ def test_vmap_ensemble_matches_sequential_for_other_models(name, options):
     opt = OptimSpec(epochs=2, lr=0.05, momentum=0.9, batch_size=16, milestones=(1,))
     subsets = _subsets(2, 64, equal=False)
     reference = train_sequential(spec(name, options, 3), train, opt, SEEDS[:2], subsets)
-    ens = train_ensemble(spec(name, options, 3), train, opt, SEEDS[:2], subsets)
-    assert ens.path == "func"
+    ens = train_ensemble(spec(name, options, 3), train, opt, SEEDS[:2], subsets, path=path)
+    assert ens.path == ("loop" if path == "auto" else path)  # auto on a CPU: one by one
     _assert_same_models(ens, reference)
 
 
-@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+@pytest.mark.parametrize("path", ["sparse_mlp", "func", "loop"])
 def test_predictions_match_the_models_one_by_one(path):
     train = _sparse_split()
     test = _sparse_split(n=50, seed=5)
@@ -159,7 +160,8 @@ def test_path_choice_and_refusals():
     assert input_density(dense.x) > 0.9
     subsets = np.ones((2, 40), dtype=bool)
     opt = OptimSpec(epochs=1, lr=0.1, batch_size=16)
-    assert train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1], subsets).path == "func"
+    # dense inputs on a CPU: one model after another
+    assert train_ensemble(spec("mlp", {"hidden": 8}, 4), dense, opt, [0, 1], subsets).path == "loop"
     with pytest.raises(ValueError, match="needs the MLP"):
         train_ensemble(
             spec("vgg11", {"width": 0.125}, 4), dense, opt, [0, 1], subsets, path="sparse_mlp"
@@ -185,7 +187,7 @@ RECIPE = OptimSpec(
 )
 
 
-@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+@pytest.mark.parametrize("path", ["sparse_mlp", "func", "loop"])
 @pytest.mark.parametrize("equal", [True, False])
 def test_adamw_cosine_warmup_clipped_ensemble_matches_sequential_fit(path, equal):
     train = _sparse_split(seed=2)
@@ -296,7 +298,7 @@ def test_stacked_step_clips_each_element_as_clip_grad_value_does(optimizer):
         StackedOptimizer(replace(spec_, clip_norm=1.0))
 
 
-@pytest.mark.parametrize("path", ["sparse_mlp", "func"])
+@pytest.mark.parametrize("path", ["sparse_mlp", "func", "loop"])
 def test_clip_value_ensemble_matches_sequential_fit(path):
     if not _has_clip_value():
         pytest.skip("OptimSpec has no clip_value field yet (method/optim.py)")
@@ -351,14 +353,16 @@ def _images(n: int, seed: int) -> TensorSplit:
     )
 
 
-def test_a_batch_norm_ensemble_predicts_in_eval_mode_as_its_models_do():
+@pytest.mark.parametrize("path", ["func", "loop"])
+def test_a_batch_norm_ensemble_predicts_in_eval_mode_as_its_models_do(path):
     """Predictions from running statistics, as one model's (not batch statistics), and
     predicting leaves the running statistics as they are."""
     train = _images(32, 2)
     opt = OptimSpec(epochs=1, lr=0.01, momentum=0.9, batch_size=16)
     subsets = _subsets(2, 32, equal=True)
     model = spec("torchvision:resnet18", {}, 3)
-    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets)
+    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets, path=path)
+    assert ens.path == path
     reference = train_sequential(model, train, opt, SEEDS[:2], subsets)
     _assert_same_models(ens, reference, atol=1e-4)
     before = ens.state_dicts()
@@ -369,15 +373,16 @@ def test_a_batch_norm_ensemble_predicts_in_eval_mode_as_its_models_do():
         assert all(torch.equal(a[n], b[n]) for n in a)
 
 
-def test_bf16_ensemble_of_a_batch_norm_network_trains_as_one_model_does():
+@pytest.mark.parametrize("path", ["func", "loop"])
+def test_bf16_ensemble_of_a_batch_norm_network_trains_as_one_model_does(path):
     """vmap refuses batch norm on a bf16 input beside float32 weights; the ensemble
     normalises in float32, so a torchvision ResNet-18 trains in bf16 like one model."""
     train = _images(32, 2)
     opt = OptimSpec(epochs=1, lr=0.01, momentum=0.9, batch_size=16, precision="bf16")
     subsets = _subsets(2, 32, equal=True)
     model = spec("torchvision:resnet18", {}, 3)
-    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets)
-    assert ens.path == "func"
+    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets, path=path)
+    assert ens.path == path
     reference = train_sequential(model, train, opt, SEEDS[:2], subsets)
     for state, one in zip(ens.state_dicts(), reference, strict=True):
         ref = one.state_dict()
@@ -390,3 +395,17 @@ def test_bf16_ensemble_of_a_batch_norm_network_trains_as_one_model_does():
     logits = ens.logits(train.x)
     assert logits.dtype == torch.float32 or logits.dtype == torch.bfloat16
     assert logits.float().isfinite().all()
+
+
+def test_the_loop_path_trains_batch_norm_on_each_models_own_rows():
+    """Subsets of different sizes: the padded rows of a step and a model sitting a step
+    out never reach the loop path's batch normalisation, so every model, its running
+    statistics included, is the one trained alone."""
+    train = _images(40, 3)
+    opt = OptimSpec(epochs=2, lr=0.01, momentum=0.9, batch_size=16)
+    subsets = _subsets(2, 40, equal=False)
+    assert subsets[0].sum() != subsets[1].sum()
+    model = spec("torchvision:resnet18", {}, 3)
+    ens = train_ensemble(model, train, opt, SEEDS[:2], subsets, path="loop")
+    reference = train_sequential(model, train, opt, SEEDS[:2], subsets)
+    _assert_same_models(ens, reference, atol=1e-4)

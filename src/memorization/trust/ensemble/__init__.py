@@ -33,8 +33,9 @@ The parts, one job each:
 - :mod:`.batches`: one epoch's batches of the K models, padded where subsets differ;
 - :mod:`.optimizer`: SGD or AdamW and the clipping on stacked [K, ...] tensors;
 - :mod:`.backends`: which step backend (``path``) computes the per-model gradients:
-  :mod:`.func_step` (any model, ``torch.func``) or :mod:`.sparse_mlp` (the MLP on
-  sparse inputs);
+  :mod:`.func_step` (any model, ``torch.func``'s ``vmap``: for a GPU),
+  :mod:`.loop_step` (any model, one after another on the stacked parameters: for a CPU)
+  or :mod:`.sparse_mlp` (the MLP on sparse inputs);
 - :mod:`.stacked`: the trained ensemble, read back as modules or predictions.
 """
 

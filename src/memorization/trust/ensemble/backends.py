@@ -2,14 +2,20 @@
 
 The automatic choice, the refusals, and building the chosen backend:
 
-- ``"func"`` (:mod:`.func_step`): any model, through ``torch.func``; VGG-11 and the CCT
-  run here (``vmap`` turns their convolutions into grouped ones and their attention into
-  batched attention);
+- ``"func"`` (:mod:`.func_step`): any model, through ``torch.func``; ``vmap`` turns the
+  K models' convolutions into grouped ones and their attention into batched attention,
+  which pays on a GPU (one small network leaves the card idle);
+- ``"loop"`` (:mod:`.loop_step`): any model, the K models stepped one after another with
+  ordinary autograd on the same stacked parameters; on a CPU their convolutions run at a
+  single network's dense rate, where ``vmap``'s grouped ones run up to 2 times slower;
 - ``"sparse_mlp"`` (:mod:`.sparse_mlp`): the one-hidden-layer MLP with hand-written
-  batched products over the inputs' nonzeros;
-- ``"auto"``: ``"sparse_mlp"`` for an MLP whose training inputs are at most
-  :data:`SPARSE_DENSITY` nonzero after removing each feature's most common value, else
-  ``"func"``.
+  batched products over the inputs' nonzeros (float32 only);
+- ``"auto"``: ``"sparse_mlp"`` for an MLP trained in float32 whose training inputs are at
+  most :data:`SPARSE_DENSITY` nonzero after removing each feature's most common value,
+  else ``"loop"`` for inputs on the CPU and ``"func"`` on a GPU.
+
+Every path trains the same models (each equals its one-by-one reference to float
+tolerance); they differ in speed only.
 """
 
 from __future__ import annotations
@@ -18,47 +24,42 @@ from torch import Tensor, nn
 
 from ...method.models.mlp import MLP
 from .func_step import FuncStep
+from .loop_step import LoopStep
 from .sparse_mlp import SparseMLPStep, input_density
 from .stacked import Step
 
-__all__ = ["PATHS", "SPARSE_DENSITY", "build_step", "precision_path", "resolve_path"]
+__all__ = ["PATHS", "SPARSE_DENSITY", "build_step", "resolve_path"]
 
-PATHS = ("auto", "func", "sparse_mlp")
+PATHS = ("auto", "func", "loop", "sparse_mlp")
 
 #: ``path="auto"`` takes the sparse MLP path when at most this fraction of the training
 #: inputs differ from their feature's most common value
 SPARSE_DENSITY = 0.35
 
 
-def resolve_path(path: str, models: list[nn.Module], x: Tensor) -> str:
-    """``path`` checked against the models, ``"auto"`` resolved from the inputs' density."""
+def resolve_path(path: str, models: list[nn.Module], x: Tensor, precision: str = "fp32") -> str:
+    """``path`` checked against the models and ``precision``; ``"auto"`` resolved from the
+    model, the inputs' density, the precision and the inputs' device."""
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; known: {PATHS}")
-    is_mlp = type(models[0]) is MLP
-    if path == "sparse_mlp" and not is_mlp:
-        raise ValueError(f"path 'sparse_mlp' needs the MLP, got {type(models[0]).__name__}")
-    if path == "auto":
-        path = "sparse_mlp" if is_mlp and input_density(x) <= SPARSE_DENSITY else "func"
-    return path
-
-
-def precision_path(path: str, precision: str) -> str:
-    """The path under ``precision``: the sparse MLP's hand-written products are float32,
-    so a mixed precision takes the func path (autocast); fp16 needs a loss scaler, which
-    the stacked optimizer has not."""
-    if precision == "fp32":
-        return path
     if precision == "fp16":
         raise ValueError(
             "precision: fp16 needs loss scaling, which the vectorised ensembles do not do: "
             "use bf16 or fp32"
         )
-    if path == "sparse_mlp":
+    is_mlp = type(models[0]) is MLP
+    if path == "sparse_mlp" and not is_mlp:
+        raise ValueError(f"path 'sparse_mlp' needs the MLP, got {type(models[0]).__name__}")
+    if path == "sparse_mlp" and precision != "fp32":
         raise ValueError(
             f"path 'sparse_mlp' computes in float32; precision {precision} "
-            "needs path 'func' or 'auto'"
+            "needs path 'func', 'loop' or 'auto'"
         )
-    return "func"
+    if path == "auto":
+        if is_mlp and precision == "fp32" and input_density(x) <= SPARSE_DENSITY:
+            return "sparse_mlp"
+        return "loop" if x.device.type == "cpu" else "func"
+    return path
 
 
 def build_step(
@@ -72,7 +73,8 @@ def build_step(
     channels_last: bool = False,
 ) -> Step:
     """The backend of ``path`` (``"auto"`` resolved) holding ``models``' parameters."""
-    path = resolve_path(precision_path(path, precision), models, x_train)
+    path = resolve_path(path, models, x_train, precision)
     if path == "sparse_mlp":
         return SparseMLPStep(models, x_train, y_train, hidden_block)
-    return FuncStep(models, x_train, y_train, precision, channels_last=channels_last)
+    step = LoopStep if path == "loop" else FuncStep
+    return step(models, x_train, y_train, precision, channels_last=channels_last)

@@ -81,6 +81,7 @@ class FuncStep:
         self.params = {k: v.detach().clone() for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self.x, self.y = x_train, y_train
+        self.precision = precision
 
         def loss_one(p, b, x, y, w):
             with autocast(precision, x.device):  # fp32: no autocast at all
