@@ -17,6 +17,7 @@ import xarray as xr
 import yaml
 
 from memorization.data.tensors import TensorSplit
+from memorization.infra.clock import CPU_CLOCK, WALL_CLOCK
 from memorization.method.models.spec import ModelSpec
 from memorization.method.optim import OptimSpec
 from memorization.method.scoring import SCORE_FORMS
@@ -191,6 +192,7 @@ def _scores(examples, seconds=12.0, replicates=1, setup=30.0) -> xr.Dataset:
         job = (seconds + setup) / replicates
         ds["replicate_seconds"] = ("replicate", np.full(replicates, job))
     ds.attrs.update(seconds=seconds + setup, train_seconds=seconds, replicates=replicates)
+    ds.attrs["clock"] = CPU_CLOCK  # as a job on a CPU times its training
     return ds
 
 
@@ -208,7 +210,7 @@ def _oob(examples) -> xr.Dataset:
         coords={"example": examples},
     )
     ds["n_in"] = ("example", np.full(n, 4), {"long_name": "networks", "units": ""})
-    ds.attrs.update(train_seconds=9.0, seconds=40.0)  # the job: its set-up too
+    ds.attrs.update(train_seconds=9.0, seconds=40.0, clock=CPU_CLOCK)  # seconds: set-up too
     return ds
 
 
@@ -259,7 +261,7 @@ def _peers(examples, **seconds) -> xr.Dataset:
     return xr.Dataset(
         {name: ("example", values) for name in PEER_NAMES},
         coords={"example": examples},
-        attrs=seconds,
+        attrs={"clock": CPU_CLOCK, **seconds},
     )
 
 
@@ -289,6 +291,19 @@ def test_measured_costs_count_training_seconds_on_both_sides(tiny):
     assert old["cumulative_loss"].attrs["cost_basis"] == "training_seconds"
 
 
+def test_seconds_on_different_clocks_are_not_a_cost(tiny):
+    """A turn-over artifact timed on the wall clock (an older one, or a GPU job) against
+    plain runs timed on a CPU's clock: no ratio of the two, the operation count instead."""
+    peers = _peers(tiny.examples, train_seconds_per_run=2.0, record_seconds_per_run=0.5)
+    scores = _scores(tiny.examples, 12.0, replicates=4)
+    scores.attrs["clock"] = WALL_CLOCK
+    out = est.collect_estimates(scores, peers, _oob(tiny.examples))
+    assert out["turnover_loss"].attrs["cost_basis"] == "operations"
+    assert out["turnover_loss"].attrs["cost_runs"] == pytest.approx(4 * (1 + 2 / 3), rel=1e-2)
+    assert out["oob_loss"].attrs["cost_basis"] == "training_seconds"  # the same clock
+    assert out["oob_loss"].attrs["cost_runs"] == 4.5
+
+
 def test_replicates_record_the_sum_of_their_training_seconds(tmp_path, tiny):
     """The merged scores' ``train_seconds`` (what the turn-over cost counts) is the sum of
     the replicate jobs' training seconds, not of their whole jobs' seconds."""
@@ -301,7 +316,7 @@ def test_replicates_record_the_sum_of_their_training_seconds(tmp_path, tiny):
         run = score_split(MODEL, tiny, OPT, replicate_seed(exp.seed, rep), progress=False)
         path = str(tmp_path / f"scores_r{rep}.nc")
         ctx = StageContext("scores_replicate", path, params=scores_slice(exp, rep).params())
-        ctx.write(run, SCORES, split="train", seconds=job, train_seconds=trained)
+        ctx.write(run, SCORES, split="train", seconds=job, train_seconds=trained, clock=CPU_CLOCK)
         paths.append(path)
     out = tmp_path / "scores.nc"
     ctx = StageContext(
@@ -310,6 +325,9 @@ def test_replicates_record_the_sum_of_their_training_seconds(tmp_path, tiny):
     scores(ctx)
     merged = open_artifact(out, "scores")
     assert merged.attrs["train_seconds"] == 5.75 and merged.attrs["seconds"] == 70.0
+    assert merged.attrs["clock"] == CPU_CLOCK
+    # each replicate's compute, the share of the cost fewer replicates take
+    np.testing.assert_array_equal(merged["replicate_seconds"].values, [2.5, 3.25])
     peers = _peers(tiny.examples, train_seconds_per_run=2.3)
     cost = est.collect_estimates(merged, peers)["turnover_loss"].attrs
     assert (cost["cost_runs"], cost["cost_basis"]) == (2.5, "training_seconds")

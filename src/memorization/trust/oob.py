@@ -35,7 +35,6 @@ the networks' losses are recorded (the cost of the trajectory forms).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +43,7 @@ import torch
 import xarray as xr
 
 from ..data.tensors import TensorSplit
+from ..infra.clock import clock_kind, compute_clock
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from .ensemble import Ensemble, default_chunk, train_ensemble
@@ -176,12 +176,14 @@ class _Record:
 
 
 def _recorder(record: _Record, train: TensorSplit, epochs: set[int], last: int, batch: int):
+    clock = compute_clock(train.x.device)
+
     # batches of the training's size for vectorised convolutions (batches of 1,024 ran 2x
     # slower on a CPU); the sparse MLP path is fastest at 1,024
     def after_epoch(ens: Ensemble, k0: int, epoch: int) -> None:
         if epoch not in epochs:
             return
-        start = time.perf_counter()
+        start = clock()
         pred = ens.predict(train, batch_size=1024 if ens.path == "sparse_mlp" else batch)
         rows = slice(k0, k0 + len(ens))
         record.loss_sum[rows] += pred.loss
@@ -190,7 +192,7 @@ def _recorder(record: _Record, train: TensorSplit, epochs: set[int], last: int, 
             for name in ("correct", "prob", "loss"):
                 record.final.setdefault(name, np.zeros(record.loss_sum.shape))
                 record.final[name][rows] = getattr(pred, name)
-        record.seconds += time.perf_counter() - start
+        record.seconds += clock() - start
 
     return after_epoch
 
@@ -219,7 +221,8 @@ def train_oob(
 
     ``in_train`` [K, N] replaces the drawn design (:func:`balanced_halves`; it is
     checked first, see :func:`check_design`). Returns :func:`oob_forms`'s Dataset with
-    ``train_seconds`` (training and recording) and ``record_seconds`` in its attrs.
+    ``train_seconds`` (training and recording) and ``record_seconds`` in its attrs, on the
+    compute clock its ``clock`` names (:mod:`memorization.infra.clock`).
     """
     if in_train is None:
         in_train = balanced_halves(train.y.cpu().numpy(), spec.networks, seed)
@@ -233,7 +236,8 @@ def train_oob(
     recorded = spec.recorded_epochs(opt.epochs)
     after = _recorder(record, train, set(recorded), opt.epochs, opt.batch_size)
     chunk = chunk_size or default_chunk(net, opt)
-    start = time.perf_counter()
+    clock = compute_clock(train.x.device)
+    start = clock()
     fork = spec.fork_epochs(opt.epochs)
     state = _fork_state(net, train, opt, seeds[0] + 1, fork, path) if fork else None
     for k0 in range(0, k, chunk):
@@ -243,11 +247,12 @@ def train_oob(
             desc=f"oob networks {k0}-{k1 - 1}", start=state, epochs=(fork, opt.epochs),
             after_epoch=lambda ens, epoch, k0=k0: after(ens, k0, epoch),
         )  # fmt: skip
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     out = oob_forms(in_train, record.final, record.loss_sum / len(recorded),
                     record.prob_sum / len(recorded), train.examples,
                     paired=spec.shared_init)  # fmt: skip
     out.attrs.update(
+        clock=clock_kind(train.x.device),
         train_seconds=round(seconds, 3),
         record_seconds=round(record.seconds, 3),
         networks=k,

@@ -44,7 +44,6 @@ on the MLP-4096 (mnist5k, one thread), so a recorded run costs about 3 plain run
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,6 +53,7 @@ import xarray as xr
 from torch import nn
 
 from ..data.tensors import TensorSplit
+from ..infra.clock import WALL_CLOCK, clock_kind, compute_clock
 from ..method.masks import splitmix64
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec, epoch_lr
@@ -151,21 +151,23 @@ def record_plain_run(
 
     Returns ``loss``, ``correct`` and (``gradients``) ``grad_sq_norm`` over (``epoch``,
     ``example``), ``lr`` (the learning rate of each epoch) and ``accuracy`` (training
-    accuracy) per epoch; attributes ``train_seconds`` (wall seconds of the training alone:
-    one plain run) and ``record_seconds`` (of the checkpoint records).
+    accuracy) per epoch; attributes ``train_seconds`` (seconds of the training alone, one
+    plain run, on the compute clock :mod:`memorization.infra.clock` names in ``clock``)
+    and ``record_seconds`` (of the checkpoint records).
     """
     records: list[dict[str, np.ndarray]] = []
     recording = [0.0]
+    clock = compute_clock(train.x.device)
 
     def after_epoch(epoch: int) -> dict[str, float]:
-        start = time.perf_counter()
+        start = clock()
         records.append(checkpoint_records(model, train, method, batch_size, gradients))
-        recording[0] += time.perf_counter() - start
+        recording[0] += clock() - start
         return {"train_acc": float(records[-1]["correct"].mean())}
 
-    start = time.perf_counter()
+    start = clock()
     fit(model, train, opt, seed=seed, after_epoch=after_epoch, desc="plain run", progress=progress)
-    total = time.perf_counter() - start
+    total = clock() - start
     if gradients:
         loss_records = opt.epochs * forward_pass_seconds(model, train, batch_size)
     else:  # the records are the forward passes themselves
@@ -177,8 +179,9 @@ def record_plain_run(
     )
     ds["lr"] = ("epoch", np.array([epoch_lr(opt, e - 1) for e in epochs]))
     ds["accuracy"] = ds["correct"].mean("example")
-    # measured wall seconds: the plain training alone, and the checkpoint records
+    # measured seconds (the compute clock): the plain training alone, and the records
     ds.attrs.update(
+        clock=clock_kind(train.x.device),
         train_seconds=round(total - recording[0], 3),
         record_seconds=round(recording[0], 3),
         loss_record_seconds=round(loss_records, 3),
@@ -187,16 +190,18 @@ def record_plain_run(
 
 
 def forward_pass_seconds(model: nn.Module, train: TensorSplit, batch_size: int) -> float:
-    """Wall seconds of one forward pass over the training set (eval mode, no gradients):
-    what recording only the losses and correctness of an epoch costs, the records of the
-    peers that read no gradients. Run after the training; it changes nothing."""
+    """Seconds (the compute clock) of one forward pass over the training set (eval mode,
+    no gradients): what recording only the losses and correctness of an epoch costs, the
+    records of the peers that read no gradients. Run after the training; it changes
+    nothing."""
     was_training = model.training
     model.eval()
-    start = time.perf_counter()
+    clock = compute_clock(train.x.device)
+    start = clock()
     with torch.no_grad():
         for s in range(0, len(train.y), batch_size):
             model(train.x[s : s + batch_size])
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     model.train(was_training)
     return seconds
 
@@ -301,12 +306,13 @@ def peers_over_runs(
 ) -> xr.Dataset:
     """The peer estimators averaged over ``runs`` independent plain runs (seeds
     :func:`peer_seeds`; ``kwargs`` those of :func:`peer_estimates`, ``gradients=False``
-    among them); attribute ``train_seconds_per_run``: the mean measured wall seconds of
+    among them); attribute ``train_seconds_per_run``: the mean measured seconds of
     one run's plain training (the checkpoint records not counted)."""
     seeds = peer_seeds(seed, runs)
     single = [peer_estimates(model, train, opt, s, **kwargs) for s in seeds]
     out = average_peers(single, seeds)
     seconds = [float(r.attrs["train_seconds"]) for r in single]
+    out.attrs["clock"] = single[0].attrs.get("clock", WALL_CLOCK)
     out.attrs["train_seconds_per_run"] = round(float(np.mean(seconds)), 3)
     for key in ("record_seconds", "loss_record_seconds"):
         out.attrs[f"{key}_per_run"] = round(

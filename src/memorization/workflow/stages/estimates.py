@@ -10,13 +10,15 @@ oriented so that **higher means more memorized**, with the attributes
   an out-of-bag artifact names (every variable of ``oob.nc`` with a ``family``); with
   ``peer_gradients: false`` the peers that read gradient norms (TracIn) are absent;
 - ``cost_runs``: its training compute in plain runs of the experiment's own model;
-- ``cost_basis``: ``training_seconds`` (the measured wall seconds of the artifact's
+- ``cost_basis``: ``training_seconds`` (the measured seconds of the artifact's
   training, its per-epoch scoring or records included, over the measured seconds of one
   plain training, which the peers artifact records; on both sides the job's set-up --
   loading the data, building the model, the zero-gradient check, writing -- is not
-  counted) or ``operations`` (where a measured side is missing: the forward-pass
-  equivalents of the stage's passes, :mod:`memorization.workflow.resources`, over one
-  plain run's).
+  counted; both timed on the compute clock of :mod:`memorization.infra.clock`, a CPU
+  job's CPU seconds, so that jobs sharing cores still measure their compute) or
+  ``operations`` (where a measured side is missing, or the two sides were timed on
+  different clocks: the forward-pass equivalents of the stage's passes,
+  :mod:`memorization.workflow.resources`, over one plain run's).
 
 It trains nothing: it reads ``scores.nc``, ``peers.nc`` and, where the experiment asks for
 the out-of-bag estimator, ``oob.nc``.
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...infra.clock import WALL_CLOCK
 from ...method.forms import SCORE_FORMS
 from ...trust.oob_spec import FORMS as OOB_FORMS
 from ...trust.peer_records import PEERS, peers_recorded
@@ -124,6 +127,11 @@ def _peer_seconds(peers: xr.Dataset, gradients: bool = True) -> float:
     return runs * (per_run + float(record))
 
 
+def _clock(ds: xr.Dataset) -> str:
+    """The clock an artifact's seconds were measured on (older artifacts: the wall's)."""
+    return str(ds.attrs.get("clock", WALL_CLOCK))
+
+
 def _cost(seconds: float, plain: float | None, operations: float) -> tuple[float, str]:
     if plain and np.isfinite(seconds) and seconds > 0:
         return round(seconds / plain, 4), MEASURED
@@ -165,8 +173,13 @@ def collect_estimates(
     plain = None
     if peers is not None and "train_seconds_per_run" in peers.attrs:
         plain = float(peers.attrs["train_seconds_per_run"]) or None
+
+    def plain_on(ds: xr.Dataset) -> float | None:
+        """The plain run's seconds where ``ds`` was timed on the same clock, else None."""
+        return plain if plain and _clock(ds) == _clock(peers) else None
+
     reps = int(scores.attrs.get("replicates", 1))
-    cost = _cost(_scores_seconds(scores), plain, _turnover_operation_runs(reps))
+    cost = _cost(_scores_seconds(scores), plain_on(scores), _turnover_operation_runs(reps))
     out = {}
     for name, var in TURNOVER.items():
         if var in scores:
@@ -193,7 +206,7 @@ def collect_estimates(
                 )
                 out[peer.name].attrs["runs"] = runs
     if oob is not None:
-        out.update(_oob_estimates(_aligned(oob, examples, "oob.nc"), examples, plain))
+        out.update(_oob_estimates(_aligned(oob, examples, "oob.nc"), examples, plain_on(oob)))
     return xr.Dataset(out, coords={"example": examples})
 
 

@@ -4,9 +4,9 @@ and difficult subsets of each (``subsets``, ``subsets_test``)."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
+from ...infra.clock import WALL_CLOCK, clock_kind, compute_clock
 from ...method.forms import SCORE_FORMS
 from ...method.subsets import easy_difficult
 from ...trust.metrics import roc_auc
@@ -231,7 +231,8 @@ def scores(ctx: StageContext) -> None:
     checkpoint = ctx.checkpoint(split=spec.split)
     with ctx.lease() as dev:
         proof = _check(model, tensors, seed, dev, spec.optim)
-        start = time.perf_counter()  # the training and its scoring passes, set-up not counted
+        clock = compute_clock(dev)
+        start = clock()  # the training and its scoring passes, set-up not counted
         out = score_split(
             model,
             tensors.to(dev),
@@ -243,7 +244,8 @@ def scores(ctx: StageContext) -> None:
             checkpoint=checkpoint,
             sharpen_temperature=spec.score_temperature,
         )
-        trained = round(time.perf_counter() - start, 3)
+        trained = round(clock() - start, 3)
+        clock_name = clock_kind(dev)
     acc = out["subnet_accuracy"].isel(epoch=-1).values
     log.info("final training accuracy: unmuted %.4f, muted %.4f", *acc)
     _log_auc(out)
@@ -256,6 +258,7 @@ def scores(ctx: StageContext) -> None:
         turnover_seed=seed,
         seconds=ctx.seconds(),
         train_seconds=trained,
+        clock=clock_name,
     )
     checkpoint.remove()
 
@@ -289,9 +292,9 @@ def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
     runs = ctx.open_all("scores_replicate", "scores_replicate")
     ctx.preflight(bytes_estimate(runs[0].sizes["example"], 100 * len(runs)))
     merged = merge_replicates(runs, [replicate_seed(spec.seed, r) for r in range(len(runs))])
-    merged["replicate_seconds"] = (
+    merged["replicate_seconds"] = (  # the training's compute (older artifacts: the job's)
         "replicate",
-        [float(r.attrs.get("seconds", float("nan"))) for r in runs],
+        [float(r.attrs.get("train_seconds", r.attrs.get("seconds", "nan"))) for r in runs],
     )
     _log_auc(merged)
     log.info(
@@ -306,6 +309,7 @@ def _merge(ctx: StageContext, spec: ScoresSlice) -> None:
         split="train",
         seconds=round(sum(float(r.attrs.get("seconds", 0.0)) for r in runs), 3),
         train_seconds=round(sum(float(r.attrs.get("train_seconds", "nan")) for r in runs), 3),
+        clock=str(runs[0].attrs.get("clock", WALL_CLOCK)),
     )
 
 

@@ -59,7 +59,7 @@ PEERS = Schema(
     },
     optional={
         "run_seed": Var("seed of the plain run (peer_runs > 1)", ""),
-        "run_train_seconds": Var("measured wall seconds of the run's plain training", "s"),
+        "run_train_seconds": Var("measured seconds of the run's plain training (its clock)", "s"),
     },
 )
 
