@@ -250,13 +250,21 @@ def test_peers_over_fewer_runs_enter_the_equal_cost_comparison():
     estimates["oob_loss"] = ("example", rng.normal(size=N))
     estimates["oob_loss"].attrs.update(family="oob", cost_runs=3.0)
     estimates["turnover_loss"] = ("example", rng.normal(size=N))
-    estimates["turnover_loss"].attrs.update(family="turnover", cost_runs=4.4)
+    estimates["turnover_loss"].attrs.update(
+        family="turnover", cost_runs=4.4, cost_basis="training_seconds"
+    )
     scores = _scores([rng.normal(size=N), rng.normal(size=N)], seconds=(10.0, 12.0))
     runs = Runs("clean", scores, peers, _truth(truth_mem), estimates=estimates)
     table = estimator_table(clean=[runs], replicates=(1,)).sel(experiment="clean")
     # one of the two turn-over replicates: the share of the measured cost it took
     assert float(table.sel(estimator="turnover_loss_R1")["cost_runs"]) == pytest.approx(2.0)
     assert float(table.sel(estimator="turnover_loss_R2")["cost_runs"]) == pytest.approx(4.4)
+    counted = estimates.copy()
+    counted["turnover_loss"].attrs["cost_basis"] = "operations"  # counted: r / R of it
+    again = estimator_table(clean=[Runs("clean", scores, peers, _truth(truth_mem),
+                                        estimates=counted)], replicates=(1,))  # fmt: skip
+    one = again.sel(experiment="clean", estimator="turnover_loss_R1")
+    assert float(one["cost_runs"]) == pytest.approx(2.2)
     names = set(table["estimator"].values)
     assert {"cumulative_loss_R1", "cumulative_loss_R2", "cumulative_loss_R3"} <= names
     assert "cumulative_loss_R4" not in names and "tracin_self_influence_R1" not in names

@@ -194,9 +194,11 @@ def _candidates(runs: Runs, replicates: Sequence[int]):
         # cost that its replicates or runs took
         held = int(runs.scores.sizes.get("replicate", 1)) if runs.scores is not None else 1
         estimates = estimates_from_dataset(runs.estimates)
-        full_turnover = np.nan
+        full_turnover, measured = np.nan, False
         for name, e in estimates.items():
             if e.family == TURNOVER:  # named by its replicates, as the rows of fewer are
+                basis = runs.estimates[name].attrs.get("cost_basis", "")
+                measured = basis == "training_seconds"
                 name, full_turnover = f"{name}_R{held}", e.cost_runs
             yield name, e.family, e.cost_runs, e.seconds, e.values, e.examples
         fewer = [r for r in replicates if r < held]
@@ -204,7 +206,8 @@ def _candidates(runs: Runs, replicates: Sequence[int]):
             examples = runs.scores["example"].values
             all_seconds = _replicate_seconds(runs.scores, held)
             for name, r, seconds, values in _turnover(runs.scores, "", fewer):
-                share = seconds / all_seconds if all_seconds > 0 else r / held
+                # a measured cost: the share its replicates' seconds took; counted: r / R
+                share = seconds / all_seconds if measured and all_seconds > 0 else r / held
                 cost = full_turnover * share if np.isfinite(full_turnover) else float(r)
                 yield name, TURNOVER, cost, seconds, values, examples
         if runs.peers is not None:

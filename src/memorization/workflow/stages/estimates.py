@@ -196,11 +196,11 @@ def collect_estimates(
     if peers is not None:
         peers = _aligned(peers, examples, "peers.nc")
         runs = int(peers.attrs.get("peer_runs", 1))
-        recorded = "grad_sq_norm" in peers  # else peer_gradients: false, no TracIn
         for peer in PEERS:
             if peer.name in peers:
                 seconds = _peer_seconds(peers, peer.gradients) if plain else np.nan
-                cost = _cost(seconds, plain, _peer_operation_runs(runs, recorded))
+                # each peer pays the records it reads, measured or counted
+                cost = _cost(seconds, plain, _peer_operation_runs(runs, peer.gradients))
                 out[peer.name] = _variable(
                     peers[peer.name].values, examples, peer.long_name, peer.units, "peer", cost
                 )
