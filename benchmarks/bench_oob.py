@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 import torch
 
 from memorization.data import prepare_dataset, to_tensors
 from memorization.data.tensors import TensorSplit
+from memorization.infra.clock import compute_clock
 from memorization.method.models.spec import ModelSpec
 from memorization.method.optim import OptimSpec
 from memorization.method.training import fit
@@ -44,10 +44,13 @@ from memorization.trust.oob import OOBSpec, train_oob
 
 
 def _plain(model: ModelSpec, train: TensorSplit, opt: OptimSpec) -> float:
-    net = model.build(tuple(train.x.shape[1:]), turnover=False, seed=0)
-    start = time.perf_counter()
+    """Seconds of one plain run, on the clock the out-of-bag artifact times its training
+    with (a CPU's process seconds, a GPU's wall clock: memorization.infra.clock)."""
+    net = model.build(tuple(train.x.shape[1:]), turnover=False, seed=0).to(train.x.device)
+    clock = compute_clock(train.x.device)
+    start = clock()
     fit(net, train, opt, seed=0, progress=False)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def _oob(model, train, opt, k, width=1.0, path="auto") -> tuple[float, float]:
@@ -57,9 +60,9 @@ def _oob(model, train, opt, k, width=1.0, path="auto") -> tuple[float, float]:
     return float(out.attrs["train_seconds"]), float(out.attrs["record_seconds"])
 
 
-def _cases(epochs: int):
+def _cases(epochs: int, device: str):
     data = prepare_dataset("mnist5k")
-    train = to_tensors(data, "train")
+    train = to_tensors(data, "train").to(device)
     few = TensorSplit(train.x[:1000], train.y[:1000], train.examples[:1000])
     mlp = ModelSpec.from_config("mlp", {"hidden": 4096}).with_classes(10)
     vgg = ModelSpec.from_config("vgg11", {"width": 0.25}).with_classes(10)
@@ -74,14 +77,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--paths", default="auto", help="comma-separated step backends")
     ap.add_argument("--models", default="MLP,VGG", help="comma-separated: MLP, VGG")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     paths = args.paths.split(",")
     torch.set_num_threads(args.threads)
     ks = [int(k) for k in args.networks.split(",")]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.epochs} epochs")
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} thread(s), "
+          f"{args.epochs} epochs; seconds: a CPU's process seconds, a GPU's wall")  # fmt: skip
     print(f"{'model':<14}{'K':>3} {'variant':<12}{'seconds':>9}{'+rec':>8}{'ratio':>7}"
           f"{'+rec':>7}  target")  # fmt: skip
-    for name, model, train, opt, exponent in _cases(args.epochs):
+    for name, model, train, opt, exponent in _cases(args.epochs, args.device):
         if name.split("-")[0] not in args.models.split(","):
             continue
         warm = OptimSpec(epochs=1, lr=opt.lr, batch_size=opt.batch_size)
