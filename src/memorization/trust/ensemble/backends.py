@@ -15,7 +15,10 @@ The automatic choice, the refusals, and building the chosen backend:
   else ``"loop"`` for inputs on the CPU and ``"func"`` on a GPU.
 
 Every path trains the same models (each equals its one-by-one reference to float
-tolerance); they differ in speed only.
+tolerance) and they differ in speed, with one exception: on subsets of different sizes the
+``func`` path's batch normalisation also sees the rows a short batch is padded with, so a
+batch-norm network there differs slightly from the one trained alone (the ``loop`` path
+runs each model on its own rows only).
 """
 
 from __future__ import annotations
