@@ -22,6 +22,7 @@ __all__ = [
     "Peer",
     "cumulative_loss",
     "forgetting_events",
+    "peers_by_run",
     "peers_of_first_runs",
     "peers_recorded",
     "slow_learning",
@@ -133,20 +134,28 @@ def peers_recorded(gradients: bool = True) -> tuple[Peer, ...]:
     return PEERS if gradients else tuple(p for p in PEERS if not p.gradients)
 
 
-def peers_of_first_runs(peers: xr.Dataset, runs: int) -> dict[str, np.ndarray]:
-    """Every peer a peers artifact holds, averaged over its first ``runs`` plain runs only:
-    recomputed run by run from the per-run records (``loss``, ``correct``, ``grad_sq_norm``
-    over ``run``), then averaged, as the artifact averages all its runs. With all its runs
-    these are the artifact's own values; a single-run artifact (no ``run`` dimension) has
-    only ``runs`` = 1."""
-    held = int(peers.sizes.get("run", 1)) if "run" in peers.dims else 1
-    if not 1 <= runs <= held:
-        raise ValueError(f"the peers artifact holds {held} plain run(s), not {runs}")
+def peers_by_run(peers: xr.Dataset) -> dict[str, np.ndarray]:
+    """Every peer a peers artifact holds, per plain run ([runs, examples]): recomputed run
+    by run from the per-run records (``loss``, ``correct``, ``grad_sq_norm`` over ``run``),
+    which the artifact averages; a single-run artifact (no ``run`` dimension) holds its
+    one run's values."""
     names = [p for p in PEERS if p.name in peers]
     if "run" not in peers.dims:
-        return {p.name: peers[p.name].values.astype(np.float64) for p in names}
-    per_run = [peers.isel(run=k) for k in range(runs)]
+        return {p.name: peers[p.name].values.astype(np.float64)[None] for p in names}
+    runs = [peers.isel(run=k) for k in range(peers.sizes["run"])]
     return {
-        p.name: np.mean([np.asarray(p.compute(r), dtype=np.float64) for r in per_run], axis=0)
-        for p in names
+        p.name: np.stack([np.asarray(p.compute(r), dtype=np.float64) for r in runs]) for p in names
     }
+
+
+def peers_of_first_runs(
+    peers: xr.Dataset, runs: int, by_run: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every peer a peers artifact holds, averaged over its first ``runs`` plain runs only,
+    as the artifact averages all of them (with all its runs: the artifact's own values).
+    ``by_run``: :func:`peers_by_run` of ``peers``, where the caller has it already."""
+    held = int(peers.sizes.get("run", 1))
+    if not 1 <= runs <= held:
+        raise ValueError(f"the peers artifact holds {held} plain run(s), not {runs}")
+    by_run = peers_by_run(peers) if by_run is None else by_run
+    return {name: values[:runs].mean(0) for name, values in by_run.items()}

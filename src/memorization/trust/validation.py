@@ -77,7 +77,7 @@ from .metrics import (
     random_label_auc,
     spearman_brown,
 )
-from .peer_records import PEER_NAMES, peers_of_first_runs
+from .peer_records import PEER_NAMES, peers_by_run, peers_of_first_runs
 from .replicates import subset_means
 from .truth_spec import TRUTH_OPTIONS
 
@@ -237,10 +237,11 @@ def _fewer_peer_runs(peers: xr.Dataset, full: Mapping[str, tuple[float, float]])
     at the cost of its average over all of them (``full``: name -> (cost in plain runs,
     seconds)) times r / ``peer_runs``: a peer at a lower cost, for the equal-cost
     comparison, as the turn-over scores of fewer replicates are."""
-    held = int(peers.sizes["run"]) if "run" in peers.dims else 1
+    held = int(peers.sizes.get("run", 1))
     examples = peers["example"].values
+    by_run = peers_by_run(peers) if held > 1 else {}
     for r in range(1, held):
-        for name, values in peers_of_first_runs(peers, r).items():
+        for name, values in peers_of_first_runs(peers, r, by_run).items():
             if name in full:
                 cost, seconds = full[name]
                 yield f"{name}_R{r}", PEER, cost * r / held, seconds * r / held, values, examples

@@ -75,13 +75,12 @@ MARGIN = 0.0
 AT_LEAST_TOLERANCE = 0.001
 
 
-def _runs_suffix(name: str) -> bool:
-    """Whether ``name`` says how many runs it averages (``cumulative_loss_R3``)."""
-    return re.search(r"_R\d+$", name) is not None
+#: the suffix of an estimator averaged over a number of runs (``cumulative_loss_R3``)
+_RUNS_SUFFIX = re.compile(r"_R\d+$")
 
 
 def _color(name: str) -> str:
-    peer = re.sub(r"_R\d+$", "", name)
+    peer = _RUNS_SUFFIX.sub("", name)
     if peer in PEER_COLORS:
         return PEER_COLORS[peer]
     for form, color in FORM_COLORS.items():
@@ -108,7 +107,7 @@ def _panel(ax, names, families, values, costs, title, bounds=None) -> None:
             ax.errorbar(x, y, yerr=[[max(y - lo, 0)], [max(hi - y, 0)]], color=_color(name),
                         lw=0.8, capsize=1.5, zorder=2)  # fmt: skip
         ax.scatter(x, y, marker=marker, color=_color(name), s=22, zorder=3)
-        if (family == "peer" and not _runs_suffix(name)) or name.endswith(
+        if (family == "peer" and not _RUNS_SUFFIX.search(name)) or name.endswith(
             ("_R1", f"_R{GOAL_RUNS}")
         ):
             label = name.replace("turnover_", "").replace("_self_influence", "")

@@ -35,10 +35,10 @@ class LoopStep(FuncStep):
     name = "loop"
 
     def _model(self, k: int) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Model ``k``'s parameters (leaves that take a gradient) and buffers (views of the
-        stacked ones: batch normalisation updates them in place)."""
-        params = {n: v[k].detach().requires_grad_() for n, v in self.params.items()}
-        return params, {n: v[k] for n, v in self.buffers.items()}
+        """Model ``k``'s parameters and buffers: views of the stacked ones (batch
+        normalisation updates its running statistics in place)."""
+        return ({n: v[k] for n, v in self.params.items()},
+                {n: v[k] for n, v in self.buffers.items()})  # fmt: skip
 
     def gradients(self, rows: Tensor, weights: Tensor) -> list[Tensor]:
         grads = [torch.zeros_like(v) for v in self.params.values()]
@@ -49,7 +49,8 @@ class LoopStep(FuncStep):
             x, y, w = self.x[rows[k][own]], self.y[rows[k][own]], weights[k][own]
             if self.channels_last:
                 x = to_channels_last_batch(x)
-            params, buffers = self._model(k)
+            views, buffers = self._model(k)
+            params = {n: v.detach().requires_grad_() for n, v in views.items()}  # leaves
             with autocast(self.precision, x.device):
                 logits = functional_call(self.template, (params, buffers), (x,))
                 loss = (F.cross_entropy(logits, y, reduction="none") * w).sum()
@@ -63,8 +64,6 @@ class LoopStep(FuncStep):
         k = next(iter(self.params.values())).shape[0]
         out = []
         for i in range(k):
-            both = ({n: v[i] for n, v in self.params.items()},
-                    {n: v[i] for n, v in self.buffers.items()})  # fmt: skip
             with autocast(self.precision, x.device):
-                out.append(functional_call(self.eval_template, both, (x,)))
+                out.append(functional_call(self.eval_template, self._model(i), (x,)))
         return torch.stack(out)
