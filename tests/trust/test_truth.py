@@ -131,6 +131,19 @@ def test_shards_merge_into_the_whole(shard):
     for name in ("in_train", "correct", "correct_test", "model_seed"):
         np.testing.assert_array_equal(merged[name].values, shard[name].values)
     np.testing.assert_allclose(merged["prob"].values, shard["prob"].values, atol=1e-5)
+    # every shard times its training on the CPU's compute clock; the merge adds them up
+    assert all(p.attrs["clock"] == "process_cpu" and p.attrs["train_seconds"] > 0 for p in parts)
+    assert merged.attrs["clock"] == "process_cpu"
+    assert merged.attrs["train_seconds"] == pytest.approx(
+        sum(p.attrs["train_seconds"] for p in parts), abs=2e-3
+    )
+    truth = truth_dataset(merged, top_k=3)
+    assert truth.attrs["train_seconds"] == merged.attrs["train_seconds"]
+    mixed = [p.copy() for p in parts]
+    mixed[1].attrs["clock"] = "wall"  # a CPU's seconds and a GPU's do not add
+    assert "train_seconds" not in merge_shards(mixed).attrs
+    del mixed[1].attrs["train_seconds"], mixed[1].attrs["clock"]  # a shard of an older version
+    assert "clock" not in merge_shards(mixed).attrs
     with pytest.raises(ValueError, match="miss models"):
         merge_shards(parts[:1])
     with pytest.raises(ValueError, match="overlap"):

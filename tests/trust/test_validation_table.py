@@ -51,7 +51,7 @@ def _truth(mem):
     return xr.Dataset(
         {"memorization": ("example", mem), "memorization_half": (("half", "example"), half)},
         coords={"example": np.arange(N)},
-        attrs={"n_models_merged": 20, "fraction": 0.7, "seconds": 99.0},
+        attrs={"n_models_merged": 20, "fraction": 0.7, "seconds": 99.0, "train_seconds": 80.0},
     )
 
 
@@ -163,6 +163,7 @@ def test_reliability_corrected_correlations_and_the_truths_agreement():
         float(row["pearson"]) * np.sqrt((1 + r_p) / (2 * r_p))
     )
     assert float(table["truth_seconds"]) == 99.0
+    assert float(table["truth_train_seconds"]) == 80.0  # the truth's training, its own clock
     assert table["truth_design"].item() == "random"
 
 

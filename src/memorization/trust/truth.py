@@ -58,6 +58,7 @@ import numpy as np
 import xarray as xr
 
 from ..data.tensors import TensorSplit
+from ..infra.clock import clock_kind, compute_clock
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from .ensemble import Ensemble, train_in_chunks
@@ -72,6 +73,7 @@ __all__ = [
     "estimator_seeds",
     "influence_matrix",
     "memorization_estimate",
+    "compute_seconds",
     "merge_shards",
     "model_seeds",
     "pair_subsets",
@@ -272,7 +274,8 @@ def train_shard(
             "models %d-%d of %d trained", models.start + j0, models.start + rows.stop - 1, n_models
         )
 
-    start = time.perf_counter()
+    clock = compute_clock(train.x.device)
+    start, compute_start = time.perf_counter(), clock()
     train_in_chunks(
         model,
         train,
@@ -284,7 +287,7 @@ def train_shard(
         path=path,
         progress=progress,
     )
-    seconds = time.perf_counter() - start
+    seconds, train_seconds = time.perf_counter() - start, clock() - compute_start
     ds = xr.Dataset(
         {
             "in_train": (("model", "example"), subsets),
@@ -299,7 +302,12 @@ def train_shard(
         ds["prob_test"] = (("model", "test_example"), out["prob_test"])
         ds = ds.assign_coords(test_example=test.examples)
     ds.attrs.update(
-        n_models=int(n_models), fraction=float(fraction), seed=int(seed), seconds=float(seconds)
+        n_models=int(n_models),
+        fraction=float(fraction),
+        seed=int(seed),
+        seconds=float(seconds),
+        train_seconds=round(float(train_seconds), 3),
+        clock=clock_kind(train.x.device),
     )
     if design != "random":  # recorded only where not the default: old artifacts stay as made
         ds.attrs["design"] = design
@@ -331,7 +339,21 @@ def merge_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
         raise ValueError(f"shards miss models {missing[:10]}{'...' if len(missing) > 10 else ''}")
     merged.attrs.update(first.attrs)
     merged.attrs["seconds"] = float(sum(s.attrs.get("seconds", 0.0) for s in shards))
+    for key in ("train_seconds", "clock"):  # one shard's, not the whole's
+        merged.attrs.pop(key, None)
+    merged.attrs.update(compute_seconds(shards))
     return merged
+
+
+def compute_seconds(shards: Sequence[xr.Dataset]) -> dict:
+    """``train_seconds`` (the sum over the shards, on their compute clock) and ``clock``
+    where every shard timed its training on the same clock; nothing for older shards or
+    for shards timed on different clocks (a CPU's seconds and a GPU's do not add)."""
+    clocks = {s.attrs.get("clock") for s in shards}
+    if len(clocks) != 1 or None in clocks or any("train_seconds" not in s.attrs for s in shards):
+        return {}
+    total = sum(float(s.attrs["train_seconds"]) for s in shards)
+    return {"train_seconds": round(total, 3), "clock": clocks.pop()}
 
 
 def memorization_estimate(in_train: np.ndarray, metric: np.ndarray) -> dict[str, np.ndarray]:
@@ -482,7 +504,7 @@ def truth_dataset(merged: xr.Dataset, top_k: int = 10) -> xr.Dataset:
     ds.attrs.update(
         {
             k: merged.attrs[k]
-            for k in ("n_models", "fraction", "seed", "design")
+            for k in ("n_models", "fraction", "seed", "design", "train_seconds", "clock")
             if k in merged.attrs
         }
     )

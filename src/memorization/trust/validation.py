@@ -355,6 +355,7 @@ def _truth_info(truth: xr.Dataset, threshold: float, top: float) -> dict[str, fl
     agree = truth_reliability(truth, threshold, top)
     return {
         "truth_seconds": float(truth.attrs.get("seconds", np.nan)),
+        "truth_train_seconds": float(truth.attrs.get("train_seconds", np.nan)),
         "truth_memorized": float((truth["memorization"].values > threshold).sum()),
         "truth_models": float(truth.attrs.get("n_models_merged", 0)),
         "truth_half_auc": agree["half_auc_memorized"],
@@ -417,7 +418,9 @@ def estimator_table(
     ds = ds.merge(_clean_data(clean, per_exp, names))
     ds = ds.merge(_noisy_data(noisy, noisy_rows, names))
     infos = [_truth_info(c.truth, threshold, top) for c in clean]
-    for key in ("truth_seconds", "truth_memorized", "truth_models", *_TRUTH_AGREEMENT):
+    for key in ("truth_seconds", "truth_train_seconds", "truth_memorized", "truth_models"):
+        ds[key] = ("experiment", np.array([info[key] for info in infos], dtype=np.float64))
+    for key in _TRUTH_AGREEMENT:
         ds[key] = ("experiment", np.array([info[key] for info in infos], dtype=np.float64))
     designs = [str(c.truth.attrs.get("design", "random")) for c in clean]
     ds = ds.assign_coords(truth_design=("experiment", np.array(designs, dtype=object)))

@@ -135,7 +135,11 @@ VALIDATION = Schema(
         "noisy_cost_seconds": Var("measured compute time in the noisy regime", "s"),
         "estimate": Var("the estimator's value for the example (the metrics' input)", ""),
         "truth_memorization": Var("Feldman-Zhang memorization of the example"),
-        "truth_seconds": Var("compute time of the experiment's ground truth", "s"),
+        "truth_seconds": Var("wall time of the experiment's ground truth", "s"),
+        "truth_train_seconds": Var(
+            "compute time of the ground truth's training on its clock (CPU seconds on a CPU)",
+            "s",
+        ),
         "truth_memorized": Var("examples with Feldman-Zhang memorization > threshold", ""),
         "truth_models": Var("retrained models of the experiment's ground truth", ""),
     },
