@@ -603,6 +603,9 @@ def test_trust_rules_end_to_end(tmp_path):
     with xr.open_dataset(res / "clean/truth.nc", engine="netcdf4") as ds:
         assert ds.attrs["n_models_merged"] == 6 and ds.sizes["half"] == 2
         assert ds.sizes["rank"] == 5 and ds.sizes["test_example"] == 360
+        # its compute time, on the CPU's clock, beside its wall time
+        assert ds.attrs["clock"] == "process_cpu" and ds.attrs["train_seconds"] > 0
+    assert not list(res.rglob(".*.checkpoint"))  # every job removed its checkpoint
     with xr.open_dataset(res / "clean/influence.nc", engine="netcdf4") as ds:
         assert ds["influence_example"].shape == (360, 5)
         assert np.all(np.diff(ds["influence"].values, axis=1) <= 0)

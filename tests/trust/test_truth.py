@@ -152,3 +152,48 @@ def test_shards_merge_into_the_whole(shard):
     other.attrs["seed"] = 1
     with pytest.raises(ValueError, match="disagree on seed"):
         merge_shards([parts[0], other])
+
+
+def test_a_killed_shard_goes_on_from_its_last_finished_chunk(tmp_path, monkeypatch):
+    """A shard interrupted after its first chunk of models resumes from its checkpoint:
+    it trains only the chunks not finished, and holds the same models as a shard that was
+    never interrupted."""
+    from memorization.method.checkpoint import Checkpoint
+    from memorization.trust import truth as truth_module
+    from memorization.trust.ensemble import train as train_module
+
+    train, test = _synthetic()
+    kwargs = dict(n_models=12, seed=0, k0=0, k1=12, chunk_size=4)
+    whole = train_shard(MODEL, train, test, OPT, **kwargs)
+    trained, real = [], train_module.train_ensemble
+
+    def killed_after_one_chunk(*args, **kw):
+        if trained:
+            raise KeyboardInterrupt  # the job is killed during its second chunk
+        trained.append(len(args[3]))
+        return real(*args, **kw)
+
+    path = tmp_path / ".truth_shard.checkpoint"
+    monkeypatch.setattr(train_module, "train_ensemble", killed_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        train_shard(MODEL, train, test, OPT, checkpoint=Checkpoint(path, {"s": 1}), **kwargs)
+    assert path.exists() and trained == [4]
+
+    chunks = []
+
+    def counted(*args, **kw):
+        chunks.append(list(args[3]))  # the seeds of the chunk it trains
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train_module, "train_ensemble", counted)
+    resumed = train_shard(MODEL, train, test, OPT, checkpoint=Checkpoint(path, {"s": 1}), **kwargs)
+    assert len(chunks) == 2  # models 4-11: the first chunk is not trained again
+    np.testing.assert_array_equal(np.concatenate(chunks), whole["model_seed"].values[4:])
+    for name in ("in_train", "correct", "correct_test", "model_seed"):
+        np.testing.assert_array_equal(resumed[name].values, whole[name].values)
+    np.testing.assert_allclose(resumed["prob"].values, whole["prob"].values, atol=1e-6)
+    assert resumed.attrs["train_seconds"] > 0 and truth_module.merge_shards([resumed])
+    # another shard's checkpoint (another identity) is never resumed: it trains everything
+    chunks.clear()
+    train_shard(MODEL, train, test, OPT, checkpoint=Checkpoint(path, {"s": 2}), **kwargs)
+    assert len(chunks) == 3

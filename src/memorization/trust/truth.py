@@ -59,6 +59,7 @@ import xarray as xr
 
 from ..data.tensors import TensorSplit
 from ..infra.clock import clock_kind, compute_clock
+from ..method.checkpoint import Checkpoint, Records
 from ..method.models.spec import ModelSpec
 from ..method.optim import OptimSpec
 from .ensemble import Ensemble, train_in_chunks
@@ -247,9 +248,15 @@ def train_shard(
     path: str = "auto",
     progress: bool = False,
     design: str = "random",
+    checkpoint: Checkpoint | None = None,
 ) -> xr.Dataset:
     """Train models ``[k0, k1)`` of the K, their subsets drawn by ``design``, and record
     their predictions.
+
+    ``checkpoint``: saved after every chunk of models (their predictions and the seconds
+    spent so far), so a job killed in the middle goes on from the last finished chunk:
+    every model's subset and seed are pure functions of its index, so the resumed shard
+    holds the same models as an uninterrupted one.
 
     Returns a Dataset over ``model`` and ``example`` (the training examples' ids) with
     ``in_train`` (the subsets), ``correct`` and ``prob`` (label probability) on the
@@ -265,11 +272,24 @@ def train_shard(
         for what, dtype in (("correct", bool), ("prob", np.float32))
     }
 
+    # the models done and the (wall, compute) seconds they took, kept by the checkpoint
+    done, spent = np.zeros(len(models), dtype=bool), np.zeros(2)
+    if checkpoint is not None and checkpoint.track(Records(done=done, spent=spent, **out)):
+        log.info(
+            "resuming from %s: %d of the %d models were trained before the interruption",
+            checkpoint.path, int(done.sum()), len(models),
+        )  # fmt: skip
+    before = spent.copy()
+
     def evaluate(ens: Ensemble, j0: int) -> None:
         rows = slice(j0, j0 + len(ens))
         for tag, split in splits.items():
             pred = ens.predict(split)
             out[f"correct{tag}"][rows], out[f"prob{tag}"][rows] = pred.correct, pred.prob
+        done[rows] = True
+        spent[:] = before + (time.perf_counter() - start, clock() - compute_start)
+        if checkpoint is not None:
+            checkpoint.finish(f"models {models.start + j0}-{models.start + rows.stop - 1}")
         log.info(
             "models %d-%d of %d trained", models.start + j0, models.start + rows.stop - 1, n_models
         )
@@ -286,8 +306,9 @@ def train_shard(
         chunk_size=chunk_size,
         path=path,
         progress=progress,
+        skip=lambda j0, j1: bool(done[j0:j1].all()),
     )
-    seconds, train_seconds = time.perf_counter() - start, clock() - compute_start
+    seconds, train_seconds = before + (time.perf_counter() - start, clock() - compute_start)
     ds = xr.Dataset(
         {
             "in_train": (("model", "example"), subsets),

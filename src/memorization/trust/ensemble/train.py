@@ -120,15 +120,20 @@ def train_in_chunks(
     hidden_block: int = 128,
     progress: bool = False,
     after_epoch: Callable[[Ensemble, int, int], None] | None = None,
+    skip: Callable[[int, int], bool] | None = None,
 ) -> None:
     """Train the models ``chunk_size`` at a time and call ``evaluate(ensemble, k0)`` on
     each chunk (models ``k0 .. k0 + len(ensemble)``) before dropping it;
-    ``after_epoch(ensemble, k0, epoch)`` after every epoch of each chunk."""
+    ``after_epoch(ensemble, k0, epoch)`` after every epoch of each chunk. A chunk
+    ``[k0, k1)`` for which ``skip(k0, k1)`` is true is not trained (its models were, before
+    an interruption)."""
     subsets = np.asarray(subsets, dtype=bool)
     if chunk_size is None:
         chunk_size = default_chunk(model, opt)
     for k0 in range(0, len(seeds), chunk_size):
         k1 = min(k0 + chunk_size, len(seeds))
+        if skip is not None and skip(k0, k1):
+            continue
         ens = train_ensemble(
             model,
             train,

@@ -278,6 +278,7 @@ def truth_shard(ctx: StageContext) -> None:
     test = split_tensors(data, "test", spec.model)
     k0, k1 = spec.truth.shard_range(spec.shard)
     ctx.preflight(bytes_estimate((k1 - k0) * (len(train) + len(test)), 8))
+    checkpoint = ctx.checkpoint()  # after every chunk of models: a killed shard goes on
     with ctx.lease() as dev:
         out = train_shard(
             spec.model.with_classes(data.sizes["class"]),
@@ -290,8 +291,12 @@ def truth_shard(ctx: StageContext) -> None:
             k0=k0,
             k1=k1,
             design=spec.truth.design,
+            checkpoint=checkpoint,
         )
-    ctx.write(out, TRUTH_SHARD, seconds=ctx.seconds(), models=f"{k0}-{k1 - 1}")
+    # the training's wall time, before an interruption included
+    seconds = round(float(out.attrs["seconds"]), 3)
+    ctx.write(out, TRUTH_SHARD, seconds=seconds, models=f"{k0}-{k1 - 1}")
+    checkpoint.remove()
 
 
 def truth(ctx: StageContext) -> None:
