@@ -296,19 +296,27 @@ def train_shard(
 
     clock = compute_clock(train.x.device)
     start, compute_start = time.perf_counter(), clock()
-    train_in_chunks(
-        model,
-        train,
-        opt,
-        seeds,
-        subsets,
-        evaluate,
-        chunk_size=chunk_size,
-        path=path,
-        progress=progress,
-        skip=lambda j0, j1: bool(done[j0:j1].all()),
-    )
+    train_in_chunks(model, train, opt, seeds, subsets, evaluate, chunk_size=chunk_size,
+                    path=path, progress=progress,
+                    skip=lambda j0, j1: bool(done[j0:j1].all()))  # fmt: skip
     seconds, train_seconds = before + (time.perf_counter() - start, clock() - compute_start)
+    ds = _shard_dataset(models, seeds, subsets, out, train, test)
+    ds.attrs.update(
+        n_models=int(n_models),
+        fraction=float(fraction),
+        seed=int(seed),
+        seconds=float(seconds),
+        train_seconds=round(float(train_seconds), 3),
+        clock=clock_kind(train.x.device),
+    )
+    if design != "random":  # recorded only where not the default: old artifacts stay as made
+        ds.attrs["design"] = design
+    return ds
+
+
+def _shard_dataset(models: range, seeds, subsets, out: dict, train, test) -> xr.Dataset:
+    """The shard's subsets, predictions and seeds over ``model`` and ``example`` (and
+    ``test_example``)."""
     ds = xr.Dataset(
         {
             "in_train": (("model", "example"), subsets),
@@ -322,16 +330,6 @@ def train_shard(
         ds["correct_test"] = (("model", "test_example"), out["correct_test"])
         ds["prob_test"] = (("model", "test_example"), out["prob_test"])
         ds = ds.assign_coords(test_example=test.examples)
-    ds.attrs.update(
-        n_models=int(n_models),
-        fraction=float(fraction),
-        seed=int(seed),
-        seconds=float(seconds),
-        train_seconds=round(float(train_seconds), 3),
-        clock=clock_kind(train.x.device),
-    )
-    if design != "random":  # recorded only where not the default: old artifacts stay as made
-        ds.attrs["design"] = design
     return ds
 
 
