@@ -8,7 +8,7 @@ and artifacts), :mod:`memorization.report` (figures, claims), :mod:`memorization
 From Python, :func:`score` and :func:`turnover` (:mod:`memorization.api`).
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 
 def __getattr__(name: str):
