@@ -106,19 +106,14 @@ def main(argv=None) -> None:
     if path.exists():
         estimates = xr.open_dataset(path)
         order = estimates["example"].values
-        ref = reference[np.searchsorted(examples, order)]
-        if not np.array_equal(examples[np.searchsorted(examples, order)], order):
+        at = np.searchsorted(examples, order)
+        if not np.array_equal(examples[np.minimum(at, len(examples) - 1)], order):
             raise SystemExit("estimates.nc and the truth hold different examples")
-        ranked = sorted(
-            estimates.data_vars,
-            key=lambda n: -quality(estimates[n].values, ref)["auc"],
-        )
-        for name in ranked:
+        found = {name: quality(var.values, reference[at]) for name, var in estimates.items()}
+        for name in sorted(found, key=lambda n: -found[n]["auc"]):
             var = estimates[name]
             runs = float(var.attrs.get("cost_runs", np.nan))
-            print(
-                _line(f"{name} ({var.attrs.get('family', '?')})", runs, [quality(var.values, ref)])
-            )
+            print(_line(f"{name} ({var.attrs.get('family', '?')})", runs, [found[name]]))
 
 
 if __name__ == "__main__":

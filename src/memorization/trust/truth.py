@@ -74,7 +74,6 @@ __all__ = [
     "estimator_seeds",
     "influence_matrix",
     "memorization_estimate",
-    "compute_seconds",
     "merge_shards",
     "model_seeds",
     "pair_subsets",
@@ -281,15 +280,18 @@ def train_shard(
         )  # fmt: skip
     before = spent.copy()
 
+    def elapsed() -> np.ndarray:
+        """(wall, compute) seconds of training, those before an interruption included."""
+        return before + (time.perf_counter() - start, clock() - compute_start)
+
     def evaluate(ens: Ensemble, j0: int) -> None:
         rows = slice(j0, j0 + len(ens))
         for tag, split in splits.items():
             pred = ens.predict(split)
             out[f"correct{tag}"][rows], out[f"prob{tag}"][rows] = pred.correct, pred.prob
-        done[rows] = True
-        spent[:] = before + (time.perf_counter() - start, clock() - compute_start)
+        done[rows], spent[:] = True, elapsed()
         if checkpoint is not None:
-            checkpoint.finish(f"models {models.start + j0}-{models.start + rows.stop - 1}")
+            checkpoint.save(None, None)  # the records: predictions, models done, seconds
         log.info(
             "models %d-%d of %d trained", models.start + j0, models.start + rows.stop - 1, n_models
         )
@@ -299,16 +301,11 @@ def train_shard(
     train_in_chunks(model, train, opt, seeds, subsets, evaluate, chunk_size=chunk_size,
                     path=path, progress=progress,
                     skip=lambda j0, j1: bool(done[j0:j1].all()))  # fmt: skip
-    seconds, train_seconds = before + (time.perf_counter() - start, clock() - compute_start)
+    seconds, train_seconds = elapsed()
     ds = _shard_dataset(models, seeds, subsets, out, train, test)
-    ds.attrs.update(
-        n_models=int(n_models),
-        fraction=float(fraction),
-        seed=int(seed),
-        seconds=float(seconds),
-        train_seconds=round(float(train_seconds), 3),
-        clock=clock_kind(train.x.device),
-    )
+    ds.attrs.update(n_models=int(n_models), fraction=float(fraction), seed=int(seed),
+                    seconds=float(seconds), train_seconds=round(float(train_seconds), 3),
+                    clock=clock_kind(train.x.device))  # fmt: skip
     if design != "random":  # recorded only where not the default: old artifacts stay as made
         ds.attrs["design"] = design
     return ds
@@ -360,11 +357,11 @@ def merge_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
     merged.attrs["seconds"] = float(sum(s.attrs.get("seconds", 0.0) for s in shards))
     for key in ("train_seconds", "clock"):  # one shard's, not the whole's
         merged.attrs.pop(key, None)
-    merged.attrs.update(compute_seconds(shards))
+    merged.attrs.update(_compute_seconds(shards))
     return merged
 
 
-def compute_seconds(shards: Sequence[xr.Dataset]) -> dict:
+def _compute_seconds(shards: Sequence[xr.Dataset]) -> dict:
     """``train_seconds`` (the sum over the shards, on their compute clock) and ``clock``
     where every shard timed its training on the same clock; nothing for older shards or
     for shards timed on different clocks (a CPU's seconds and a GPU's do not add)."""

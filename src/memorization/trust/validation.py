@@ -418,9 +418,7 @@ def estimator_table(
     ds = ds.merge(_clean_data(clean, per_exp, names))
     ds = ds.merge(_noisy_data(noisy, noisy_rows, names))
     infos = [_truth_info(c.truth, threshold, top) for c in clean]
-    for key in ("truth_seconds", "truth_train_seconds", "truth_memorized", "truth_models"):
-        ds[key] = ("experiment", np.array([info[key] for info in infos], dtype=np.float64))
-    for key in _TRUTH_AGREEMENT:
+    for key in _TRUTH_INFO:
         ds[key] = ("experiment", np.array([info[key] for info in infos], dtype=np.float64))
     designs = [str(c.truth.attrs.get("design", "random")) for c in clean]
     ds = ds.assign_coords(truth_design=("experiment", np.array(designs, dtype=object)))
@@ -432,7 +430,12 @@ def estimator_table(
     return ds
 
 
-_TRUTH_AGREEMENT = (
+#: the truth's size, cost and agreement with itself, one value per clean experiment
+_TRUTH_INFO = (
+    "truth_seconds",
+    "truth_train_seconds",
+    "truth_memorized",
+    "truth_models",
     "truth_half_auc",
     "truth_half_overlap",
     "truth_half_spearman",
